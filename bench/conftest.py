@@ -1,0 +1,96 @@
+"""Shared benchmark machinery: device, measured copy bandwidth, and timing with GB/s reporting.
+
+Every benchmark reports, in ``benchmark.extra_info``: the device name, the median time (ms), the
+throughput it achieved (GB/s from an explicit byte count, or GFLOP/s) and that throughput as a
+percentage of the copy bandwidth measured on the same device in the same run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+import torch
+
+COPY_BYTES = 1 << 30  # 1 GiB: far larger than any L2, so the copy measures DRAM bandwidth
+
+
+def bench_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int = 10) -> float:
+    """Median wall time of ``fn`` after one warm-up call, synchronising the device each time."""
+    fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+@pytest.fixture(scope="session")
+def device() -> torch.device:
+    return bench_device()
+
+
+@pytest.fixture(scope="session")
+def copy_bandwidth(device: torch.device) -> float:
+    """Measured device copy bandwidth in bytes/s (read + write of a 1 GiB clone)."""
+    nbytes = COPY_BYTES if device.type == "cuda" else COPY_BYTES // 4
+    src = torch.empty(nbytes, dtype=torch.uint8, device=device).random_()
+    dst = torch.empty_like(src)
+    seconds = median_seconds(lambda: dst.copy_(src), device)
+    return 2 * nbytes / seconds
+
+
+@pytest.fixture
+def measure(benchmark, device: torch.device, copy_bandwidth: float):
+    """``measure(fn, bytes=..., flops=...)``: time ``fn`` with pytest-benchmark and report.
+
+    ``fn`` is synchronised inside the timed call so GPU work is counted. ``bytes`` is the number
+    of bytes the operation must move at minimum (its floor); ``flops`` its arithmetic, if it is
+    compute-bound.
+    """
+
+    def run(fn: Callable[[], object], *, bytes: int, flops: int | None = None) -> None:
+        def timed() -> None:
+            fn()
+            synchronize(device)
+
+        fn()  # warm-up (Triton compiles on the first call)
+        synchronize(device)
+        benchmark.pedantic(timed, rounds=10, iterations=1, warmup_rounds=1)
+        seconds = benchmark.stats.stats.median
+        info = benchmark.extra_info
+        info["device"] = device_name(device)
+        info["median_ms"] = seconds * 1e3
+        info["bytes"] = bytes
+        info["GB/s"] = bytes / seconds / 1e9
+        info["copy_GB/s"] = copy_bandwidth / 1e9
+        info["pct_of_copy_bandwidth"] = 100.0 * bytes / seconds / copy_bandwidth
+        if flops is not None:
+            info["flops"] = flops
+            info["GFLOP/s"] = flops / seconds / 1e9
+
+    return run
+
+
+cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="Triton kernels need CUDA")
