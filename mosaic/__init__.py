@@ -1,0 +1,1 @@
+"""The mosaic engine: tile pool, descriptors, assignment, temporal coherence, rendering."""

@@ -1,0 +1,37 @@
+"""Cell descriptors: the ``s x s`` Oklab block means of a cell, flattened (``D = 3 * s * s``).
+
+Tiles and frame cells go through the same function, so their descriptors always share one
+layout: channel-major, then block rows, then block columns.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kernels import cell_features
+
+
+def descriptors(
+    images: torch.Tensor, cell: int, grid: int, lightness_weight: float = 1.0
+) -> torch.Tensor:
+    """Descriptors of every ``cell x cell`` cell of every image.
+
+    Args:
+        images: ``(N, 3, H, W)`` uint8 sRGB, ``H`` and ``W`` multiples of ``cell``; any strides.
+        cell: cell side in pixels; a multiple of ``grid``.
+        grid: ``s``, the descriptor grid per cell (1 = the plain mean colour).
+        lightness_weight: factor on the L channel; a/b keep weight 1 (distances are Euclidean,
+            so this weighs lightness against chroma).
+
+    Returns:
+        float32 ``(N, rows, cols, 3 * grid * grid)`` with ``rows = H // cell``, ``cols = W // cell``.
+    """
+    if cell % grid:
+        raise ValueError(f"cell size {cell} must be a multiple of the descriptor grid {grid}")
+    n, _, height, width = images.shape
+    rows, cols = height // cell, width // cell
+    means = cell_features(images, cell // grid)  # (N, 3, rows * grid, cols * grid)
+    if lightness_weight != 1.0:
+        means[:, 0] *= lightness_weight
+    means = means.reshape(n, 3, rows, grid, cols, grid).permute(0, 2, 4, 1, 3, 5)
+    return means.reshape(n, rows, cols, 3 * grid * grid)
