@@ -24,7 +24,7 @@ def descriptors(
             so this weighs lightness against chroma).
 
     Returns:
-        float32 ``(N, rows, cols, 3 * grid * grid)`` with ``rows = H // cell``, ``cols = W // cell``.
+        float32 ``(N, rows, cols, 3 * grid * grid)``, ``rows = H // cell``, ``cols = W // cell``.
     """
     if cell % grid:
         raise ValueError(f"cell size {cell} must be a multiple of the descriptor grid {grid}")

@@ -1,0 +1,181 @@
+"""The ``mosaic`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mosaic.config import PRESETS, MosaicConfig
+
+EPILOG = """examples:
+  mosaic --demo                                   render the built-in demo video
+  mosaic photo.jpg -o mosaic.png --tiles photos/  one image
+  mosaic clip.mp4 -o mosaic.mp4 --tiles photos/ --preset vivid --cell 12
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mosaic",
+        description="Rebuild an image or a video as a photo mosaic of your photos.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("input", nargs="?", help="image or video file")
+    parser.add_argument(
+        "-o",
+        "--output",
+        help="output file (.png/.jpg/.webp for an image, .mp4 or .mkv for a video)",
+    )
+    parser.add_argument("--tiles", metavar="DIR", help="folder of photos to build the mosaic from")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="render the built-in demo (also what `mosaic` alone does)",
+    )
+    looks = parser.add_argument_group("look")
+    looks.add_argument(
+        "--preset", choices=sorted(PRESETS), help="a named look; options below override it"
+    )
+    looks.add_argument("--cell", type=int, help="cell size in source pixels (default 16)")
+    looks.add_argument(
+        "--grid", type=int, help="descriptor grid per cell: 1 = mean colour, 2-3 = structure too"
+    )
+    looks.add_argument(
+        "--tile-size",
+        type=int,
+        help="tile size in the output (default: the cell size, so the output has the input's size)",
+    )
+    looks.add_argument(
+        "--reuse",
+        help="uses allowed per tile: 0 = unlimited, 1 = unique, k, or "
+        '"auto" (default: the smallest cap the pool allows)',
+    )
+    looks.add_argument(
+        "--min-distance", type=int, help="the same tile never within this many cells of itself"
+    )
+    looks.add_argument(
+        "--color", type=float, help="colour transfer toward each cell, 0 (none) to 1 (full)"
+    )
+    looks.add_argument(
+        "--method",
+        choices=["auto", "exact", "windows"],
+        help="assignment solver (default auto: by problem size)",
+    )
+    run = parser.add_argument_group("run")
+    run.add_argument("--device", help='"auto" (default), "cpu", "cuda"')
+    run.add_argument("--seed", type=int, help="seed for reproducible output (default 0)")
+    run.add_argument(
+        "--augment",
+        action="store_true",
+        help="also use mirrored and brighter/darker copies of every tile",
+    )
+    run.add_argument("--no-cache", action="store_true", help="do not read or write the tile cache")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars, no summary")
+    run.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> MosaicConfig:
+    """The config the command line asks for: the preset (if any), then each option given."""
+    overrides = {
+        name: getattr(args, name)
+        for name in (
+            "cell",
+            "grid",
+            "tile_size",
+            "min_distance",
+            "color",
+            "method",
+            "device",
+            "seed",
+        )
+        if getattr(args, name) is not None
+    }
+    if args.reuse is not None:
+        overrides["reuse"] = args.reuse if args.reuse == "auto" else _parse_reuse(args.reuse)
+    if args.preset:
+        return MosaicConfig.from_preset(args.preset, **overrides)
+    return MosaicConfig(**overrides)
+
+
+def _parse_reuse(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'--reuse must be an integer >= 0 or "auto", got {text!r}'
+        ) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run(parser, args)
+    except KeyboardInterrupt:
+        print("mosaic: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # every failure is one line unless --debug
+        if args.debug:
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"mosaic: error: {message}", file=sys.stderr)
+        return 1
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.demo or (args.input is None and args.output is None and args.tiles is None):
+        from mosaic.demo import run_demo
+
+        return run_demo(config_from_args(args), quiet=args.quiet)
+    if args.input is None or args.output is None or args.tiles is None:
+        parser.error("INPUT, -o OUTPUT and --tiles DIR are all needed (or --demo)")
+    config = config_from_args(args)
+    source, output = Path(args.input), Path(args.output)
+    if not source.exists():
+        raise FileNotFoundError(f"input not found: {source}")
+    if output.exists() and output.resolve() == source.resolve():
+        raise ValueError("the output path is the input: refusing to overwrite the input")
+
+    from mosaic.pool import TilePool
+
+    started = time.perf_counter()
+    pool = TilePool.from_dir(
+        args.tiles,
+        tile_size=_pool_tile_size(config),
+        augment=args.augment,
+        cache=not args.no_cache,
+        progress=not args.quiet,
+    )
+    if not args.quiet:
+        print(pool.summary(), file=sys.stderr)
+
+    from adapters import is_image
+
+    if is_image(source):
+        from adapters import write_image
+        from mosaic.image import render_image
+
+        write_image(output, render_image(source, pool, config))
+        if not args.quiet:
+            seconds = time.perf_counter() - started
+            print(f"wrote {output} ({seconds:.1f} s)", file=sys.stderr)
+        return 0
+
+    from mosaic.video import render_video
+
+    stats = render_video(source, output, pool, config, progress=not args.quiet)
+    if not args.quiet:
+        print(stats.summary(), file=sys.stderr)
+        print(f"wrote {output}", file=sys.stderr)
+    return 0
+
+
+def _pool_tile_size(config: MosaicConfig) -> int:
+    """Tiles are loaded at the output tile size, but at least 32 px so descriptors stay sharp."""
+    size = max(config.tile_size or config.cell, 32)
+    return size + (-size % config.grid)
