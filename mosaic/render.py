@@ -1,0 +1,257 @@
+"""Rendering: tiles composited into the output frame, with optional colour transfer per cell.
+
+Colour transfer is Reinhard et al.'s (2001) mean-and-spread match, per Oklab channel, blended by
+the strength ``s`` in [0, 1]. For a cell whose source has mean ``mu_c`` and standard deviation
+``sigma_c`` and whose tile has ``mu_t`` and ``sigma_t``::
+
+    gain  = min(sigma_c / max(sigma_t, SPREAD_EPS), MAX_SPREAD_GAIN)
+    scale = 1 - s + s * gain
+    out   = (tile - mu_t) * scale + mu_t + s * (mu_c - mu_t)
+
+then back to sRGB (clamped to the gamut, rounded). ``s = 0`` returns the composited tiles
+untouched (bit-exact, no colour round trip); ``s = 1`` gives every cell the source cell's mean
+and spread, except that a tile's spread is at most multiplied by ``MAX_SPREAD_GAIN``: a near-flat
+tile would otherwise have its JPEG noise and banding amplified into visible grain. Spread may
+shrink without limit, so at ``s = 1`` a flat source cell gets a flat tile.
+
+Everything runs on the tensors' device with whole-frame tensor ops (no per-cell Python loop),
+through the ``kernels`` colour conversions and block means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from numbers import Real
+
+import torch
+
+from kernels import grid_reduce, oklab_to_srgb, srgb_to_oklab
+
+__all__ = [
+    "MAX_SPREAD_GAIN",
+    "SPREAD_EPS",
+    "CellStats",
+    "cell_stats",
+    "render_mosaic",
+    "tile_stats",
+]
+
+MAX_SPREAD_GAIN = 2.0
+"""Largest factor colour transfer may multiply a tile's Oklab spread by."""
+
+SPREAD_EPS = 1e-4
+"""Floor on a tile's Oklab standard deviation in the gain's denominator (flat tiles)."""
+
+# Tiles converted to Oklab per batch in ``tile_stats``: bounds the float32 copy of large pools.
+_TILE_STATS_BATCH = 1024
+
+
+@dataclass(frozen=True)
+class CellStats:
+    """Per-cell Oklab statistics of a source frame.
+
+    Attributes:
+        mean: float32 ``(rows, cols, 3)``, each cell's mean Oklab colour.
+        std: float32 ``(rows, cols, 3)``, each cell's standard deviation per Oklab channel
+            (population, over the cell's pixels).
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+def cell_stats(frame: torch.Tensor, cell: int) -> CellStats:
+    """Oklab mean and standard deviation of every ``cell x cell`` cell of a frame.
+
+    Args:
+        frame: uint8 ``(3, H, W)`` sRGB, ``H`` and ``W`` multiples of ``cell``; any strides.
+        cell: cell side in pixels.
+
+    Returns:
+        ``CellStats`` with ``(H // cell, W // cell, 3)`` float32 tensors on ``frame``'s device.
+    """
+    _check_image(frame, "frame", ndim=3)
+    height, width = frame.shape[-2:]
+    if isinstance(cell, bool) or not isinstance(cell, int) or cell < 1:
+        raise ValueError(f"cell must be a positive int, got {cell!r}")
+    if height % cell or width % cell:
+        raise ValueError(f"frame size {height}x{width} is not a multiple of the cell size {cell}")
+    mean, std = _block_mean_std(srgb_to_oklab(frame[None]), cell)
+    return CellStats(mean[0].permute(1, 2, 0).contiguous(), std[0].permute(1, 2, 0).contiguous())
+
+
+def tile_stats(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Oklab mean and standard deviation of every tile of a pool (computed once per pool).
+
+    Args:
+        tiles: uint8 ``(M, 3, t, t)`` sRGB tiles; any strides.
+
+    Returns:
+        ``(mean, std)``, each float32 ``(M, 3)`` on ``tiles``' device.
+    """
+    _check_tiles(tiles)
+    side = tiles.shape[-1]
+    batches = [_block_mean_std(srgb_to_oklab(b), side) for b in tiles.split(_TILE_STATS_BATCH)]
+    mean = torch.cat([m for m, _ in batches]).reshape(len(tiles), 3)
+    std = torch.cat([s for _, s in batches]).reshape(len(tiles), 3)
+    return mean, std
+
+
+def render_mosaic(
+    tiles: torch.Tensor,
+    choice: torch.Tensor,
+    *,
+    color_strength: float = 0.0,
+    cell_stats: CellStats | None = None,
+    tile_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Composite the chosen tiles into one frame, optionally colour-matched to the source cells.
+
+    Args:
+        tiles: uint8 ``(M, 3, t, t)`` tile pixels; any strides.
+        choice: int64 ``(rows, cols)`` tile index per cell, each in ``[0, M)``; any strides.
+            Checking the range reads two numbers back from the device (one sync).
+        color_strength: ``s`` in [0, 1], how far each tile moves toward its cell's colour
+            statistics (see the module docstring).
+        cell_stats: the source frame's ``cell_stats`` on the same ``rows x cols`` grid; required
+            when ``color_strength > 0``.
+        tile_stats: ``tile_stats(tiles)``, precomputed once per pool; when omitted, the chosen
+            tiles' statistics are computed from the composited frame.
+
+    Returns:
+        uint8 ``(3, rows * t, cols * t)`` on the tiles' device: tile ``choice[r, c]`` at block
+        ``(r, c)``.
+    """
+    _check_tiles(tiles)
+    _check_choice(choice, tiles)
+    if isinstance(color_strength, bool) or not isinstance(color_strength, Real):
+        raise TypeError(f"color_strength must be a number, got {type(color_strength).__name__}")
+    if not 0.0 <= color_strength <= 1.0:
+        raise ValueError(f"color_strength must be in [0, 1], got {color_strength}")
+
+    mosaic = _composite(tiles, choice)
+    if color_strength == 0.0:
+        return mosaic
+
+    rows, cols = choice.shape
+    side = tiles.shape[-1]
+    _check_cell_stats(cell_stats, tiles, (rows, cols))
+    lab = srgb_to_oklab(mosaic)
+    if tile_stats is None:
+        tile_mean, tile_std = (s[0].permute(1, 2, 0) for s in _block_mean_std(lab[None], side))
+    else:
+        _check_tile_stats(tile_stats, tiles)
+        tile_mean, tile_std = tile_stats[0][choice], tile_stats[1][choice]
+    scale, offset = _transfer_coefficients(tile_mean, tile_std, cell_stats, color_strength)
+    # (rows, cols, 3) per-cell coefficients broadcast over the (3, rows, t, cols, t) pixel view.
+    scale, offset = (x.permute(2, 0, 1)[:, :, None, :, None] for x in (scale, offset))
+    matched = lab.reshape(3, rows, side, cols, side).mul(scale).add_(offset)
+    return oklab_to_srgb(matched.reshape(3, rows * side, cols * side))
+
+
+def _composite(tiles: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(3, rows * t, cols * t)`` frame with tile ``choice[r, c]`` at block ``(r, c)``."""
+    rows, cols = choice.shape
+    side = tiles.shape[-1]
+    picked = tiles.index_select(0, choice.reshape(-1))  # (rows * cols, 3, t, t)
+    picked = picked.view(rows, cols, 3, side, side).permute(2, 0, 3, 1, 4)
+    return picked.reshape(3, rows * side, cols * side)
+
+
+def _block_mean_std(lab: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and population standard deviation of every ``block x block`` block.
+
+    Two passes (mean, then mean squared deviation), which stays accurate in float32 for the
+    near-flat blocks whose spread matters most, unlike ``E[x^2] - E[x]^2``.
+
+    Args:
+        lab: float32 ``(N, 3, H, W)`` Oklab, ``H`` and ``W`` multiples of ``block``.
+
+    Returns:
+        ``(mean, std)``, each float32 ``(N, 3, H // block, W // block)``.
+    """
+    n, _, height, width = lab.shape
+    mean = grid_reduce(lab, block)
+    rows, cols = mean.shape[-2:]
+    deviation = lab.reshape(n, 3, rows, block, cols, block) - mean[:, :, :, None, :, None]
+    variance = grid_reduce(deviation.square_().view(n, 3, height, width), block)
+    return mean, variance.sqrt_()
+
+
+def _transfer_coefficients(
+    tile_mean: torch.Tensor, tile_std: torch.Tensor, cell: CellStats, strength: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-cell affine map ``out = tile * scale + offset`` of the module docstring's transfer.
+
+    All inputs and both outputs are float32 ``(rows, cols, 3)``.
+    """
+    gain = (cell.std / tile_std.clamp_min(SPREAD_EPS)).clamp_max_(MAX_SPREAD_GAIN)
+    scale = gain.mul_(strength).add_(1.0 - strength)
+    offset = tile_mean * (1.0 - scale) + strength * (cell.mean - tile_mean)
+    return scale, offset
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def _check_image(x: object, name: str, *, ndim: int) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype != torch.uint8:
+        raise TypeError(f"{name} must be uint8, got {x.dtype}")
+    if x.ndim != ndim or x.shape[-3] != 3:
+        layout = "(3, H, W)" if ndim == 3 else "(M, 3, t, t)"
+        raise ValueError(f"{name} must have shape {layout}, got {tuple(x.shape)}")
+
+
+def _check_tiles(tiles: object) -> None:
+    _check_image(tiles, "tiles", ndim=4)
+    m, _, height, width = tiles.shape
+    if m < 1 or height < 1 or height != width:
+        raise ValueError(
+            f"tiles must be a non-empty (M, 3, t, t) batch of square tiles, "
+            f"got shape {tuple(tiles.shape)}"
+        )
+
+
+def _check_choice(choice: object, tiles: torch.Tensor) -> None:
+    if not isinstance(choice, torch.Tensor):
+        raise TypeError(f"choice must be a torch.Tensor, got {type(choice).__name__}")
+    if choice.dtype != torch.int64:
+        raise TypeError(f"choice must be int64, got {choice.dtype}")
+    if choice.ndim != 2 or choice.numel() == 0:
+        raise ValueError(f"choice must be a non-empty (rows, cols) grid, got {tuple(choice.shape)}")
+    if choice.device != tiles.device:
+        raise ValueError(f"choice is on {choice.device} but tiles are on {tiles.device}")
+    lowest, highest = torch.stack(torch.aminmax(choice)).tolist()
+    if lowest < 0 or highest >= len(tiles):
+        bad = lowest if lowest < 0 else highest
+        raise ValueError(
+            f"choice holds tile index {bad}, outside the pool's range [0, {len(tiles) - 1}]"
+        )
+
+
+def _check_cell_stats(stats: object, tiles: torch.Tensor, grid: tuple[int, int]) -> None:
+    if stats is None:
+        raise ValueError("color_strength > 0 needs cell_stats (from cell_stats(frame, cell))")
+    if not isinstance(stats, CellStats):
+        raise TypeError(f"cell_stats must be a CellStats, got {type(stats).__name__}")
+    for name, x in (("mean", stats.mean), ("std", stats.std)):
+        if x.shape != (*grid, 3):
+            raise ValueError(
+                f"cell_stats.{name} has shape {tuple(x.shape)}, expected {(*grid, 3)} "
+                f"to match choice"
+            )
+        if x.device != tiles.device:
+            raise ValueError(f"cell_stats.{name} is on {x.device} but tiles are on {tiles.device}")
+
+
+def _check_tile_stats(stats: object, tiles: torch.Tensor) -> None:
+    if not (isinstance(stats, tuple) and len(stats) == 2):
+        raise TypeError("tile_stats must be the (mean, std) pair returned by tile_stats(tiles)")
+    for name, x in zip(("mean", "std"), stats, strict=True):
+        if not isinstance(x, torch.Tensor) or x.shape != (len(tiles), 3):
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"tile_stats {name} must be ({len(tiles)}, 3), got {shape}")
+        if x.device != tiles.device:
+            raise ValueError(f"tile_stats {name} is on {x.device} but tiles are on {tiles.device}")

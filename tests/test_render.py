@@ -1,0 +1,261 @@
+"""Compositing and colour transfer (``mosaic.render``), on the pure-torch reference path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kernels import cost_matrix, srgb_to_oklab
+from mosaic.metrics import fidelity
+from mosaic.render import MAX_SPREAD_GAIN, CellStats, cell_stats, render_mosaic, tile_stats
+from tests.scenes import add_noise, landscape
+
+pytestmark = pytest.mark.usefixtures("reference_path")
+
+
+def textured_tiles(
+    count: int, side: int, generator: torch.Generator, *, spread: int = 15
+) -> torch.Tensor:
+    """uint8 ``(count, 3, side, side)``: mid-range base colours with uniform per-pixel texture."""
+    base = torch.randint(90, 166, (count, 3, 1, 1), generator=generator)
+    texture = torch.randint(-spread, spread + 1, (count, 3, side, side), generator=generator)
+    return (base + texture).to(torch.uint8)
+
+
+def textured_frame(rows: int, cols: int, cell: int, generator: torch.Generator) -> torch.Tensor:
+    """uint8 ``(3, rows * cell, cols * cell)``: in-gamut cell colours with mild texture."""
+    base = torch.randint(70, 186, (3, rows, 1, cols, 1), generator=generator)
+    texture = torch.randint(-10, 11, (3, rows, cell, cols, cell), generator=generator)
+    return (base + texture).reshape(3, rows * cell, cols * cell).to(torch.uint8)
+
+
+def nearest_mean_choice(frame: torch.Tensor, tiles: torch.Tensor, cell: int) -> torch.Tensor:
+    """int64 ``(rows, cols)``: for each cell, the tile with the nearest mean Oklab colour."""
+    cells = cell_stats(frame, cell).mean
+    rows, cols = cells.shape[:2]
+    distances = cost_matrix(cells.reshape(-1, 3), tile_stats(tiles)[0])
+    return distances.argmin(dim=1).reshape(rows, cols)
+
+
+def oklab_block_stats(images: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Independent float64 ``(N, 3, H // block, W // block)`` block mean and population std."""
+    lab = srgb_to_oklab(images).double()
+    n, _, height, width = lab.shape
+    blocks = lab.reshape(n, 3, height // block, block, width // block, block)
+    return blocks.mean(dim=(3, 5)), blocks.std(dim=(3, 5), correction=0)
+
+
+# --------------------------------------------------------------------------- compositing
+
+
+@given(
+    pool=st.integers(1, 6),
+    side=st.integers(1, 5),
+    rows=st.integers(1, 4),
+    cols=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
+def test_every_cell_gets_its_chosen_tile(pool: int, side: int, rows: int, cols: int, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    tiles = torch.randint(0, 256, (pool, 3, side, side), dtype=torch.uint8, generator=generator)
+    choice = torch.randint(0, pool, (rows, cols), generator=generator)
+
+    out = render_mosaic(tiles, choice)
+
+    assert out.shape == (3, rows * side, cols * side) and out.dtype == torch.uint8
+    for r in range(rows):
+        for c in range(cols):
+            block = out[:, r * side : (r + 1) * side, c * side : (c + 1) * side]
+            assert torch.equal(block, tiles[choice[r, c]]), f"cell ({r}, {c})"
+
+
+def test_composite_on_every_device(device: str):
+    generator = torch.Generator().manual_seed(3)
+    tiles = torch.randint(0, 256, (7, 3, 4, 4), dtype=torch.uint8, generator=generator)
+    choice = torch.randint(0, 7, (3, 5), generator=generator)
+    out = render_mosaic(tiles.to(device), choice.to(device))
+    assert out.device.type == device
+    expected = tiles[choice].permute(2, 0, 3, 1, 4).reshape(3, 12, 20)
+    assert torch.equal(out.cpu(), expected)
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.5, 1.0])
+def test_non_contiguous_inputs_give_the_same_frame(strength: float):
+    generator = torch.Generator().manual_seed(4)
+    tiles = textured_tiles(9, 6, generator)
+    choice = torch.randint(0, 9, (4, 5), generator=generator)
+    frame = textured_frame(4, 5, 6, generator)
+    expected = render_mosaic(
+        tiles, choice, color_strength=strength, cell_stats=cell_stats(frame, 6)
+    )
+
+    tiles_hwc = tiles.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # channels-last view
+    choice_t = choice.T.contiguous().T
+    frame_hwc = frame.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+    assert not (tiles_hwc.is_contiguous() or choice_t.is_contiguous() or frame_hwc.is_contiguous())
+    out = render_mosaic(
+        tiles_hwc,
+        choice_t,
+        color_strength=strength,
+        cell_stats=cell_stats(frame_hwc, 6),
+        tile_stats=tile_stats(tiles_hwc),
+    )
+    assert torch.equal(out, expected)
+
+
+# --------------------------------------------------------------------------- colour transfer
+
+
+def test_strength_zero_is_bit_exact_tiles():
+    generator = torch.Generator().manual_seed(5)
+    tiles = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8, generator=generator)
+    choice = torch.randint(0, 10, (3, 4), generator=generator)
+    frame = textured_frame(3, 4, 8, generator)
+    plain = render_mosaic(tiles, choice)
+    transferred = render_mosaic(tiles, choice, color_strength=0.0, cell_stats=cell_stats(frame, 8))
+    assert torch.equal(plain, transferred)
+    assert torch.equal(plain, tiles[choice].permute(2, 0, 3, 1, 4).reshape(3, 24, 32))
+
+
+def test_strength_one_matches_cell_mean_and_spread(device: str):
+    generator = torch.Generator().manual_seed(6)
+    tiles = textured_tiles(12, 8, generator).to(device)
+    frame = textured_frame(5, 6, 8, generator).to(device)
+    choice = torch.randint(0, 12, (5, 6), generator=generator).to(device)
+    source = cell_stats(frame, 8)
+
+    out = render_mosaic(
+        tiles, choice, color_strength=1.0, cell_stats=source, tile_stats=tile_stats(tiles)
+    )
+
+    rendered = cell_stats(out, 8)
+    assert (rendered.mean - source.mean).abs().max() < 2e-3
+    # Every source spread here is within MAX_SPREAD_GAIN of its tile's, so it is matched too.
+    assert (rendered.std - source.std).abs().max() < 2e-3
+
+
+def test_tile_stats_are_optional():
+    generator = torch.Generator().manual_seed(7)
+    tiles = textured_tiles(12, 8, generator)
+    frame = textured_frame(4, 3, 8, generator)
+    choice = torch.randint(0, 12, (4, 3), generator=generator)
+    stats = cell_stats(frame, 8)
+    given_stats = render_mosaic(
+        tiles, choice, color_strength=0.7, cell_stats=stats, tile_stats=tile_stats(tiles)
+    )
+    computed = render_mosaic(tiles, choice, color_strength=0.7, cell_stats=stats)
+    assert (given_stats.int() - computed.int()).abs().max() <= 1
+
+
+def test_spread_gain_is_capped_on_flat_tiles():
+    generator = torch.Generator().manual_seed(8)
+    flat = textured_tiles(1, 16, generator, spread=1)
+    busy = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8, generator=generator)
+    choice = torch.zeros(1, 1, dtype=torch.int64)
+
+    out = render_mosaic(flat, choice, color_strength=1.0, cell_stats=cell_stats(busy, 16))
+
+    _, tile_std = oklab_block_stats(flat, 16)
+    _, out_std = oklab_block_stats(out[None], 16)
+    quantisation = 2e-3  # rounding the output to uint8 adds its own small spread
+    assert (out_std <= MAX_SPREAD_GAIN * tile_std + quantisation).all()
+
+
+def test_fidelity_improves_with_strength():
+    frame = add_noise(landscape(96, 128, seed=9), sigma=4, seed=9)
+    tiles = textured_tiles(24, 8, torch.Generator().manual_seed(9))
+    choice = nearest_mean_choice(frame, tiles, 8)
+    stats = cell_stats(frame, 8)
+
+    errors = [
+        fidelity(
+            frame,
+            render_mosaic(tiles, choice, color_strength=s, cell_stats=stats),
+            (12, 16),
+        )["mean"]
+        for s in (0.0, 0.5, 1.0)
+    ]
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 0.25 * errors[0]
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_tile_and_cell_stats_match_an_independent_computation():
+    generator = torch.Generator().manual_seed(10)
+    tiles = torch.randint(0, 256, (5, 3, 6, 6), dtype=torch.uint8, generator=generator)
+    frame = torch.randint(0, 256, (3, 12, 18), dtype=torch.uint8, generator=generator)
+
+    mean, std = tile_stats(tiles)
+    expected_mean, expected_std = oklab_block_stats(tiles, 6)
+    torch.testing.assert_close(mean.double(), expected_mean.reshape(5, 3), atol=1e-6, rtol=0)
+    torch.testing.assert_close(std.double(), expected_std.reshape(5, 3), atol=1e-6, rtol=0)
+
+    stats = cell_stats(frame, 6)
+    expected_mean, expected_std = oklab_block_stats(frame[None], 6)
+    assert stats.mean.shape == stats.std.shape == (2, 3, 3)
+    torch.testing.assert_close(
+        stats.mean.double(), expected_mean[0].permute(1, 2, 0), atol=1e-6, rtol=0
+    )
+    torch.testing.assert_close(
+        stats.std.double(), expected_std[0].permute(1, 2, 0), atol=1e-6, rtol=0
+    )
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _bad_calls():
+    tiles = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
+    choice = torch.zeros(2, 3, dtype=torch.int64)
+    stats = CellStats(torch.zeros(2, 3, 3), torch.zeros(2, 3, 3))
+    return {
+        "index too large": lambda: render_mosaic(tiles, torch.full((2, 3), 4)),
+        "negative index": lambda: render_mosaic(tiles, torch.full((2, 3), -1)),
+        "choice not 2-D": lambda: render_mosaic(tiles, torch.zeros(6, dtype=torch.int64)),
+        "empty choice": lambda: render_mosaic(tiles, torch.zeros(0, 3, dtype=torch.int64)),
+        "tiles not square": lambda: render_mosaic(
+            torch.zeros(4, 3, 2, 3, dtype=torch.uint8), choice
+        ),
+        "tiles not RGB": lambda: render_mosaic(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), choice),
+        "empty pool": lambda: render_mosaic(torch.zeros(0, 3, 2, 2, dtype=torch.uint8), choice),
+        "strength above 1": lambda: render_mosaic(
+            tiles, choice, color_strength=1.5, cell_stats=stats
+        ),
+        "strength NaN": lambda: render_mosaic(
+            tiles, choice, color_strength=float("nan"), cell_stats=stats
+        ),
+        "no cell stats": lambda: render_mosaic(tiles, choice, color_strength=0.5),
+        "cell stats grid": lambda: render_mosaic(
+            tiles,
+            choice,
+            color_strength=0.5,
+            cell_stats=CellStats(torch.zeros(3, 2, 3), torch.zeros(3, 2, 3)),
+        ),
+        "tile stats size": lambda: render_mosaic(
+            tiles,
+            choice,
+            color_strength=0.5,
+            cell_stats=stats,
+            tile_stats=(torch.zeros(3, 3), torch.zeros(3, 3)),
+        ),
+        "frame not a cell multiple": lambda: cell_stats(torch.zeros(3, 5, 4, dtype=torch.uint8), 2),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_calls()))
+def test_bad_arguments_raise_one_clear_value_error(case: str):
+    with pytest.raises(ValueError) as error:
+        _bad_calls()[case]()
+    assert "\n" not in str(error.value) and str(error.value)
+
+
+def test_wrong_dtypes_raise_type_error():
+    tiles = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
+    with pytest.raises(TypeError, match="int64"):
+        render_mosaic(tiles, torch.zeros(2, 2))
+    with pytest.raises(TypeError, match="uint8"):
+        render_mosaic(tiles.float(), torch.zeros(2, 2, dtype=torch.int64))
