@@ -1,0 +1,76 @@
+"""Test media made on the spot with FFmpeg's lavfi sources and Pillow (never downloaded)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+
+def ffmpeg(*args: str, stdin: bytes | None = None) -> None:
+    """Run ffmpeg quietly; fail the test with its error output if it fails."""
+    command = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *args]
+    result = subprocess.run(command, input=stdin, capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+
+
+def make_clip(
+    path: Path,
+    *,
+    size: str = "64x48",
+    rate: str = "25",
+    seconds: float = 1,
+    audio: str | None = "aac",
+    video: tuple[str, ...] = ("-c:v", "libx264", "-pix_fmt", "yuv420p"),
+) -> Path:
+    """A testsrc clip, with a sine tone encoded with ``audio`` (an FFmpeg codec) unless None.
+
+    testsrc (RGB) rather than testsrc2 (YUV), which would round odd sizes down to even ones.
+    """
+    inputs = ["-f", "lavfi", "-i", f"testsrc=size={size}:rate={rate}:duration={seconds}"]
+    if audio is not None:
+        inputs += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
+    audio_options = ["-c:a", audio, "-shortest"] if audio is not None else []
+    ffmpeg(*inputs, *video, *audio_options, str(path))
+    return path
+
+
+def make_grey_ramp(path: Path, *, frames: int = 25, size: tuple[int, int] = (64, 48)) -> Path:
+    """A lossless clip whose frame ``i`` is a solid grey of level ``10 * i`` (25 fps)."""
+    width, height = size
+    levels = (10 * np.arange(frames, dtype=np.uint8))[:, None, None, None]
+    pixels = np.broadcast_to(levels, (frames, height, width, 3)).tobytes()
+    ffmpeg(
+        *("-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{width}x{height}"),
+        *("-framerate", "25", "-i", "pipe:0"),
+        *("-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p", str(path)),
+        stdin=pixels,
+    )
+    return path
+
+
+def probe(path: Path) -> dict:
+    """ffprobe's view of ``path``: ``{"video": {...}, "audio": {...} or None, "format": {...}}``.
+
+    ``video["packets"]`` counts the video packets (one per frame for these codecs).
+    """
+    result = subprocess.run(
+        [
+            *("ffprobe", "-v", "error", "-count_packets", "-show_format"),
+            *("-show_entries", "stream", "-of", "json", str(path)),
+        ],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    data = json.loads(result.stdout)
+    streams = {}
+    for stream in data["streams"]:
+        streams.setdefault(stream["codec_type"], stream)
+    video = streams["video"]
+    video["packets"] = int(video["nb_read_packets"])
+    video["fps"] = Fraction(video["r_frame_rate"])
+    return {"video": video, "audio": streams.get("audio"), "format": data["format"]}
