@@ -87,7 +87,11 @@ def read_image(path: str | Path, *, min_side: int | None = None) -> torch.Tensor
         raise SourceError(f"no such file: {path}") from None
     except Exception as error:  # Pillow's plugins raise many types on malformed files
         raise SourceError(f"cannot read image {path}: {first_line(error)}") from error
-    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+    chw = pixels.transpose(2, 0, 1)
+    # Pillow's arrays can be read-only; torch needs a writable, contiguous one.
+    if not (chw.flags.c_contiguous and chw.flags.writeable):
+        chw = np.array(chw, order="C")
+    return torch.from_numpy(chw)
 
 
 def _rgb_pixels(image: Image.Image) -> np.ndarray:
