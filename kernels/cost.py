@@ -1,16 +1,90 @@
-"""Squared Euclidean cost matrix and its fused top-k: Triton kernels, launchers, references."""
+"""Squared Euclidean cost matrix and its fused top-k: Triton kernels, launchers, references.
+
+Distances use the expansion ``|a|^2 + |b|^2 - 2 a.b`` in float32 (the dot on tensor cores),
+clamped at 0; kernel and reference compute the same formula. Its absolute error is at most about
+``2 D u (|a|^2 + |b|^2)`` with ``u = 2^-24``, so small distances between long vectors are only
+accurate to that much.
+
+Non-finite inputs: a NaN coordinate makes every distance of its row (or column) NaN, in kernel
+and reference alike; an infinite one gives NaN or +inf (``inf - inf`` in the expansion; which of
+the two may differ between them). ``cost_topk`` ranks NaN after every number, as ``torch.sort``
+does, so NaN values come back only when a row has fewer than ``k`` non-NaN distances. Inputs are
+not scanned for non-finite values: that would cost a device sync on every call.
+
+Top-k design (``_cost_topk_kernel``): each program owns ``BLOCK_N`` rows and a range of columns.
+Every distance becomes one int64 *key*, ``(float32 bits << 32) | column``: for non-negative
+floats the bit pattern orders like the value (+inf below NaN), and the column breaks ties, so all
+keys of a row are distinct and "the k smallest keys" is one exact set whatever the tiling or the
+split (results are deterministic, ties go to the lower column). Each row keeps its k best keys in
+registers, unsorted; a column tile is merged by rounds, each inserting every row's smallest key
+below that row's current k-th (``_merge_tile``). Once the lists hold good keys few elements of a
+tile beat the k-th, so a tile costs a comparison and a reduction per element per round and takes
+a few rounds, where a bitonic ``tl.sort``/``tl.topk`` of every tile costs ``log^2`` compare-swap
+passes (and Triton 3.6's ``tl.topk`` only returns the largest values, without indices). When the
+row blocks alone cannot fill the GPU, the columns are split across programs
+(``_column_splits``) and a second small kernel merges the per-split top-k lists.
+"""
 
 from __future__ import annotations
 
-import torch
+import functools
+import math
 
-from kernels._launch import FLOAT_DTYPES, check_same_device, check_tensor
+import torch
+import triton
+import triton.language as tl
+
+from kernels._launch import FLOAT_DTYPES, check_same_device, check_tensor, empty_output
 from kernels.dispatch import use_triton
 
 __all__ = ["cost_matrix", "cost_matrix_reference", "cost_topk", "cost_topk_reference"]
 
-# Rows per chunk in the references, so that a million tiles never need an N x M matrix at once.
-_REFERENCE_ROWS_PER_CHUNK = 1024
+# The references work on at most this many distances at once (64 MB of float32), so a million
+# tiles never need an N x M matrix.
+_REFERENCE_CHUNK_ELEMENTS = 1 << 24
+
+# Keys pack the column into the low 32 bits.
+_MAX_COLUMNS = 2**31 - 1
+# The kernel keeps each row's k best keys in registers; a larger k runs the reference instead.
+_KERNEL_MAX_K = 64
+
+# float32 dot on tensor cores: "tf32" rounds inputs to 10 mantissa bits (~1e-3 relative error on
+# a.b, which swamps the gaps between near neighbours after the expansion's cancellation); "ieee"
+# is exact float32 but runs on the FMA units at a fraction of the rate; "tf32x3" splits each
+# input into two tf32 halves and keeps float32-level accuracy on tensor cores. fp16/bf16 inputs
+# are exact in tf32, so their products are exact. Available in Triton 3.6 and 3.9 on NVIDIA.
+_DOT_PRECISION = "tf32x3"
+
+# Key of a masked element, and of an empty slot in the split partials: larger than every real
+# key. Empty slots of a running list are EMPTY - slot, distinct so that a row's worst slot is the
+# one slot equal to its maximum. Real keys are at most REAL_MAX (NaN bits, column 2**31 - 1).
+_EMPTY = tl.constexpr(2**63 - 1)
+_REAL_MAX = tl.constexpr((0x7FFFFFFF << 32) | 0x7FFFFFFF)
+# Key of a padding slot (slots k .. K_PAD - 1 when k is not a power of two): smaller than every
+# real key, so it is never the worst of a row and never replaced.
+_PADDING = tl.constexpr(-1)
+
+# Features per tl.dot: 16 is the smallest K GPU dots accept, and larger chunks spilled registers
+# in the top-k kernel (ptxas for sm_90, Triton 3.9, 64 x 64 tile, 4 warps: K = 16 takes 224
+# registers; K = 32 and 64 spill); the feature loop walks D in such chunks, zero-padded.
+_BLOCK_D = 16
+# Rows per program of the split merge: its key tile lives in a layout with 16 rows per thread at
+# 64 rows, which spilled; 16 rows fit (128 registers).
+_MERGE_BLOCK_N = 16
+
+# GPU launch configurations: block sizes come from the heuristics below (the grid and the split
+# depend on them), so only warps and pipeline stages are tuned.
+_GPU_CONFIGS = [
+    triton.Config({}, num_warps=warps, num_stages=stages) for warps in (4, 8) for stages in (2, 3)
+]
+
+# Programs that keep a GPU busy: this many per SM. The interpreter runs programs one after
+# another, so on CPU a small count that still exercises the split path.
+_PROGRAMS_PER_SM = 4
+_INTERPRETER_PROGRAMS = 2
+# A split pays the fill of its top-k lists (about k insertion rounds) once, so it spans at least
+# this many column tiles.
+_MIN_TILES_PER_SPLIT = 4
 
 
 def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -23,37 +97,53 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
         )
 
 
+# --- references ------------------------------------------------------------------------------
+
+
 def cost_matrix_reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pure-torch ``cost_matrix``: float32 ``(N, M)`` squared distances (exact differences)."""
+    """Pure-torch ``cost_matrix``: float32 ``(N, M)``, ``|a|^2 + |b|^2 - 2 a.b`` clamped at 0.
+
+    One ``N x M`` allocation (the result); deterministic for a given BLAS and thread count.
+    """
     a32, b32 = a.to(torch.float32), b.to(torch.float32)
-    return torch.cdist(a32, b32).square_() if a.shape[0] and b.shape[0] else a32.new_empty(
-        (a.shape[0], b.shape[0])
-    )
+    b_squared = (b32 * b32).sum(dim=1)
+    cost = torch.addmm(b_squared.unsqueeze(0), a32, b32.T, alpha=-2.0)
+    cost.add_((a32 * a32).sum(dim=1, keepdim=True))
+    # clamp_min_ keeps NaN (torch propagates it), as the kernel does.
+    return cost.clamp_min_(0.0)
 
 
 def cost_topk_reference(
     a: torch.Tensor, b: torch.Tensor, k: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pure-torch ``cost_topk``, chunked over rows so memory stays ``O(chunk x M)``."""
+    """Pure-torch ``cost_topk``: float32 ``(N, k)`` ascending values, int64 ``(N, k)`` indices.
+
+    Chunked over rows so at most ``_REFERENCE_CHUNK_ELEMENTS`` distances exist at once.
+    """
+    rows_per_chunk = max(1, _REFERENCE_CHUNK_ELEMENTS // max(1, b.shape[0]))
     values, indices = [], []
-    for start in range(0, a.shape[0], _REFERENCE_ROWS_PER_CHUNK):
-        cost = cost_matrix_reference(a[start : start + _REFERENCE_ROWS_PER_CHUNK], b)
-        v, i = torch.topk(cost, k, dim=1, largest=False, sorted=True)
-        values.append(v)
-        indices.append(i)
+    for start in range(0, a.shape[0], rows_per_chunk):
+        cost = cost_matrix_reference(a[start : start + rows_per_chunk], b)
+        chunk_values, chunk_indices = torch.topk(cost, k, dim=1, largest=False, sorted=True)
+        values.append(chunk_values)
+        indices.append(chunk_indices)
     if not values:
         return a.new_empty((0, k), dtype=torch.float32), a.new_empty((0, k), dtype=torch.int64)
     return torch.cat(values), torch.cat(indices)
+
+
+# --- public functions ------------------------------------------------------------------------
 
 
 def cost_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Squared Euclidean distances between the rows of ``a`` and ``b``.
 
     Args:
-        a: ``(N, D)`` float. b: ``(M, D)`` float, same device.
+        a: ``(N, D)`` float (fp16, bf16, fp32 or fp64; any strides). b: ``(M, D)`` float, same
+            device.
 
     Returns:
-        float32 ``(N, M)``.
+        float32 ``(N, M)``, accumulated in float32. See the module docstring for accuracy and NaN.
     """
     _check_pair(a, b)
     if use_triton(a):
@@ -67,22 +157,332 @@ def cost_topk(a: torch.Tensor, b: torch.Tensor, k: int) -> tuple[torch.Tensor, t
     The ``N x M`` matrix is never stored.
 
     Args:
-        a: ``(N, D)`` float. b: ``(M, D)`` float, same device. k: ``1 <= k <= M``.
+        a: ``(N, D)`` float (any strides). b: ``(M, D)`` float, same device. k: ``1 <= k <= M``.
 
     Returns:
         ``(values, indices)``: float32 ``(N, k)`` ascending, int64 ``(N, k)`` rows of ``b``.
+        Equal distances may come back in any order (the kernel gives the lower index first).
+        ``k > 64`` runs the pure-torch reference on the inputs' device.
     """
     _check_pair(a, b)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= b.shape[0]:
-        raise ValueError(f"k must be an int in [1, M={b.shape[0]}], got {k!r}")
-    if use_triton(a):
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    if not 1 <= k <= b.shape[0]:
+        raise ValueError(f"k must be in [1, M={b.shape[0]}], got {k}")
+    if use_triton(a) and k <= _KERNEL_MAX_K:
         return _cost_topk_triton(a, b, k)
     return cost_topk_reference(a, b, k)
 
 
+# --- Triton helpers --------------------------------------------------------------------------
+
+
+@triton.jit
+def _squared_distances(
+    a_ptr, b_ptr, rows, cols, row_mask, col_mask, D,
+    stride_an, stride_ad, stride_bm, stride_bd,
+    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):  # fmt: skip
+    """float32 ``(BLOCK_N, BLOCK_M)`` tile of ``|a|^2 + |b|^2 - 2 a.b`` clamped at 0 (NaN kept).
+
+    ``rows``/``cols`` are int64 indices; masked rows and columns read zeros. ``D`` is walked in
+    chunks of ``BLOCK_D`` with masked zero padding, so every ``tl.dot`` has K = BLOCK_D >= 16.
+    """
+    tl.static_assert(BLOCK_D >= 16, "GPU tl.dot needs K >= 16")
+    dot = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    a_squared = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    b_squared = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for d_start in range(0, D, BLOCK_D):
+        dims = d_start + tl.arange(0, BLOCK_D)
+        dim_mask = dims < D
+        a_tile = tl.load(
+            a_ptr + rows[:, None] * stride_an + dims[None, :] * stride_ad,
+            mask=row_mask[:, None] & dim_mask[None, :],
+            other=0.0,
+        ).to(tl.float32)
+        b_tile_t = tl.load(
+            b_ptr + cols[None, :] * stride_bm + dims[:, None] * stride_bd,
+            mask=col_mask[None, :] & dim_mask[:, None],
+            other=0.0,
+        ).to(tl.float32)
+        dot = tl.dot(a_tile, b_tile_t, dot, input_precision=DOT_PRECISION)
+        a_squared += tl.sum(a_tile * a_tile, axis=1)
+        b_squared += tl.sum(b_tile_t * b_tile_t, axis=0)
+    distances = a_squared[:, None] + b_squared[None, :] - 2.0 * dot
+    # Not tl.maximum: its NaN handling is unspecified by default, and 0 for NaN would make a NaN
+    # distance the best match.
+    return tl.where(distances < 0.0, 0.0, distances)
+
+
+@triton.jit
+def _distance_keys(distances, cols, mask):
+    """int64 keys ``(float32 bits << 32) | column`` of non-negative distances; masked -> EMPTY.
+
+    Clearing the sign bit maps -0.0 to 0.0 and gives NaN one sign, so NaN sorts above +inf.
+    """
+    bits = distances.to(tl.int32, bitcast=True) & 0x7FFFFFFF
+    keys = (bits.to(tl.int64) << 32) | cols[None, :]
+    return tl.where(mask, keys, _EMPTY)
+
+
+@triton.jit
+def _empty_top(BLOCK_N: tl.constexpr, K: tl.constexpr, K_PAD: tl.constexpr):
+    """int64 ``(BLOCK_N, K_PAD)`` running top-k: ``K`` distinct empty slots, then padding slots."""
+    slots = tl.arange(0, K_PAD)
+    empty = tl.full((BLOCK_N, K_PAD), _EMPTY, dtype=tl.int64) - slots[None, :]
+    return tl.where(slots[None, :] < K, empty, _PADDING)
+
+
+@triton.jit
+def _merge_tile(top, keys):
+    """Merge a ``(BLOCK_N, BLOCK_M)`` tile of distinct keys (or EMPTY) into the running ``top``.
+
+    Each round, every row takes its smallest key that lies above the previous round's key and
+    below the row's current worst, and replaces its worst slot. Rounds stop when no row has such
+    a key, so a tile with nothing better than the k-th costs a single reduction.
+    """
+    worst = tl.max(top, axis=1)
+    best = tl.min(tl.where(keys < worst[:, None], keys, _EMPTY), axis=1)
+    while tl.min(best) != _EMPTY:
+        replace = (top == worst[:, None]) & (best != _EMPTY)[:, None]
+        top = tl.where(replace, best[:, None], top)
+        worst = tl.max(top, axis=1)
+        # Keys are distinct and taken in ascending order, so the remaining candidates are those
+        # between the key just taken and the new worst.
+        candidate = (keys > best[:, None]) & (keys < worst[:, None])
+        best = tl.min(tl.where(candidate, keys, _EMPTY), axis=1)
+    return top
+
+
+@triton.jit
+def _store_top(
+    top, rows, row_mask, values_ptr, indices_ptr, stride_vn, stride_in,
+    K: tl.constexpr, K_PAD: tl.constexpr,
+):  # fmt: skip
+    """Store each row's keys, ascending, as float32 values and int64 indices ``(BLOCK_N, K)``.
+
+    K rounds of "take the smallest key" rather than a bitonic ``tl.sort`` of the keys: the
+    interpreter runs its compare-swaps as a per-element Python loop (6 s for one 16 x 64 sort).
+    """
+    top = tl.where(tl.arange(0, K_PAD)[None, :] < K, top, _EMPTY)  # padding slots out
+    for slot in range(K):
+        smallest = tl.min(top, axis=1)
+        value = (smallest >> 32).to(tl.int32).to(tl.float32, bitcast=True)
+        index = smallest & 0x7FFFFFFF  # columns fit in 31 bits (_MAX_COLUMNS)
+        tl.store(values_ptr + rows * stride_vn + slot, value, mask=row_mask)
+        tl.store(indices_ptr + rows * stride_in + slot, index, mask=row_mask)
+        top = tl.where(top == smallest[:, None], _EMPTY, top)
+
+
+# --- kernels ---------------------------------------------------------------------------------
+
+
+@triton.jit(do_not_specialize=["N", "M"])
+def _cost_matrix_kernel(
+    a_ptr, b_ptr, out_ptr, N, M, D,
+    stride_an, stride_ad, stride_bm, stride_bd, stride_on,
+    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):  # fmt: skip
+    """One ``(BLOCK_N, BLOCK_M)`` tile of the float32 cost matrix.
+
+    Grid: (column tiles, row blocks); columns go on axis 0, which has no 65535 limit.
+    """
+    rows = tl.program_id(1).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_mask, col_mask = rows < N, cols < M
+    distances = _squared_distances(
+        a_ptr, b_ptr, rows, cols, row_mask, col_mask, D,
+        stride_an, stride_ad, stride_bm, stride_bd,
+        BLOCK_N, BLOCK_M, BLOCK_D, DOT_PRECISION,
+    )  # fmt: skip
+    tl.store(
+        out_ptr + rows[:, None] * stride_on + cols[None, :],
+        distances,
+        mask=row_mask[:, None] & col_mask[None, :],
+    )
+
+
+@triton.jit(do_not_specialize=["N", "M", "cols_per_split"])
+def _cost_topk_kernel(
+    a_ptr, b_ptr, values_ptr, indices_ptr, partial_ptr, N, M, D, cols_per_split,
+    stride_an, stride_ad, stride_bm, stride_bd, stride_vn, stride_in,
+    K: tl.constexpr, K_PAD: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, WRITE_PARTIAL: tl.constexpr,
+):  # fmt: skip
+    """Top-k of ``BLOCK_N`` rows over one column split. Grid: (row blocks, splits).
+
+    With ``WRITE_PARTIAL`` the split's k keys go, unsorted, to ``partial`` int64
+    ``(N, splits, K)`` for ``_merge_splits_kernel``; otherwise the final values and indices.
+    """
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_mask = rows < N
+    col_begin = tl.program_id(1).to(tl.int64) * cols_per_split
+    col_end = tl.minimum(col_begin + cols_per_split, M)
+    top = _empty_top(BLOCK_N, K, K_PAD)
+    for col_start in range(col_begin, col_end, BLOCK_M):
+        cols = col_start + tl.arange(0, BLOCK_M)
+        col_mask = cols < col_end
+        distances = _squared_distances(
+            a_ptr, b_ptr, rows, cols, row_mask, col_mask, D,
+            stride_an, stride_ad, stride_bm, stride_bd,
+            BLOCK_N, BLOCK_M, BLOCK_D, DOT_PRECISION,
+        )  # fmt: skip
+        keys = _distance_keys(distances, cols, row_mask[:, None] & col_mask[None, :])
+        top = _merge_tile(top, keys)
+    if WRITE_PARTIAL:
+        slots = tl.arange(0, K_PAD)  # padding slots stay where they started, at slots >= K
+        offsets = (rows[:, None] * tl.num_programs(1) + tl.program_id(1)) * K + slots[None, :]
+        # A short last split leaves empty slots; the merge must never take their distinct
+        # EMPTY - slot values as keys, so they become EMPTY.
+        partial = tl.where(top > _REAL_MAX, _EMPTY, top)
+        tl.store(partial_ptr + offsets, partial, mask=row_mask[:, None] & (slots < K)[None, :])
+    else:
+        _store_top(top, rows, row_mask, values_ptr, indices_ptr, stride_vn, stride_in, K, K_PAD)
+
+
+@triton.jit(do_not_specialize=["N", "candidates_per_row"])
+def _merge_splits_kernel(
+    partial_ptr, values_ptr, indices_ptr, N, candidates_per_row, stride_vn, stride_in,
+    K: tl.constexpr, K_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
+):  # fmt: skip
+    """Final top-k of ``BLOCK_N`` rows from their ``splits * K`` partial keys.
+
+    Grid: (row blocks,).
+    """
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_mask = rows < N
+    top = _empty_top(BLOCK_N, K, K_PAD)
+    for start in range(0, candidates_per_row, BLOCK_M):
+        cols = start + tl.arange(0, BLOCK_M)
+        mask = row_mask[:, None] & (cols < candidates_per_row)[None, :]
+        keys = tl.load(
+            partial_ptr + rows[:, None] * candidates_per_row + cols[None, :],
+            mask=mask,
+            other=_EMPTY,
+        )
+        top = _merge_tile(top, keys)
+    _store_top(top, rows, row_mask, values_ptr, indices_ptr, stride_vn, stride_in, K, K_PAD)
+
+
+# cache_results: tuning timings persist on disk, so a new process does not re-tune.
+_cost_matrix_kernel_tuned = triton.autotune(_GPU_CONFIGS, key=["D"], cache_results=True)(
+    _cost_matrix_kernel
+)
+_cost_topk_kernel_tuned = triton.autotune(
+    _GPU_CONFIGS, key=["D", "K_PAD", "WRITE_PARTIAL"], cache_results=True
+)(_cost_topk_kernel)
+_merge_splits_kernel_tuned = triton.autotune(_GPU_CONFIGS, key=["K_PAD"], cache_results=True)(
+    _merge_splits_kernel
+)
+
+
+# --- launch heuristics -----------------------------------------------------------------------
+
+
+def _matrix_blocks(device: torch.device) -> tuple[int, int]:
+    """``(BLOCK_N, BLOCK_M)`` for ``cost_matrix``: wide column tiles for coalesced stores on GPU;
+    on CPU few, large programs, since interpreter time grows with the program count."""
+    return (64, 128) if device.type == "cuda" else (32, 32)
+
+
+def _topk_blocks(k_pad: int, device: torch.device) -> tuple[int, int]:
+    """``(BLOCK_N, BLOCK_M)`` for ``cost_topk``.
+
+    GPU: a 64 x 64 tile holds an fp32 distance tile plus an int64 key tile in registers; a top-k
+    list wider than 16 takes as many registers again, so the row block halves (ptxas for sm_90,
+    4 warps, Triton 3.9 / 3.6: 224 / 246 registers at 64 x 64 and k = 16, 218 / 238 at 32 x 64
+    and k = 64, no spills). Fewer rows also means fewer merge rounds per tile (a round is needed
+    while *any* row has an insertion).
+    CPU (interpreter): small tiles, so tests cover several tiles with few elements.
+    """
+    if device.type != "cuda":
+        return 16, 32
+    return (64 if k_pad <= 16 else 32), 64
+
+
+def _parallel_programs(device: torch.device) -> int:
+    """Programs that keep ``device`` busy (see ``_PROGRAMS_PER_SM``)."""
+    if device.type != "cuda":
+        return _INTERPRETER_PROGRAMS
+    return _PROGRAMS_PER_SM * _multiprocessor_count(device.index)
+
+
+@functools.cache
+def _multiprocessor_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def _column_splits(
+    row_blocks: int, col_tiles: int, block_m: int, k_pad: int, programs: int
+) -> tuple[int, int]:
+    """``(splits, tiles_per_split)``: how many programs share each row block's columns.
+
+    Enough splits that ``row_blocks * splits`` reaches ``programs``; each split at least
+    ``_MIN_TILES_PER_SPLIT`` tiles; and at most ``sqrt(col_tiles * block_m / k_pad)`` splits,
+    where the serial merge of ``splits * k_pad`` keys per row costs about as many tiles as a
+    split does (the balance point for few rows and a million columns).
+    """
+    wanted = min(-(-programs // row_blocks), math.isqrt(col_tiles * block_m // k_pad))
+    tiles_per_split = max(_MIN_TILES_PER_SPLIT, -(-col_tiles // max(1, wanted)))
+    return -(-col_tiles // tiles_per_split), tiles_per_split
+
+
+# --- launchers -------------------------------------------------------------------------------
+
+
+def _for_device(kernel, tuned, device: torch.device):
+    """The autotuned kernel on CUDA; the one-config kernel in the interpreter."""
+    return tuned if device.type == "cuda" else kernel
+
+
 def _cost_matrix_triton(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    raise NotImplementedError("Triton cost_matrix is being written")
+    n, m, d = a.shape[0], b.shape[0], a.shape[1]
+    out = empty_output((n, m), torch.float32, a.device)
+    if n == 0 or m == 0:
+        return out
+    block_n, block_m = _matrix_blocks(a.device)
+    kernel = _for_device(_cost_matrix_kernel, _cost_matrix_kernel_tuned, a.device)
+    kernel[(triton.cdiv(m, block_m), triton.cdiv(n, block_n))](
+        a, b, out, n, m, d, *a.stride(), *b.stride(), out.stride(0),
+        BLOCK_N=block_n, BLOCK_M=block_m, BLOCK_D=_BLOCK_D, DOT_PRECISION=_DOT_PRECISION,
+    )  # fmt: skip
+    return out
 
 
-def _cost_topk_triton(a: torch.Tensor, b: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    raise NotImplementedError("Triton cost_topk is being written")
+def _cost_topk_triton(
+    a: torch.Tensor, b: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    n, m, d = a.shape[0], b.shape[0], a.shape[1]
+    if m > _MAX_COLUMNS:
+        raise ValueError(f"cost_topk supports at most {_MAX_COLUMNS} rows in b, got {m}")
+    values = empty_output((n, k), torch.float32, a.device)
+    indices = empty_output((n, k), torch.int64, a.device)
+    if n == 0:
+        return values, indices
+    k_pad = triton.next_power_of_2(k)
+    block_n, block_m = _topk_blocks(k_pad, a.device)
+    row_blocks = triton.cdiv(n, block_n)
+    splits, tiles_per_split = _column_splits(
+        row_blocks, triton.cdiv(m, block_m), block_m, k_pad, _parallel_programs(a.device)
+    )
+    # Without a split the kernel writes the outputs itself and never touches `partial`.
+    partial = (
+        torch.empty((n, splits, k), dtype=torch.int64, device=a.device) if splits > 1 else indices
+    )
+    kernel = _for_device(_cost_topk_kernel, _cost_topk_kernel_tuned, a.device)
+    kernel[(row_blocks, splits)](
+        a, b, values, indices, partial, n, m, d, tiles_per_split * block_m,
+        *a.stride(), *b.stride(), values.stride(0), indices.stride(0),
+        K=k, K_PAD=k_pad, BLOCK_N=block_n, BLOCK_M=block_m, BLOCK_D=_BLOCK_D,
+        DOT_PRECISION=_DOT_PRECISION, WRITE_PARTIAL=splits > 1,
+    )  # fmt: skip
+    if splits > 1:
+        merge = _for_device(_merge_splits_kernel, _merge_splits_kernel_tuned, a.device)
+        merge[(triton.cdiv(n, _MERGE_BLOCK_N),)](
+            partial, values, indices, n, splits * k, values.stride(0), indices.stride(0),
+            K=k, K_PAD=k_pad, BLOCK_N=_MERGE_BLOCK_N, BLOCK_M=block_m,
+        )  # fmt: skip
+    return values, indices
