@@ -27,8 +27,6 @@ K = 16
 GPU_SIZE = (8160, 20_000)  # 1080p in 16-pixel cells, a 20k-tile pool
 CPU_SIZE = (700, 1000)  # 720p in ~40-pixel cells, a 1k-tile pool
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="Triton kernels need CUDA")
-
 
 def features(rows: int, device: torch.device, seed: int) -> torch.Tensor:
     """Oklab-like descriptors: float32 ``(rows, FEATURES)`` around L = 0.5, never all equal."""
@@ -79,7 +77,7 @@ def flops(a: torch.Tensor, b: torch.Tensor) -> int:
     return 2 * a.shape[0] * b.shape[0] * FEATURES
 
 
-@needs_cuda
+@pytest.mark.cuda
 @pytest.mark.cuda
 @pytest.mark.benchmark(group="cost_topk")
 def test_cost_topk_triton(measure, benchmark, device):
@@ -105,7 +103,7 @@ def test_cost_topk_cdist_baseline(measure, device):
     measure(lambda: cdist_topk(a, b), bytes=topk_bytes(a, b), flops=flops(a, b))
 
 
-@needs_cuda
+@pytest.mark.cuda
 @pytest.mark.cuda
 @pytest.mark.benchmark(group="cost_matrix")
 def test_cost_matrix_triton(measure, benchmark, device):

@@ -49,7 +49,7 @@ def check_same_device(**tensors: torch.Tensor) -> None:
 
 
 def check_channels(x: torch.Tensor, name: str, channels: int = 3) -> None:
-    """Raise unless dimension -3 of ``x`` (the channel axis of ``(..., C, H, W)``) is ``channels``."""
+    """Raise unless dim -3 of ``x`` (the channel axis of ``(..., C, H, W)``) is ``channels``."""
     if x.shape[-3] != channels:
         raise ValueError(
             f"{name} must have {channels} channels at dim -3 (layout (..., C, H, W)), "
@@ -57,9 +57,7 @@ def check_channels(x: torch.Tensor, name: str, channels: int = 3) -> None:
         )
 
 
-def empty_output(
-    shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
+def empty_output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """A new output tensor; NaN-filled (float dtypes) when ``KERNELS_POISON_OUTPUTS=1``."""
     if os.environ.get("KERNELS_POISON_OUTPUTS", "0") == "1" and dtype.is_floating_point:
         return torch.full(shape, float("nan"), dtype=dtype, device=device)

@@ -1,21 +1,28 @@
 """Test-wide setup.
 
-``TRITON_INTERPRET=1`` must be in the environment before any ``@triton.jit`` decorator runs, so it
-is set here, before anything imports ``kernels``: CPU tensors then run the real Triton kernels in
-Triton's interpreter. Tests that want the pure-torch references at real sizes use the
-``reference_path`` fixture, which sets it to ``0`` for their duration (see ``kernels/dispatch.py``).
+Triton decides when a ``@triton.jit`` decorator runs whether the kernel is compiled or
+interpreted, so ``TRITON_INTERPRET`` is set here, before anything imports ``kernels``:
+
+- without a GPU (CI), ``1``: CPU tensors run the real Triton kernels in Triton's interpreter;
+- with a GPU, ``0``: CUDA tensors run the compiled kernels at real sizes (CPU tensors then run the
+  references, so the kernel-versus-reference checks are the CUDA ones).
+
+An explicit ``TRITON_INTERPRET`` in the environment wins. Tests that want the pure-torch
+references at real sizes on CPU use the ``reference_path`` fixture, which sets it to ``0`` for
+their duration (see ``kernels/dispatch.py``).
 """
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import torch
+
+os.environ.setdefault("TRITON_INTERPRET", "0" if torch.cuda.is_available() else "1")
 os.environ.setdefault("KERNELS_POISON_OUTPUTS", "1")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from hypothesis import HealthCheck, settings  # noqa: E402
+import pytest
+from hypothesis import HealthCheck, settings
 
 # The interpreter spends 0.1-0.7 s compiling on the first call of each kernel specialisation, so
 # no per-example deadline; examples stay few and small because interpreter time grows with the
@@ -42,3 +49,13 @@ def device(request: pytest.FixtureRequest) -> str:
 def reference_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """Send CPU tensors to the pure-torch references instead of the interpreter."""
     monkeypatch.setenv("TRITON_INTERPRET", "0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests marked ``cuda`` on a machine without a CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

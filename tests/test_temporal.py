@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -18,18 +20,19 @@ HEIGHT, WIDTH, CELL = 96, 128, 8  # 12 x 16 = 192 cells
 
 def run_clip(frames: list[torch.Tensor], settings: TemporalSettings, reuse: int = 1):
     """Render ``frames``; return the tile choices and the per-frame fidelity."""
-    config = MosaicConfig(cell=CELL, grid=2, reuse=reuse, color=0.0, device="cpu",
-                          temporal=settings)
+    config = MosaicConfig(
+        cell=CELL, grid=2, reuse=reuse, color=0.0, device="cpu", temporal=settings
+    )
     renderer = FrameRenderer(photo_pool(600, tile_size=16), config)
     temporal = TemporalCoherence(settings)
     results = [renderer.render(frame, temporal) for frame in frames]
     grid = renderer.grid_shape(HEIGHT, WIDTH)
-    fidelities = [fidelity(f, r.image, grid)["mean"] for f, r in zip(frames, results)]
+    fidelities = [fidelity(f, r.image, grid)["mean"] for f, r in zip(frames, results, strict=True)]
     return results, fidelities
 
 
 def mean_churn(results) -> float:
-    pairs = list(zip(results, results[1:]))
+    pairs = list(itertools.pairwise(results))
     return sum(churn(a.choice, b.choice) for a, b in pairs) / len(pairs)
 
 

@@ -21,8 +21,6 @@ from adapters import (
 )
 from tests.adapters.media import make_clip, probe
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-
 
 def solid_png(path: Path, level: int, size: tuple[int, int] = (16, 12)) -> Path:
     Image.new("RGB", size, (level, level, level)).save(path, format="PNG")
@@ -119,7 +117,7 @@ def test_cuda_decode_falls_back_to_cpu_without_cuda(clip_silent: Path) -> None:
 
 
 @pytest.mark.cuda
-@needs_cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("decode_device", ["auto", "cpu"])
 def test_batches_on_cuda(clip_silent: Path, decode_device: str) -> None:
     with open_source(clip_silent, device="cuda", decode_device=decode_device) as source:

@@ -14,7 +14,7 @@ import pytest
 import torch
 import triton
 import triton.language as tl
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import kernels.oklab as oklab_module
@@ -26,7 +26,13 @@ from kernels.oklab import (
     oklab_to_srgb_reference,
     srgb_to_oklab_reference,
 )
-from tests.kernels.compare import assert_close, strided_image_specs, with_layout
+from tests.kernels.compare import (
+    assert_close,
+    needs_compiled_cuda,
+    shares_device_fixture,
+    strided_image_specs,
+    with_layout,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # colour-science warns on import that matplotlib is missing
@@ -68,17 +74,6 @@ def with_multi_block_examples(**fixed_arguments):
         return test
 
     return decorate
-
-
-# The ``device`` fixture only names a device, so sharing it between examples is safe.
-shares_device_fixture = settings(
-    suppress_health_check=[*settings().suppress_health_check, HealthCheck.function_scoped_fixture]
-)
-
-needs_compiled_cuda = pytest.mark.skipif(
-    not torch.cuda.is_available() or interpreting(),
-    reason="needs a CUDA device and compiled kernels (run with TRITON_INTERPRET=0)",
-)
 
 
 def random_srgb(
