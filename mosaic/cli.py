@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--color", type=float, help="colour transfer toward each cell, 0 (none) to 1 (full)"
     )
     looks.add_argument(
+        "--saturation",
+        type=float,
+        help="chroma of the colour-transfer target: 1 keeps the source's, above 1 is punchier",
+    )
+    looks.add_argument(
         "--method",
         choices=["auto", "exact", "windows"],
         help="assignment solver (default auto: by problem size)",
@@ -89,6 +94,7 @@ def config_from_args(args: argparse.Namespace) -> MosaicConfig:
             "tile_size",
             "min_distance",
             "color",
+            "saturation",
             "method",
             "device",
             "seed",

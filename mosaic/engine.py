@@ -93,7 +93,9 @@ class FrameRenderer:
         if temporal is not None:
             temporal.update(features, assignment.tiles, assignment.cost)
         choice = assignment.tiles.reshape(rows, cols)
-        stats = cell_stats(padded, config.cell) if config.color > 0 else None
+        stats = None
+        if config.color > 0:
+            stats = cell_stats(padded, config.cell).saturated(config.saturation)
         image = render_mosaic(
             self.tiles,
             choice,

@@ -59,6 +59,13 @@ class CellStats:
     mean: torch.Tensor
     std: torch.Tensor
 
+    def saturated(self, factor: float) -> CellStats:
+        """These statistics with chroma (Oklab a and b, mean and spread) scaled by ``factor``."""
+        if factor == 1.0:
+            return self
+        scale = torch.tensor([1.0, factor, factor], device=self.mean.device)
+        return CellStats(self.mean * scale, self.std * scale)
+
 
 def cell_stats(frame: torch.Tensor, cell: int) -> CellStats:
     """Oklab mean and standard deviation of every ``cell x cell`` cell of a frame.
