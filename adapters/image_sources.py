@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import torch
 
-from adapters.base import FrameSource
+from adapters.base import FrameSource, Layout
 from adapters.errors import SourceError
 from adapters.images import image_format, read_image
 from adapters.info import FpsLike, VideoInfo, as_fraction
+from adapters.metadata import FileStamp
 
 __all__ = ["DEFAULT_FPS", "FRAME_SUFFIXES", "FolderSource", "ImageSource", "natural_sort_key"]
 
@@ -48,7 +48,9 @@ class ImageSource(FrameSource):
     ``fps`` (default 25) sets ``info.fps`` and a duration of one frame.
     """
 
+    backend = "pillow"
     decoder = "pillow"
+    native_layout = "NCHW"
 
     def __init__(
         self,
@@ -56,28 +58,41 @@ class ImageSource(FrameSource):
         *,
         device: str | torch.device = "auto",
         batch_size: int = 8,
+        layout: Layout = "NCHW",
         fps: FpsLike | None = None,
     ) -> None:
-        super().__init__(device=device, batch_size=batch_size)
-        self.path = Path(path)
-        self._frame = read_image(self.path)
-        fps = as_fraction(DEFAULT_FPS if fps is None else fps)
-        self.info = _info(self._frame, fps, 1, image_format(self.path))
+        super().__init__(path, device=device, batch_size=batch_size, layout=layout)
+        self._fps = as_fraction(DEFAULT_FPS if fps is None else fps)
+        self._open()
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        yield self._frame[None].to(self.device)
+    def _load(self, stamp: FileStamp) -> None:
+        self._frame = read_image(self.path)
+        self.info = _info(self._frame, self._fps, 1, image_format(self.path))
+
+    def _decode_at(self, indices: list[int]) -> torch.Tensor:
+        return self._frame[None]  # the only valid index is 0
 
 
 class FolderSource(FrameSource):
-    """A folder of numbered images, one per frame, in natural order of their names.
+    """A folder of numbered images, one per frame.
 
-    The frames are the folder's files (not its subfolders) whose extension is one of
-    ``FRAME_SUFFIXES``, hidden files excluded, sorted by ``natural_sort_key``: ``frame2.png``
-    comes before ``frame10.png``. All must have the size of the first; the first is decoded when
-    the source opens, the others as they are iterated. ``fps`` defaults to 25.
+    Which files are frames, and in which order:
+
+    - without ``pattern``: the folder's files (not its subfolders) whose extension is one of
+      ``FRAME_SUFFIXES``, hidden files excluded, sorted by ``natural_sort_key``: ``frame2.png``
+      comes before ``frame10.png``;
+    - with ``pattern``, a regular expression matched against whole file names, whose first group
+      is the frame number (``r"shot_(\\d+)\\.png"``): the files that match, sorted by that number.
+      Two files with one number are an error.
+
+    Frame ``i`` is the ``i``-th file in that order (``files[i]``), whatever the numbers and their
+    gaps. All frames must have the size of the first; the first is decoded when the source opens,
+    the others when read. ``fps`` defaults to 25.
     """
 
+    backend = "pillow"
     decoder = "pillow"
+    native_layout = "NCHW"
 
     def __init__(
         self,
@@ -85,35 +100,58 @@ class FolderSource(FrameSource):
         *,
         device: str | torch.device = "auto",
         batch_size: int = 8,
+        layout: Layout = "NCHW",
         fps: FpsLike | None = None,
+        pattern: str | None = None,
     ) -> None:
-        super().__init__(device=device, batch_size=batch_size)
-        self.path = Path(path)
+        super().__init__(path, device=device, batch_size=batch_size, layout=layout)
         if not self.path.is_dir():
             raise SourceError(f"no such folder: {self.path}")
-        self.files = sorted(
-            (
-                entry
-                for entry in self.path.iterdir()
-                if entry.suffix.lower() in FRAME_SUFFIXES
-                and not entry.name.startswith(".")
-                and entry.is_file()
-            ),
-            key=lambda entry: natural_sort_key(entry.name),
-        )
-        if not self.files:
-            raise SourceError(
-                f"no frames in folder {self.path}: expected images named like frame1.png, "
-                f"frame2.png, ... ({', '.join(FRAME_SUFFIXES)})"
-            )
-        first = read_image(self.files[0])
-        fps = as_fraction(DEFAULT_FPS if fps is None else fps)
-        self.info = _info(first, fps, len(self.files), image_format(self.files[0]))
+        self.pattern = None if pattern is None else re.compile(pattern)
+        if self.pattern is not None and self.pattern.groups < 1:
+            raise ValueError(f"pattern {pattern!r} needs a group that captures the frame number")
+        self._fps = as_fraction(DEFAULT_FPS if fps is None else fps)
+        self._open()
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        for start in range(0, len(self.files), self.batch_size):
-            batch = [self._read(file) for file in self.files[start : start + self.batch_size]]
-            yield torch.stack(batch).to(self.device)
+    def _load(self, stamp: FileStamp) -> None:
+        self.files = self._frame_files()
+        first = read_image(self.files[0])
+        self.info = _info(first, self._fps, len(self.files), image_format(self.files[0]))
+
+    def _frame_files(self) -> list[Path]:
+        entries = [
+            entry
+            for entry in self.path.iterdir()
+            if not entry.name.startswith(".") and entry.is_file()
+        ]
+        if self.pattern is None:
+            files = sorted(
+                (entry for entry in entries if entry.suffix.lower() in FRAME_SUFFIXES),
+                key=lambda entry: natural_sort_key(entry.name),
+            )
+            if not files:
+                raise SourceError(
+                    f"no frames in folder {self.path}: expected images named like frame1.png, "
+                    f"frame2.png, ... ({', '.join(FRAME_SUFFIXES)})"
+                )
+            return files
+        numbered: dict[int, Path] = {}
+        for entry in entries:
+            if (match := self.pattern.fullmatch(entry.name)) is None:
+                continue
+            number = int(match.group(1))
+            if number in numbered:
+                raise SourceError(
+                    f"{numbered[number].name} and {entry.name} in {self.path} are both "
+                    f"frame {number} by pattern {self.pattern.pattern!r}"
+                )
+            numbered[number] = entry
+        if not numbered:
+            raise SourceError(f"no file in folder {self.path} matches {self.pattern.pattern!r}")
+        return [numbered[number] for number in sorted(numbered)]
+
+    def _decode_at(self, indices: list[int]) -> torch.Tensor:
+        return torch.stack([self._read(self.files[index]) for index in indices])
 
     def _read(self, file: Path) -> torch.Tensor:
         frame = read_image(file)

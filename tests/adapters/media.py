@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 def ffmpeg(*args: str, stdin: bytes | None = None) -> None:
@@ -38,18 +39,36 @@ def make_clip(
     return path
 
 
-def make_grey_ramp(path: Path, *, frames: int = 25, size: tuple[int, int] = (64, 48)) -> Path:
-    """A lossless clip whose frame ``i`` is a solid grey of level ``10 * i`` (25 fps)."""
+def make_grey_ramp(
+    path: Path,
+    *,
+    frames: int = 25,
+    size: tuple[int, int] = (64, 48),
+    level_step: int = 10,
+    gop: int | None = None,
+) -> Path:
+    """A lossless 25 fps clip whose frame ``i`` is a solid grey of level ``level_step * i``.
+
+    ``gop``: a key frame every ``gop`` frames, with B-frames, so that reads must really seek.
+    """
     width, height = size
-    levels = (10 * np.arange(frames, dtype=np.uint8))[:, None, None, None]
+    assert (frames - 1) * level_step <= 255, "the levels must fit in a byte"
+    levels = (level_step * np.arange(frames)).astype(np.uint8)[:, None, None, None]
     pixels = np.broadcast_to(levels, (frames, height, width, 3)).tobytes()
+    structure = ("-g", str(gop), "-keyint_min", str(gop), "-bf", "2") if gop else ()
     ffmpeg(
         *("-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{width}x{height}"),
         *("-framerate", "25", "-i", "pipe:0"),
-        *("-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p", str(path)),
+        *("-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p", *structure, str(path)),
         stdin=pixels,
     )
     return path
+
+
+def frame_numbers(frames: torch.Tensor, level_step: int) -> list[int]:
+    """The index each frame of a ``make_grey_ramp`` clip carries, from its mean grey level."""
+    levels = frames.float().mean(dim=tuple(range(1, frames.ndim)))
+    return (levels / level_step).round().int().tolist()
 
 
 def probe(path: Path) -> dict:

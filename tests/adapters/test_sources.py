@@ -117,7 +117,6 @@ def test_cuda_decode_falls_back_to_cpu_without_cuda(clip_silent: Path) -> None:
 
 
 @pytest.mark.cuda
-@pytest.mark.cuda
 @pytest.mark.parametrize("decode_device", ["auto", "cpu"])
 def test_batches_on_cuda(clip_silent: Path, decode_device: str) -> None:
     with open_source(clip_silent, device="cuda", decode_device=decode_device) as source:
