@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -24,13 +25,21 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("input", nargs="?", help="image or video file")
+    parser.add_argument(
+        "input",
+        nargs="?",
+        help="image or video file, or a folder of videos (then OUTPUT is a folder)",
+    )
     parser.add_argument(
         "-o",
         "--output",
         help="output file (.png/.jpg/.webp for an image, .mp4 or .mkv for a video)",
     )
     parser.add_argument("--tiles", metavar="DIR", help="folder of photos to build the mosaic from")
+    parser.add_argument(
+        "--frames", metavar="DIR", help="a folder of numbered images to render as a video"
+    )
+    parser.add_argument("--fps", type=float, help="frame rate of a --frames folder (default 25)")
     parser.add_argument(
         "--demo",
         action="store_true",
@@ -71,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="assignment solver (default auto: by problem size)",
     )
     run = parser.add_argument_group("run")
+    run.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="videos rendered at once for a folder of videos (default 1)",
+    )
     run.add_argument("--device", help='"auto" (default), "cpu", "cuda"')
     run.add_argument("--seed", type=int, help="seed for reproducible output (default 0)")
     run.add_argument(
@@ -134,18 +149,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    if args.demo or (args.input is None and args.output is None and args.tiles is None):
+    if args.demo or (args.input is args.frames is args.output is args.tiles is None):
         from mosaic.demo import run_demo
 
         return run_demo(config_from_args(args), quiet=args.quiet)
-    if args.input is None or args.output is None or args.tiles is None:
-        parser.error("INPUT, -o OUTPUT and --tiles DIR are all needed (or --demo)")
+    if args.input is not None and args.frames is not None:
+        parser.error("give either INPUT or --frames DIR, not both")
+    if (args.input is None and args.frames is None) or args.output is None or args.tiles is None:
+        parser.error(
+            "INPUT (or --frames DIR), -o OUTPUT and --tiles DIR are all needed (or --demo)"
+        )
     config = config_from_args(args)
-    source, output = Path(args.input), Path(args.output)
-    if not source.exists():
-        raise FileNotFoundError(f"input not found: {source}")
-    if output.exists() and output.resolve() == source.resolve():
-        raise ValueError("the output path is the input: refusing to overwrite the input")
+    source, output = Path(args.input or args.frames), Path(args.output)
+    kind = _input_kind(source, frames=args.frames is not None)
+    _check_output(output, source, folder=kind == "folder")
 
     from mosaic.pool import TilePool
 
@@ -160,28 +177,80 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not args.quiet:
         print(pool.summary(), file=sys.stderr)
 
-    from adapters import is_image
-
-    if is_image(source):
+    if kind == "image":
         from adapters import write_image
         from mosaic.image import render_image
 
         write_image(output, render_image(source, pool, config))
         if not args.quiet:
-            seconds = time.perf_counter() - started
-            print(f"wrote {output} ({seconds:.1f} s)", file=sys.stderr)
+            print(f"wrote {output} ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
         return 0
+
+    if kind == "folder":
+        from mosaic.batch import render_folder
+
+        report = render_folder(
+            source,
+            output,
+            pool,
+            config,
+            jobs=args.jobs,
+            progress=not args.quiet,
+            log=(lambda line: None) if args.quiet else None,
+        )
+        if not args.quiet:
+            print(f"{report.summary()}; outputs in {output}", file=sys.stderr)
+        return 1 if report.failed else 0
 
     from mosaic.video import render_video
 
-    stats = render_video(source, output, pool, config, progress=not args.quiet)
+    stats = render_video(source, output, pool, config, progress=not args.quiet, fps=args.fps)
     if not args.quiet:
         print(stats.summary(), file=sys.stderr)
         print(f"wrote {output}", file=sys.stderr)
     return 0
 
 
+def _input_kind(source: Path, *, frames: bool) -> str:
+    """ "image", "video" or "folder" (of videos); fails early, in one line, on unusable input."""
+    from adapters import is_image, probe
+
+    if not source.exists():
+        raise FileNotFoundError(f"input not found: {source}")
+    if frames:
+        if not source.is_dir():
+            raise NotADirectoryError(f"--frames needs a folder of numbered images: {source}")
+        probe(source)  # an empty folder or unreadable frames fail here, before any work
+        return "video"
+    if source.is_dir():
+        return "folder"
+    if is_image(source):
+        return "image"
+    probe(source)  # a truncated, corrupt or non-video file fails here, before the pool loads
+    return "video"
+
+
+def _check_output(output: Path, source: Path, *, folder: bool) -> None:
+    """Refuse an output that is the input or cannot be written, before any work is done."""
+    if output.exists() and output.resolve() == source.resolve():
+        raise ValueError(f"the output is the input ({source}): refusing to overwrite it")
+    target = output if folder else output.parent
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if folder and output.exists() and not output.is_dir():
+        raise NotADirectoryError(f"the output for a folder of videos must be a folder: {output}")
+    if not folder and not target.is_dir():
+        raise FileNotFoundError(f"the output folder does not exist: {target}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write to {existing}")
+
+
 def _pool_tile_size(config: MosaicConfig) -> int:
     """Tiles are loaded at the output tile size, but at least 32 px so descriptors stay sharp."""
     size = max(config.tile_size or config.cell, 32)
     return size + (-size % config.grid)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -70,18 +70,20 @@ def render_video(
     *,
     progress: bool = True,
     batch_size: int = 4,
+    fps: float | Fraction | None = None,
 ) -> VideoStats:
     """Turn a video (or a folder of numbered frames) into a mosaic video with its audio.
 
     Decoding, rendering and encoding run at once (decode and encode in background threads,
     joined by bounded queues), so memory stays flat however long the video. The output is
-    written to a temporary file beside ``output`` and renamed at the end.
+    written to a temporary file beside ``output`` and renamed at the end. ``fps`` sets the frame
+    rate of a folder of frames (default 25); a video keeps its own.
     """
     config = config or MosaicConfig()
     source, output = Path(source), Path(output)
     renderer = FrameRenderer(pool, config)
     started = time.perf_counter()
-    frames_in = open_source(source, device=renderer.device, batch_size=batch_size)
+    frames_in = open_source(source, device=renderer.device, batch_size=batch_size, fps=fps)
     with frames_in:
         info = frames_in.info
         rows, cols = renderer.grid_shape(info.height, info.width)
