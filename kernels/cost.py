@@ -65,12 +65,15 @@ _REAL_MAX = tl.constexpr((0x7FFFFFFF << 32) | 0x7FFFFFFF)
 _PADDING = tl.constexpr(-1)
 
 # Features per tl.dot: 16 is the smallest K GPU dots accept, and larger chunks spilled registers
-# in the top-k kernel (ptxas for sm_90, Triton 3.9, 64 x 64 tile, 4 warps: K = 16 takes 224
-# registers; K = 32 and 64 spill); the feature loop walks D in such chunks, zero-padded.
+# in the top-k kernel (ptxas for sm_90, Triton 3.9, 64 x 64 tile, k = 16, D = 12, 4 warps, 2
+# stages: K = 16 takes 240 registers; K = 32 and 64 spill); the feature loop walks D in such
+# chunks, zero-padded.
 _BLOCK_D = 16
-# Rows per program of the split merge: its key tile lives in a layout with 16 rows per thread at
-# 64 rows, which spilled; 16 rows fit (128 registers).
+# Rows per program of the split merge: at 64 rows each thread holds 32 keys of a 64-column tile,
+# and 4 warps spilled; 16 rows take at most 128 registers (ptxas for sm_90, Triton 3.9).
 _MERGE_BLOCK_N = 16
+# Rows per program of the top-k kernel for k > 16 (_topk_blocks): the fewest tl.dot accepts.
+_NARROW_BLOCK_N = 16
 
 # GPU launch configurations: block sizes come from the heuristics below (the grid and the split
 # depend on them), so only warps and pipeline stages are tuned.
@@ -124,12 +127,28 @@ def cost_topk_reference(
     values, indices = [], []
     for start in range(0, a.shape[0], rows_per_chunk):
         cost = cost_matrix_reference(a[start : start + rows_per_chunk], b)
-        chunk_values, chunk_indices = torch.topk(cost, k, dim=1, largest=False, sorted=True)
+        chunk_values, chunk_indices = _smallest(cost, k)
         values.append(chunk_values)
         indices.append(chunk_indices)
     if not values:
         return a.new_empty((0, k), dtype=torch.float32), a.new_empty((0, k), dtype=torch.int64)
     return torch.cat(values), torch.cat(indices)
+
+
+def _smallest(cost: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` smallest values of each row of ``cost`` and their columns, ascending.
+
+    ``k = 1`` (the nearest tile) takes ``min``, about twice as fast as ``topk``; it returns the
+    first of equal values, the kernel's tie rule. Only rows whose minimum is NaN go to ``topk``,
+    which ranks NaN after every number.
+    """
+    if k != 1:
+        return torch.topk(cost, k, dim=1, largest=False, sorted=True)
+    values, indices = cost.min(dim=1, keepdim=True)
+    nan_rows = values.isnan().squeeze(1)
+    if nan_rows.any():
+        values[nan_rows], indices[nan_rows] = torch.topk(cost[nan_rows], 1, dim=1, largest=False)
+    return values, indices
 
 
 # --- public functions ------------------------------------------------------------------------
@@ -367,12 +386,32 @@ def _merge_splits_kernel(
     _store_top(top, rows, row_mask, values_ptr, indices_ptr, stride_vn, stride_in, K, K_PAD)
 
 
+def _topk_configs(
+    configs: list[triton.Config], named_args: dict[str, object], **constexprs: object
+) -> list[triton.Config]:
+    """The autotune configs of a top-k launch (``early_config_prune``): every config for 64-row
+    tiles; for ``_NARROW_BLOCK_N``-row tiles only 8 warps and 2 stages.
+
+    ptxas for sm_90 may lower its register target to fit one more block per SM (168 or 128
+    registers at 4 warps, 128 at 8) and spill a few words to reach it. On 16-row tiles it did so
+    at 4 warps (Triton 3.9 and 3.6) and at 3 stages (3.6); 8 warps and 2 stages take 76-124
+    registers on 3.9, at most 128 on 3.6, in every dtype and layout. 32-row tiles spilled
+    somewhere at every (warps, stages) pair.
+    """
+    if constexprs["BLOCK_N"] != _NARROW_BLOCK_N:
+        return configs
+    return [config for config in configs if (config.num_warps, config.num_stages) == (8, 2)]
+
+
 # cache_results: tuning timings persist on disk, so a new process does not re-tune.
 _cost_matrix_kernel_tuned = triton.autotune(_GPU_CONFIGS, key=["D"], cache_results=True)(
     _cost_matrix_kernel
 )
 _cost_topk_kernel_tuned = triton.autotune(
-    _GPU_CONFIGS, key=["D", "K_PAD", "WRITE_PARTIAL"], cache_results=True
+    _GPU_CONFIGS,
+    key=["D", "K_PAD", "WRITE_PARTIAL"],
+    prune_configs_by={"early_config_prune": _topk_configs},
+    cache_results=True,
 )(_cost_topk_kernel)
 _merge_splits_kernel_tuned = triton.autotune(_GPU_CONFIGS, key=["K_PAD"], cache_results=True)(
     _merge_splits_kernel
@@ -383,24 +422,30 @@ _merge_splits_kernel_tuned = triton.autotune(_GPU_CONFIGS, key=["K_PAD"], cache_
 
 
 def _matrix_blocks(device: torch.device) -> tuple[int, int]:
-    """``(BLOCK_N, BLOCK_M)`` for ``cost_matrix``: wide column tiles for coalesced stores on GPU;
-    on CPU few, large programs, since interpreter time grows with the program count."""
-    return (64, 128) if device.type == "cuda" else (32, 32)
+    """``(BLOCK_N, BLOCK_M)`` for ``cost_matrix``.
+
+    GPU: 64 x 64. A tile row is 256 bytes of float32, two full 128-byte lines, so stores
+    coalesce. 64 x 128 spilled at 4 warps when rows of ``a`` and ``b`` are not 16-element
+    aligned (D = 12: no vector loads, each element has its own address); 64 x 64 takes 98-200
+    registers in every config, dtype and layout (ptxas for sm_90, Triton 3.9; 92-198 on 3.6).
+    CPU (interpreter): few, large programs, since interpreter time grows with the program count.
+    """
+    return (64, 64) if device.type == "cuda" else (32, 32)
 
 
 def _topk_blocks(k_pad: int, device: torch.device) -> tuple[int, int]:
     """``(BLOCK_N, BLOCK_M)`` for ``cost_topk``.
 
-    GPU: a 64 x 64 tile holds an fp32 distance tile plus an int64 key tile in registers; a top-k
-    list wider than 16 takes as many registers again, so the row block halves (ptxas for sm_90,
-    4 warps, Triton 3.9 / 3.6: 224 / 246 registers at 64 x 64 and k = 16, 218 / 238 at 32 x 64
-    and k = 64, no spills). Fewer rows also means fewer merge rounds per tile (a round is needed
-    while *any* row has an insertion).
+    GPU: up to k = 16, a 64 x 64 tile: its fp32 distances, their int64 keys and the top-k lists
+    fit in registers in every config, dtype and layout (ptxas for sm_90, Triton 3.9: 108-252
+    registers). A wider top-k list takes up to as many registers again as the key tile, so the
+    row block drops to ``_NARROW_BLOCK_N``, run at 8 warps (``_topk_configs``). Fewer rows also
+    means fewer merge rounds per tile (a round is needed while *any* row has an insertion).
     CPU (interpreter): small tiles, so tests cover several tiles with few elements.
     """
     if device.type != "cuda":
         return 16, 32
-    return (64 if k_pad <= 16 else 32), 64
+    return (64 if k_pad <= 16 else _NARROW_BLOCK_N), 64
 
 
 def _parallel_programs(device: torch.device) -> int:

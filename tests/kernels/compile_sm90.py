@@ -1,0 +1,550 @@
+"""Compile every Triton kernel of ``kernels/`` for sm_90 (H100, H200), no GPU needed.
+
+The Triton interpreter cannot show what only the GPU compiler rejects (a ``tl.dot`` with K < 16,
+an API only the interpreter accepts) or what only costs time there (register spills). This
+compiles each kernel ahead of time with the ptxas bundled in the Triton wheel, in the
+configurations its launcher uses, and reads the cubin's resource usage with the bundled
+``cuobjdump -res-usage``: registers per thread, and spills as the runtime counts them
+(``CompiledKernel.n_spills``: local memory per thread, where ptxas spills, in 4-byte words).
+Shared memory is Triton's allocation (``metadata.shared``).
+
+Run by hand: ``python -m tests.kernels.compile_sm90`` prints a table (``--json``: one line of
+JSON, what ``tests/kernels/test_compile_sm90.py`` checks). Exit status 1 when a kernel fails to
+compile or spills. Nothing is cached between runs (a fresh ``TRITON_CACHE_DIR`` per run).
+
+Configurations: the block sizes of the launchers' GPU heuristics (called here, for a 132-SM GPU)
+with every autotune config of each kernel (those its ``early_config_prune`` keeps for the
+launch), over the dtypes and layouts the launchers accept.
+Inputs are meta tensors passed through the launchers' own argument code, and ``ast_source``
+specialises like a real launch (16-divisible ints and aligned pointers, ints equal to 1). To
+stay well under a minute on two cores the cross product is trimmed: each kernel takes every
+config in its main dtypes and layouts, and only its first config in the others. Each
+``*_launches`` docstring says which is which.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Triton picks compiled or interpreted kernels when their decorators run: set before `kernels`.
+os.environ["TRITON_INTERPRET"] = "0"
+
+import argparse
+import contextlib
+import importlib
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from triton.runtime import Autotuner, JITFunction
+
+from kernels import cost, features, grid, oklab
+from kernels._launch import FLOAT_DTYPES, IMAGE_DTYPES
+
+TARGET = GPUTarget("cuda", 90, 32)
+# H100 and H200 both have 132 SMs; the grid heuristics size tiles by it.
+SM_COUNT = 132
+KERNEL_MODULES = (cost, features, grid, oklab)
+POINTER_TYPES = {
+    torch.uint8: "*u8",
+    torch.float16: "*fp16",
+    torch.bfloat16: "*bf16",
+    torch.float32: "*fp32",
+    torch.float64: "*fp64",
+    torch.int64: "*i64",
+}
+# The cost kernels' problem: the cells of a 1080p frame (16-pixel cells, 68 x 120) against a
+# 20k-tile pool, top-k columns split over SPLITS programs.
+CELLS, TILES, SPLITS = 8160, 20000, 4
+CUDA = torch.device("cuda")  # only its type is read: the launchers' GPU block sizes
+DOT_KEYWORDS = {"BLOCK_D": cost._BLOCK_D, "DOT_PRECISION": cost._DOT_PRECISION}
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """A tensor argument as the compiler sees it: element type and 16-byte alignment."""
+
+    type: str
+    aligned: bool = True
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One kernel specialisation: positional arguments and keywords as the launcher passes them.
+
+    ``kernel`` is ``"module:name"`` of the ``@triton.jit`` function; ``keywords`` holds its
+    constexprs and the compile options of the config (``num_warps``, ``num_stages``, ...).
+    """
+
+    kernel: str
+    label: str
+    args: tuple[Pointer | int, ...]
+    keywords: dict[str, object]
+
+
+@dataclass
+class Result:
+    """What ptxas made of one launch; ``error`` is set when it did not compile."""
+
+    kernel: str
+    label: str
+    registers: int | None = None
+    spills: int | None = None
+    shared_bytes: int | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def pointer(tensor: torch.Tensor) -> Pointer:
+    """The ``Pointer`` a launch passes for ``tensor`` (a meta tensor: no memory, real strides).
+
+    Allocations are 16-byte aligned, so only the view's offset decides the alignment.
+    """
+    offset_bytes = tensor.storage_offset() * tensor.element_size()
+    return Pointer(POINTER_TYPES[tensor.dtype], offset_bytes % 16 == 0)
+
+
+def type_name(dtype: torch.dtype) -> str:
+    """Triton's short name of ``dtype``: ``u8``, ``fp16``, ..."""
+    return POINTER_TYPES[dtype].removeprefix("*")
+
+
+def meta(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A contiguous tensor of ``shape`` without storage."""
+    return torch.empty(shape, dtype=dtype, device="meta")
+
+
+def launch_args(*values: torch.Tensor | int) -> tuple[Pointer | int, ...]:
+    """Launcher arguments with tensors replaced by their ``Pointer``."""
+    return tuple(pointer(v) if isinstance(v, torch.Tensor) else v for v in values)
+
+
+def config_text(keywords: dict[str, object], shown: tuple[str, ...]) -> str:
+    """``NAME=value`` for the ``shown`` keywords, then warps and stages (``w4 s3``)."""
+    names = " ".join(f"{name}={keywords[name]}" for name in shown)
+    return f"{names} w{keywords['num_warps']} s{keywords['num_stages']}".strip()
+
+
+def tuned_configs(
+    tuned: Autotuner, every: bool = True, **constexprs: object
+) -> list[dict[str, object]]:
+    """Keywords (constexprs and compile options) of every config an autotuned kernel tries for a
+    launch with ``constexprs`` (those its ``early_config_prune`` keeps), or only of the first
+    when not ``every`` (the trimmed part of the cross product)."""
+    configs = tuned.configs
+    if tuned.early_config_prune is not None:
+        configs = tuned.early_config_prune(configs, {}, **constexprs)
+    keywords = [config.all_kwargs() for config in configs]
+    return keywords if every else keywords[:1]
+
+
+# --------------------------------------------------------------------------- launches
+
+
+def frame_layouts(dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """1080p frames ``(1, 3, H, W)`` in each layout the pixel launchers special-case.
+
+    CHW: one long row. HWC seen as CHW: channel stride 1, pixel stride 3. crop (``[..., 1:, 1:]``
+    of CHW): row by row, 1919 columns (not 16-divisible), pointer unaligned.
+    """
+    chw = meta(1, 3, 1080, 1920, dtype=dtype)
+    hwc = meta(1, 1080, 1920, 3, dtype=dtype).permute(0, 3, 1, 2)
+    return {"CHW": chw, "HWC": hwc, "crop": chw[..., 1:, 1:]}
+
+
+def pixel_launch(
+    kernel: str, src: torch.Tensor, keywords: dict, label: str, *extra: torch.Tensor
+) -> Launch:
+    """Arguments of ``oklab._launch_pixelwise`` for ``src``, built by the launcher's own code."""
+    frames = oklab._as_frames(src)
+    _, _, height, width = frames.shape
+    stride_frame, stride_channel, stride_h, stride_w = frames.stride()
+    rows, cols, stride_row, stride_col = oklab._plane_walk(height, width, stride_h, stride_w)
+    out_dtype = torch.uint8 if kernel == "_oklab_to_srgb_kernel" else torch.float32
+    out = meta(*src.shape, dtype=out_dtype)
+    args = (frames, out, rows, cols, stride_frame, stride_channel, stride_row, stride_col, *extra)
+    return Launch(f"kernels.oklab:{kernel}", label, launch_args(*args), keywords)
+
+
+def oklab_launches() -> Iterator[Launch]:
+    """Both conversions. Full: every layout and config for uint8 (decode table) and float32
+    (decode curve) inputs, and float32 Oklab. Trimmed: the other dtypes, CHW, first config."""
+    decode_table = meta(256)
+    for dtype in IMAGE_DTYPES:
+        full = dtype in (torch.uint8, torch.float32)
+        for layout, frame in frame_layouts(dtype).items():
+            if not full and layout != "CHW":
+                continue
+            for config in tuned_configs(oklab._srgb_to_oklab_tuned, full):
+                keywords = {**config, "DECODE_FROM_TABLE": dtype == torch.uint8}
+                label = f"{type_name(dtype)} {layout} {config_text(keywords, ('BLOCK',))}"
+                yield pixel_launch("_srgb_to_oklab_kernel", frame, keywords, label, decode_table)
+    for dtype in FLOAT_DTYPES:
+        full = dtype == torch.float32
+        for layout, frame in frame_layouts(dtype).items():
+            if not full and layout != "CHW":
+                continue
+            for config in tuned_configs(oklab._oklab_to_srgb_tuned, full):
+                label = f"{type_name(dtype)} {layout} {config_text(config, ('BLOCK',))}"
+                yield pixel_launch("_oklab_to_srgb_kernel", frame, config, label)
+
+
+def cell_scenes(dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, tuple[int, int]]]:
+    """Images and block sizes of the engine's cell reductions.
+
+    1080p CHW with 8 x 8 blocks (descriptors, cell 16 / grid 2) and 16 x 16 (cell statistics); an
+    HWC frame with 12 x 12 blocks (block width not a power of two: masked chunks, pixel stride 3);
+    a batch of 1024 64 x 64 tiles, one block each (tile statistics).
+    """
+    frame = meta(1, 3, 1080, 1920, dtype=dtype)
+    hwc = meta(1, 1080, 1920, 3, dtype=dtype).permute(0, 3, 1, 2)
+    return {
+        "1080p/8x8": (frame, (8, 8)),
+        "1080p/16x16": (frame, (16, 16)),
+        "HWC/12x12": (hwc, (12, 12)),
+        "tiles64/64x64": (meta(1024, 3, 64, 64, dtype=dtype), (64, 64)),
+    }
+
+
+def tiled_keywords(config: dict, block: tuple[int, int], out_w: int, num_rows: int) -> dict:
+    """A ``cell_tiled`` config with the tile shape its heuristics pick on a 132-SM GPU."""
+    min_programs = grid.PROGRAMS_PER_SM * SM_COUNT
+    tile = grid.cell_tiling(block[1], out_w, num_rows, config["STEP_PIXELS"], min_programs)
+    shape = dict(zip(("TILE_R", "TILE_OW", "BW_CHUNK"), tile, strict=True))
+    return {**config, "BLOCK_H": block[0], "BLOCK_W": block[1], **shape}
+
+
+def grid_reduce_launches() -> Iterator[Launch]:
+    """Full: float32 (what the engine reduces), every scene and config. Trimmed: the other
+    dtypes (uint8 sums in int32), 16 x 16 blocks, first config."""
+    for dtype in IMAGE_DTYPES:
+        full = dtype == torch.float32
+        for scene, (x, block) in cell_scenes(dtype).items():
+            if not full and scene != "1080p/16x16":
+                continue
+            n, channels, height, width = x.shape
+            out_h, out_w = height // block[0], width // block[1]
+            out = meta(n, channels, out_h, out_w)
+            num_rows = n * channels * out_h
+            sum_dtype = grid._sum_dtype(dtype, block[0] * block[1])
+            for config in tuned_configs(grid._grid_reduce_kernel, full):
+                keywords = {
+                    **tiled_keywords(config, block, out_w, num_rows),
+                    "SUM_DTYPE": sum_dtype,
+                }
+                shown = ("STEP_PIXELS", "TILE_R", "TILE_OW", "BW_CHUNK")
+                label = f"{type_name(dtype)} {scene} {config_text(keywords, shown)}"
+                args = (x, out, num_rows, channels, out_h, out_w, *x.stride(), *out.stride()[:3])
+                yield Launch(
+                    "kernels.grid:_grid_reduce_kernel", label, launch_args(*args), keywords
+                )
+
+
+def cell_features_launches() -> Iterator[Launch]:
+    """Every scene and config (uint8 is the only dtype)."""
+    decode_table = meta(256)
+    for scene, (rgb, block) in cell_scenes(torch.uint8).items():
+        n, channels, height, width = rgb.shape
+        out_h, out_w = height // block[0], width // block[1]
+        out = meta(n, channels, out_h, out_w)
+        for config in tuned_configs(features._cell_features_kernel):
+            keywords = tiled_keywords(config, block, out_w, n * out_h)
+            label = f"u8 {scene} {config_text(keywords, ('STEP_PIXELS', 'TILE_R', 'TILE_OW'))}"
+            args = (rgb, out, n * out_h, out_h, out_w, *rgb.stride(), *out.stride()[:3])
+            yield Launch(
+                "kernels.features:_cell_features_kernel",
+                label,
+                launch_args(*args, decode_table),
+                keywords,
+            )
+
+
+def feature_pairs(dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Cell and tile descriptors ``(N, D)``, ``(M, D)`` of a 1080p frame and a 20k-tile pool.
+
+    Contiguous with D = 12 (grid 2, the default: row stride not 16-divisible) and D = 48 (grid 4:
+    16-divisible), and D = 12 column-major (feature stride N, row stride 1).
+    """
+    return {
+        "D=12": (meta(CELLS, 12, dtype=dtype), meta(TILES, 12, dtype=dtype)),
+        "D=48": (meta(CELLS, 48, dtype=dtype), meta(TILES, 48, dtype=dtype)),
+        "D=12 col-major": (meta(12, CELLS, dtype=dtype).T, meta(12, TILES, dtype=dtype).T),
+    }
+
+
+def cost_matrix_launches() -> Iterator[Launch]:
+    """Every feature pair. Full: float32, every config. Trimmed: fp16 / bf16 / fp64, first
+    config."""
+    block_n, block_m = cost._matrix_blocks(CUDA)
+    for dtype in FLOAT_DTYPES:
+        for pair, (a, b) in feature_pairs(dtype).items():
+            n, m, d = a.shape[0], b.shape[0], a.shape[1]
+            out = meta(n, m)
+            for config in tuned_configs(cost._cost_matrix_kernel_tuned, dtype == torch.float32):
+                keywords = {**config, **DOT_KEYWORDS, "BLOCK_N": block_n, "BLOCK_M": block_m}
+                label = f"{type_name(dtype)} {pair} {config_text(keywords, ())}"
+                args = (a, b, out, n, m, d, *a.stride(), *b.stride(), out.stride(0))
+                yield Launch(
+                    "kernels.cost:_cost_matrix_kernel", label, launch_args(*args), keywords
+                )
+
+
+def cost_topk_launches() -> Iterator[Launch]:
+    """With and without the column split, at the launcher's block sizes for each k.
+
+    Full: float32 D = 12, k = 1, 16 (64-row blocks) and 17, 64 (16-row blocks), every config the
+    autotuner tries. Trimmed: fp16 / bf16 / fp64 D = 12 and the other float32 feature pairs,
+    k = 16 and 64, first config.
+    """
+    for dtype in FLOAT_DTYPES:
+        for pair, (a, b) in feature_pairs(dtype).items():
+            if dtype != torch.float32 and pair != "D=12":
+                continue
+            full = dtype == torch.float32 and pair == "D=12"
+            n, m, d = a.shape[0], b.shape[0], a.shape[1]
+            for k in (1, 16, 17, 64) if full else (16, 64):
+                k_pad = triton.next_power_of_2(k)
+                block_n, block_m = cost._topk_blocks(k_pad, CUDA)
+                values, indices = meta(n, k), meta(n, k, dtype=torch.int64)
+                for write_partial in (False, True):
+                    partial = meta(n, SPLITS, k, dtype=torch.int64) if write_partial else indices
+                    constexprs = {
+                        **DOT_KEYWORDS,
+                        "K": k,
+                        "K_PAD": k_pad,
+                        "BLOCK_N": block_n,
+                        "BLOCK_M": block_m,
+                        "WRITE_PARTIAL": write_partial,
+                    }
+                    for config in tuned_configs(cost._cost_topk_kernel_tuned, full, **constexprs):
+                        keywords = {**config, **constexprs}
+                        shown = ("K", "BLOCK_N", "WRITE_PARTIAL")
+                        label = f"{type_name(dtype)} {pair} {config_text(keywords, shown)}"
+                        args = (
+                            a, b, values, indices, partial, n, m, d, m // SPLITS,
+                            *a.stride(), *b.stride(), values.stride(0), indices.stride(0),
+                        )  # fmt: skip
+                        yield Launch(
+                            "kernels.cost:_cost_topk_kernel", label, launch_args(*args), keywords
+                        )
+
+
+def merge_splits_launches() -> Iterator[Launch]:
+    """The top-k split merge for k = 1, 16, 17, 64, every config."""
+    for k in (1, 16, 17, 64):
+        k_pad = triton.next_power_of_2(k)
+        _, block_m = cost._topk_blocks(k_pad, CUDA)
+        values, indices = meta(CELLS, k), meta(CELLS, k, dtype=torch.int64)
+        partial = meta(CELLS, SPLITS, k, dtype=torch.int64)
+        for config in tuned_configs(cost._merge_splits_kernel_tuned):
+            keywords = {
+                **config,
+                "K": k,
+                "K_PAD": k_pad,
+                "BLOCK_N": cost._MERGE_BLOCK_N,
+                "BLOCK_M": block_m,
+            }
+            label = config_text(keywords, ("K", "BLOCK_N", "BLOCK_M"))
+            args = (
+                partial, values, indices, CELLS, SPLITS * k, values.stride(0), indices.stride(0)
+            )  # fmt: skip
+            yield Launch("kernels.cost:_merge_splits_kernel", label, launch_args(*args), keywords)
+
+
+def all_launches() -> list[Launch]:
+    """Every launch, the slowest kernels (top-k) first so the process pool ends evenly."""
+    return [
+        *cost_topk_launches(),
+        *cost_matrix_launches(),
+        *merge_splits_launches(),
+        *cell_features_launches(),
+        *grid_reduce_launches(),
+        *oklab_launches(),
+    ]
+
+
+def launched_kernels() -> set[str]:
+    """``"module:name"`` of every kernel a launcher runs: those wrapped in ``triton.autotune``."""
+    found = set()
+    for module in KERNEL_MODULES:
+        for value in vars(module).values():
+            if isinstance(value, Autotuner):
+                kernel = jit_function(value)
+                found.add(f"{kernel.fn.__module__}:{kernel.fn.__name__}")
+    return found
+
+
+# --------------------------------------------------------------------------- compiling
+
+
+def jit_function(kernel: object) -> JITFunction:
+    """The ``JITFunction`` under ``triton.autotune`` / ``triton.heuristics`` wrappers."""
+    while not isinstance(kernel, JITFunction):
+        if not hasattr(kernel, "fn"):
+            raise TypeError(f"{kernel!r} is not a compiled Triton kernel (TRITON_INTERPRET=1?)")
+        kernel = kernel.fn
+    return kernel
+
+
+def ast_source(kernel: JITFunction, launch: Launch) -> tuple[ASTSource, dict[str, object]]:
+    """The source a real launch would compile, and the compile options.
+
+    Specialises like ``JITFunction.run``: an int equal to 1 becomes a constant, other ints and
+    aligned pointers get ``tt.divisibility = 16`` when divisible by 16 (not the parameters in
+    ``do_not_specialize``); ints are i32 unless they need 64 bits.
+    """
+    runtime_params = [p for p in kernel.params if not p.is_constexpr]
+    if len(runtime_params) != len(launch.args):
+        raise TypeError(f"{len(launch.args)} arguments for {len(runtime_params)} parameters")
+    signature: dict[str, str] = {}
+    constexprs: dict[str, object] = {}
+    attrs: dict[tuple[int, ...], list] = {}
+    values = dict(zip((p.name for p in runtime_params), launch.args, strict=True))
+    for param in kernel.params:
+        if param.is_constexpr:
+            signature[param.name] = "constexpr"
+            constexprs[param.name] = launch.keywords[param.name]
+            continue
+        value = values[param.name]
+        if isinstance(value, Pointer):
+            signature[param.name] = value.type
+            divisible = value.aligned
+        elif value == 1 and not param.do_not_specialize:
+            signature[param.name] = "constexpr"
+            constexprs[param.name] = 1
+            continue
+        else:
+            signature[param.name] = "i32" if -(2**31) <= value < 2**31 else "i64"
+            divisible = value % 16 == 0 and not param.do_not_specialize
+        if divisible:
+            attrs[(param.num,)] = [["tt.divisibility", 16]]
+    options = {k: v for k, v in launch.keywords.items() if k not in kernel.arg_names}
+    return ASTSource(kernel, signature, constexprs, attrs), options
+
+
+def resource_usage(cubin: bytes) -> tuple[int, int]:
+    """``(registers, local memory bytes)`` per thread, from ``cuobjdump -res-usage``.
+
+    Local memory: the stack frame, where ptxas spills, plus local arrays (Triton makes none).
+    """
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as file:
+        file.write(cubin)
+        file.flush()
+        command = [triton.knobs.nvidia.cuobjdump.path, "-res-usage", file.name]
+        usage = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    fields = dict(re.findall(r"(REG|STACK|LOCAL):(\d+)", usage))
+    if fields.keys() != {"REG", "STACK", "LOCAL"}:
+        raise RuntimeError(f"unexpected cuobjdump output: {usage!r}")
+    return int(fields["REG"]), int(fields["STACK"]) + int(fields["LOCAL"])
+
+
+def compile_launch(launch: Launch) -> Result:
+    """Compile one launch for sm_90 and read its resource usage; errors become ``Result.error``."""
+    module_name, name = launch.kernel.split(":")
+    result = Result(launch.kernel, launch.label)
+    start = time.perf_counter()
+    try:
+        kernel = jit_function(getattr(importlib.import_module(module_name), name))
+        source, options = ast_source(kernel, launch)
+        # On a ptxas failure Triton prints the whole PTX; keep it off the JSON on stdout.
+        with contextlib.redirect_stdout(sys.stderr):
+            compiled = triton.compile(source, target=TARGET, options=options)
+        result.registers, local_bytes = resource_usage(compiled.asm["cubin"])
+        result.spills = local_bytes // 4
+        result.shared_bytes = compiled.metadata.shared
+    except Exception as error:  # reported per launch, so one failure does not hide the others
+        result.error = f"{type(error).__name__}: {error}"
+    result.seconds = round(time.perf_counter() - start, 2)
+    return result
+
+
+def toolchain() -> tuple[str, str | None]:
+    """``(versions, problem)``: the Triton and ptxas versions that build sm_90 code, and why they
+    cannot here (no NVIDIA backend, no usable ptxas or cuobjdump), or None."""
+    versions = f"Triton {triton.__version__}"
+    if "nvidia" not in triton.backends.backends:
+        return versions, "this Triton has no NVIDIA backend"
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    try:
+        versions += f", ptxas {get_ptxas(TARGET.arch).version}"
+        versions += f", cuobjdump {triton.knobs.nvidia.cuobjdump.version}"
+    except (RuntimeError, OSError) as error:
+        return versions, str(error)
+    return versions, None
+
+
+def compile_all(jobs: int) -> list[Result]:
+    """Compile every launch in ``jobs`` processes; a kernel without launches is a failure."""
+    launches = all_launches()
+    results = [
+        Result(kernel, "-", error="no launch configurations in tests/kernels/compile_sm90.py")
+        for kernel in sorted(launched_kernels() - {launch.kernel for launch in launches})
+    ]
+    with tempfile.TemporaryDirectory() as cache_dir:
+        os.environ["TRITON_CACHE_DIR"] = cache_dir
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            results += pool.map(compile_launch, launches)
+    return results
+
+
+def is_failure(result: Result) -> bool:
+    """Did not compile, or spilled registers."""
+    return result.error is not None or result.spills != 0
+
+
+def print_table(results: list[Result]) -> None:
+    """One line per launch: kernel, config, registers, spills, shared memory, compile seconds."""
+    width = max(len(r.label) for r in results)
+    print(f"{'kernel':<22} {'config':<{width}} {'regs':>4} {'spills':>6} {'smem':>6} {'s':>4}")
+    for r in results:
+        kernel = r.kernel.split(":")[1]
+        if r.error is not None:
+            print(f"{kernel:<22} {r.label:<{width}} FAILED: {r.error.splitlines()[0]}")
+            continue
+        print(
+            f"{kernel:<22} {r.label:<{width}} {r.registers:>4} {r.spills:>6} "
+            f"{r.shared_bytes:>6} {r.seconds:>4.1f}"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
+    args = parser.parse_args()
+    start = time.perf_counter()
+    versions, problem = toolchain()
+    results = [] if problem else compile_all(args.jobs)
+    if args.json:
+        report = {
+            "toolchain": versions,
+            "unavailable": problem,
+            "results": [asdict(r) for r in results],
+        }
+        print(json.dumps(report))
+    elif problem:
+        print(f"cannot compile for sm_90 with {versions}: {problem}")
+    else:
+        print_table(results)
+        failures = sum(map(is_failure, results))
+        elapsed = time.perf_counter() - start
+        print(f"{versions}: {len(results)} launches, {failures} failed or spilled, {elapsed:.0f} s")
+    return 1 if any(map(is_failure, results)) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
