@@ -1,6 +1,6 @@
 """The mosaic engine: tile pool, descriptors, assignment, temporal coherence, rendering.
 
-    from mosaic import MosaicConfig, TilePool, render_image, render_video
+from mosaic import MosaicConfig, TilePool, render_image, render_video
 """
 
 from mosaic.config import PRESETS, ConfigError, MosaicConfig

@@ -20,10 +20,10 @@ What runs instead, on any device:
    hold: cells holding alike tiles can trade them, which a moving scene needs. Each window may
    permute its cells' tiles and take up to ``WINDOW_SPARE`` free slots of tiles whose nearest
    cell it holds (each free slot goes to one window). Every window is solved exactly, all in one
-   ``batch_linear_assignment`` call of ``B x WINDOW_CELLS x (WINDOW_CELLS + WINDOW_SPARE)``: the
-   many-medium-problems shape the GPU solver is built for. Windows whose cells all hold their
-   cheapest option are skipped. Slot sets are disjoint, so the union is valid; each window's
-   current tiles are feasible for it, so the cost never rises.
+   ``batch_linear_assignment`` call of ``B x R x (R + WINDOW_SPARE)``, ``R = ceil(N / B)`` the
+   most cells a window holds: the many-medium-problems shape the GPU solver is built for.
+   Windows whose cells all hold their cheapest option are skipped. Slot sets are disjoint, so
+   the union is valid; each window's current tiles are feasible for it, so the cost never rises.
 3. It stops when a pass gains less than ``STOP_GAIN`` of the colour cost, or after
    ``MAX_PASSES`` (``WARM_PASSES`` when at least half the cells have an incumbent: later frames
    keep improving on it). Measured gaps to SciPy's optimum, image-like frames, reuse 1 unless
@@ -168,7 +168,7 @@ def improve_windows(
     distance_to_tile: torch.Tensor,
 ) -> tuple[torch.Tensor, float]:
     """One pass: re-solve every window of cells exactly (``window``: int64 ``(N,)`` in
-    ``[0, windows)``, at most ``WINDOW_CELLS`` cells each).
+    ``[0, windows)``, at most ``ceil(N / windows) <= WINDOW_CELLS`` cells each).
 
     Free tile slots go to the window of the tile's nearest cell (``nearest_cell``, int64
     ``(M,)``), the ``WINDOW_SPARE`` closest (``distance_to_tile``, float32 ``(M,)``) first.
@@ -176,8 +176,9 @@ def improve_windows(
     """
     m = problem.tiles.shape[0]
     device = problem.device
+    width = math.ceil(window.numel() / windows)  # cells of the fullest window
     by_cell = torch.argsort(window, stable=True)
-    members = torch.full((windows, WINDOW_CELLS), -1, dtype=torch.int64, device=device)
+    members = torch.full((windows, width), -1, dtype=torch.int64, device=device)
     members[window[by_cell], rank_in_runs(window[by_cell])] = by_cell
     real = members >= 0
     safe_members = members.clamp_min(0)
@@ -189,9 +190,9 @@ def improve_windows(
     by_window = order_by(wanted_by, distance_to_tile[free])
     rank = rank_in_runs(wanted_by[by_window])
     offered = by_window[rank < WINDOW_SPARE]
-    slots = torch.full((windows, WINDOW_CELLS + WINDOW_SPARE), -1, dtype=torch.int64, device=device)
-    slots[:, :WINDOW_CELLS] = torch.where(real, assign[safe_members], -1)
-    slots[wanted_by[offered], WINDOW_CELLS + rank[rank < WINDOW_SPARE]] = free[offered]
+    slots = torch.full((windows, width + WINDOW_SPARE), -1, dtype=torch.int64, device=device)
+    slots[:, :width] = torch.where(real, assign[safe_members], -1)
+    slots[wanted_by[offered], width + rank[rank < WINDOW_SPARE]] = free[offered]
 
     # Padding rows (windows with fewer cells) may only take padding columns, and real rows only
     # real columns: there are at least as many padding columns as padding rows.
@@ -200,7 +201,7 @@ def improve_windows(
     cost = torch.where(
         real[:, :, None] == real_column, torch.where(real_column, cost, 0.0), float("inf")
     )
-    diagonal = torch.arange(WINDOW_CELLS, device=device)
+    diagonal = torch.arange(width, device=device)
     current = cost[:, diagonal, diagonal]
     unsettled = ((current > cost.min(2).values) & real).any(1).nonzero().squeeze(1)
     if unsettled.numel() == 0:

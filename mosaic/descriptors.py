@@ -28,10 +28,26 @@ def descriptors(
     """
     if cell % grid:
         raise ValueError(f"cell size {cell} must be a multiple of the descriptor grid {grid}")
-    n, _, height, width = images.shape
-    rows, cols = height // cell, width // cell
-    means = cell_features(images, cell // grid)  # (N, 3, rows * grid, cols * grid)
+    return block_descriptors(cell_features(images, cell // grid), grid, lightness_weight)
+
+
+def block_descriptors(
+    block_means: torch.Tensor, grid: int, lightness_weight: float = 1.0
+) -> torch.Tensor:
+    """Descriptors from Oklab block means already computed (the last step of ``descriptors``).
+
+    Args:
+        block_means: float32 ``(N, 3, rows * grid, cols * grid)``, the mean Oklab colour of every
+            ``cell / grid`` block (``cell_features``); scaled in place by ``lightness_weight``.
+        grid: ``s``, blocks per cell side.
+        lightness_weight: factor on the L channel.
+
+    Returns:
+        float32 ``(N, rows, cols, 3 * grid * grid)``.
+    """
+    n, _, height, width = block_means.shape
+    rows, cols = height // grid, width // grid
     if lightness_weight != 1.0:
-        means[:, 0] *= lightness_weight
-    means = means.reshape(n, 3, rows, grid, cols, grid).permute(0, 2, 4, 1, 3, 5)
+        block_means[:, 0] *= lightness_weight
+    means = block_means.reshape(n, 3, rows, grid, cols, grid).permute(0, 2, 4, 1, 3, 5)
     return means.reshape(n, rows, cols, 3 * grid * grid)

@@ -7,13 +7,37 @@ from dataclasses import dataclass
 
 import torch
 
+from kernels import cell_features, grid_reduce, srgb_to_oklab
 from mosaic.assign import Assignment, assign_tiles, resolve_reuse
 from mosaic.config import ConfigError, MosaicConfig
-from mosaic.descriptors import descriptors
+from mosaic.descriptors import block_descriptors
 from mosaic.imageops import pad_to_multiple, resize
 from mosaic.pool import TilePool
-from mosaic.render import cell_stats, render_mosaic, tile_stats
+from mosaic.render import CellStats, cell_stats_from_oklab, render_mosaic, tile_stats
+from mosaic.stages import NO_TIMER, StageTimer
 from mosaic.temporal import TemporalCoherence
+
+# The renderer keeps its tiles in Oklab (float32, 4x the uint8 pixels) up to this size, so colour
+# transfer never converts them again; a larger pool converts the chosen tiles of each frame.
+TILE_LAB_MAX_BYTES = 256 * 2**20
+
+
+@dataclass(frozen=True)
+class FrameAnalysis:
+    """What a source frame gives before any tile is chosen (``FrameRenderer.analyse``).
+
+    Attributes:
+        frame: uint8 ``(3, H, W)`` source frame on the processing device.
+        grid: ``(rows, cols)`` of its cells.
+        features: float32 ``(rows * cols, D)`` descriptors of its cells, row-major.
+        cell_stats: Oklab mean and spread of its cells (saturation applied), or ``None`` without
+            colour transfer.
+    """
+
+    frame: torch.Tensor
+    grid: tuple[int, int]
+    features: torch.Tensor
+    cell_stats: CellStats | None
 
 
 @dataclass(frozen=True)
@@ -39,7 +63,14 @@ class FrameRenderer:
     """Renders frames of one size family with one pool and one config.
 
     Built once per run: moves the pool's tiles to the processing device at their output size and
-    computes their descriptors and colour statistics, so each frame only pays for its own work.
+    computes their descriptors, colour statistics and (pool size permitting) Oklab pixels, so each
+    frame only pays for its own work.
+
+    A frame goes through three steps, which a pipeline may run in different threads: ``analyse``
+    (descriptors and colour statistics; independent per frame), ``choose`` (the assignment, in
+    frame order: it carries temporal coherence) and ``compose`` (the mosaic pixels; independent
+    per frame). ``render`` runs the three in turn. Each step takes a ``StageTimer`` that records
+    its stages: ``"features"``, ``"assignment"``, ``"render"`` and ``"colour"``.
     """
 
     def __init__(self, pool: TilePool, config: MosaicConfig) -> None:
@@ -55,6 +86,9 @@ class FrameRenderer:
         output_tile = config.tile_size or config.cell
         self.tiles = resize(pool.images.to(self.device), output_tile).contiguous()
         self.tile_stats = tile_stats(self.tiles) if config.color > 0 else None
+        self.tile_lab = None
+        if config.color > 0 and 4 * self.tiles.numel() <= TILE_LAB_MAX_BYTES:
+            self.tile_lab = srgb_to_oklab(self.tiles)
 
     def grid_shape(self, height: int, width: int) -> tuple[int, int]:
         """``(rows, cols)`` of the cell grid for an ``H x W`` frame."""
@@ -66,49 +100,87 @@ class FrameRenderer:
         rows, cols = self.grid_shape(height, width)
         return resolve_reuse(self.config.reuse, rows * cols, self.pool_size)
 
-    def render(self, frame: torch.Tensor, temporal: TemporalCoherence | None = None) -> FrameResult:
-        """Render one uint8 ``(3, H, W)`` frame (moved to the processing device if needed).
+    def analyse(self, frame: torch.Tensor, timer: StageTimer = NO_TIMER) -> FrameAnalysis:
+        """Descriptors and colour statistics of a uint8 ``(3, H, W)`` frame (moved to the
+        processing device if needed; any strides).
+
+        With colour transfer the frame is converted to Oklab once, and both come from it.
+        """
+        config = self.config
+        frame = frame.to(self.device)
+        with timer.stage("features"):
+            padded = pad_to_multiple(frame, config.cell)
+            block = config.cell // config.grid
+            stats = None
+            if config.color > 0:
+                lab = srgb_to_oklab(padded)
+                block_means = grid_reduce(lab[None], block)
+                # Last: the statistics use ``lab`` as scratch space.
+                stats = cell_stats_from_oklab(lab, config.cell).saturated(config.saturation)
+            else:
+                block_means = cell_features(padded[None], block)
+            features = block_descriptors(block_means, config.grid, config.lightness_weight)
+            grid = self.grid_shape(*frame.shape[-2:])
+            return FrameAnalysis(frame, grid, features.reshape(-1, features.shape[-1]), stats)
+
+    def choose(
+        self,
+        analysis: FrameAnalysis,
+        temporal: TemporalCoherence | None = None,
+        timer: StageTimer = NO_TIMER,
+    ) -> tuple[Assignment, bool]:
+        """The tile of every cell, and whether temporal coherence saw a scene cut.
 
         A video passes its ``temporal`` state, which gives each cell's incumbent tile its
         switching bonus and records this frame's choice; a still image passes none.
         """
         config = self.config
-        frame = frame.to(self.device)
-        height, width = frame.shape[-2:]
-        rows, cols = self.grid_shape(height, width)
-        padded = pad_to_multiple(frame, config.cell)
-        features = descriptors(padded[None], config.cell, config.grid, config.lightness_weight)
-        features = features.reshape(rows * cols, -1)
-        plan = temporal.plan(features) if temporal is not None else None
-        assignment = assign_tiles(
-            features,
-            self.tile_features,
-            (rows, cols),
-            reuse=self.reuse_for(height, width),
-            method=config.method,
-            min_distance=config.min_distance,
-            incumbent=plan.incumbent if plan else None,
-            switch_bonus=plan.bonus if plan else 0.0,
-        )
-        if temporal is not None:
-            temporal.update(features, assignment.tiles, assignment.cost)
-        choice = assignment.tiles.reshape(rows, cols)
-        stats = None
-        if config.color > 0:
-            stats = cell_stats(padded, config.cell).saturated(config.saturation)
+        height, width = analysis.frame.shape[-2:]
+        features = analysis.features
+        with timer.stage("assignment"):
+            plan = temporal.plan(features) if temporal is not None else None
+            assignment = assign_tiles(
+                features,
+                self.tile_features,
+                analysis.grid,
+                reuse=self.reuse_for(height, width),
+                method=config.method,
+                min_distance=config.min_distance,
+                incumbent=plan.incumbent if plan else None,
+                switch_bonus=plan.bonus if plan else 0.0,
+            )
+            if temporal is not None:
+                temporal.update(features, assignment.tiles, assignment.cost)
+        return assignment, plan.scene_cut if plan else False
+
+    def compose(
+        self, analysis: FrameAnalysis, choice: torch.Tensor, timer: StageTimer = NO_TIMER
+    ) -> torch.Tensor:
+        """uint8 ``(3, H_out, W_out)`` mosaic of the analysed frame with tiles ``choice``
+        (int64 ``(rows, cols)``)."""
+        config = self.config
         image = render_mosaic(
             self.tiles,
             choice,
             color_strength=config.color,
-            cell_stats=stats,
+            cell_stats=analysis.cell_stats,
             tile_stats=self.tile_stats,
+            tile_lab=self.tile_lab,
+            timer=timer,
         )
+        height, width = analysis.frame.shape[-2:]
         tile = self.tiles.shape[-1]
-        out_h, out_w = height * tile // config.cell, width * tile // config.cell
-        return FrameResult(
-            image[:, :out_h, :out_w],
-            choice,
-            features,
-            assignment,
-            plan.scene_cut if plan else False,
-        )
+        return image[:, : height * tile // config.cell, : width * tile // config.cell]
+
+    def render(
+        self,
+        frame: torch.Tensor,
+        temporal: TemporalCoherence | None = None,
+        timer: StageTimer = NO_TIMER,
+    ) -> FrameResult:
+        """Render one uint8 ``(3, H, W)`` frame: ``analyse``, ``choose`` and ``compose``."""
+        analysis = self.analyse(frame, timer)
+        assignment, scene_cut = self.choose(analysis, temporal, timer)
+        choice = assignment.tiles.reshape(analysis.grid)
+        image = self.compose(analysis, choice, timer)
+        return FrameResult(image, choice, analysis.features, assignment, scene_cut)

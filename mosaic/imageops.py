@@ -30,6 +30,11 @@ def pad_to_multiple(frame: torch.Tensor, cell: int) -> torch.Tensor:
     padded_h, padded_w = math.ceil(height / cell) * cell, math.ceil(width / cell) * cell
     if (padded_h, padded_w) == (height, width):
         return frame
-    rows = torch.arange(padded_h, device=frame.device).clamp_max_(height - 1)
-    cols = torch.arange(padded_w, device=frame.device).clamp_max_(width - 1)
-    return frame.index_select(-2, rows).index_select(-1, cols)
+    # Copies of whole rows (concatenation), not a per-pixel gather: several times faster.
+    if padded_w > width:
+        edge = frame[..., -1:].expand(*frame.shape[:-1], padded_w - width)
+        frame = torch.cat([frame, edge], dim=-1)
+    if padded_h > height:
+        edge = frame[..., -1:, :].expand(*frame.shape[:-2], padded_h - height, padded_w)
+        frame = torch.cat([frame, edge], dim=-2)
+    return frame

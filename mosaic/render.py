@@ -15,7 +15,9 @@ tile would otherwise have its JPEG noise and banding amplified into visible grai
 shrink without limit, so at ``s = 1`` a flat source cell gets a flat tile.
 
 Everything runs on the tensors' device with whole-frame tensor ops (no per-cell Python loop),
-through the ``kernels`` colour conversions and block means.
+through the ``kernels`` colour conversions and block means. A renderer that draws many frames
+with one pool converts the tiles to Oklab once (``tile_lab``), so a frame only pays for the way
+back to sRGB.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from numbers import Real
 import torch
 
 from kernels import grid_reduce, oklab_to_srgb, srgb_to_oklab
+from mosaic.stages import NO_TIMER, StageTimer
 
 __all__ = [
     "MAX_SPREAD_GAIN",
     "SPREAD_EPS",
     "CellStats",
     "cell_stats",
+    "cell_stats_from_oklab",
     "render_mosaic",
     "tile_stats",
 ]
@@ -78,12 +82,21 @@ def cell_stats(frame: torch.Tensor, cell: int) -> CellStats:
         ``CellStats`` with ``(H // cell, W // cell, 3)`` float32 tensors on ``frame``'s device.
     """
     _check_image(frame, "frame", ndim=3)
-    height, width = frame.shape[-2:]
-    if isinstance(cell, bool) or not isinstance(cell, int) or cell < 1:
-        raise ValueError(f"cell must be a positive int, got {cell!r}")
-    if height % cell or width % cell:
-        raise ValueError(f"frame size {height}x{width} is not a multiple of the cell size {cell}")
-    mean, std = _block_mean_std(srgb_to_oklab(frame[None]), cell)
+    _check_cell(frame, cell)
+    return cell_stats_from_oklab(srgb_to_oklab(frame), cell)
+
+
+def cell_stats_from_oklab(lab: torch.Tensor, cell: int) -> CellStats:
+    """``cell_stats`` of a frame already in Oklab (a video renderer converts each frame once, for
+    this and the descriptors).
+
+    Args:
+        lab: contiguous float32 ``(3, H, W)``, ``H`` and ``W`` multiples of ``cell``. Used as
+            scratch space: its values are lost.
+        cell: cell side in pixels.
+    """
+    _check_cell(lab, cell)
+    mean, std = _block_mean_std(lab[None], cell, overwrite=True)
     return CellStats(mean[0].permute(1, 2, 0).contiguous(), std[0].permute(1, 2, 0).contiguous())
 
 
@@ -98,7 +111,10 @@ def tile_stats(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     _check_tiles(tiles)
     side = tiles.shape[-1]
-    batches = [_block_mean_std(srgb_to_oklab(b), side) for b in tiles.split(_TILE_STATS_BATCH)]
+    batches = [
+        _block_mean_std(srgb_to_oklab(b), side, overwrite=True)
+        for b in tiles.split(_TILE_STATS_BATCH)
+    ]
     mean = torch.cat([m for m, _ in batches]).reshape(len(tiles), 3)
     std = torch.cat([s for _, s in batches]).reshape(len(tiles), 3)
     return mean, std
@@ -111,6 +127,8 @@ def render_mosaic(
     color_strength: float = 0.0,
     cell_stats: CellStats | None = None,
     tile_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+    tile_lab: torch.Tensor | None = None,
+    timer: StageTimer = NO_TIMER,
 ) -> torch.Tensor:
     """Composite the chosen tiles into one frame, optionally colour-matched to the source cells.
 
@@ -123,7 +141,11 @@ def render_mosaic(
         cell_stats: the source frame's ``cell_stats`` on the same ``rows x cols`` grid; required
             when ``color_strength > 0``.
         tile_stats: ``tile_stats(tiles)``, precomputed once per pool; when omitted, the chosen
-            tiles' statistics are computed from the composited frame.
+            tiles' statistics are computed from their Oklab pixels.
+        tile_lab: float32 ``(M, 3, t, t)``, ``srgb_to_oklab(tiles)`` precomputed once per pool;
+            when omitted, the chosen tiles are converted.
+        timer: records the colour transfer as stage ``"colour"`` and the arrangement of the
+            tiles into the frame as ``"render"``.
 
     Returns:
         uint8 ``(3, rows * t, cols * t)`` on the tiles' device: tile ``choice[r, c]`` at block
@@ -136,43 +158,59 @@ def render_mosaic(
     if not 0.0 <= color_strength <= 1.0:
         raise ValueError(f"color_strength must be in [0, 1], got {color_strength}")
 
-    mosaic = _composite(tiles, choice)
     if color_strength == 0.0:
-        return mosaic
+        with timer.stage("render"):
+            return _assemble(tiles.index_select(0, choice.reshape(-1)), choice.shape)
 
-    rows, cols = choice.shape
-    side = tiles.shape[-1]
-    _check_cell_stats(cell_stats, tiles, (rows, cols))
-    lab = srgb_to_oklab(mosaic)
-    if tile_stats is None:
-        tile_mean, tile_std = (s[0].permute(1, 2, 0) for s in _block_mean_std(lab[None], side))
-    else:
+    _check_cell_stats(cell_stats, tiles, choice.shape)
+    if tile_stats is not None:
         _check_tile_stats(tile_stats, tiles)
-        tile_mean, tile_std = tile_stats[0][choice], tile_stats[1][choice]
-    scale, offset = _transfer_coefficients(tile_mean, tile_std, cell_stats, color_strength)
-    # (rows, cols, 3) per-cell coefficients broadcast over the (3, rows, t, cols, t) pixel view.
-    scale, offset = (x.permute(2, 0, 1)[:, :, None, :, None] for x in (scale, offset))
-    matched = lab.reshape(3, rows, side, cols, side).mul(scale).add_(offset)
-    return oklab_to_srgb(matched.reshape(3, rows * side, cols * side))
+    if tile_lab is not None:
+        _check_tile_lab(tile_lab, tiles)
+    # The colour math runs on the chosen tiles, (rows * cols, 3, t, t), a fresh tensor (changed
+    # in place); only the uint8 result is arranged into the frame.
+    with timer.stage("colour"):
+        index = choice.reshape(-1)
+        if tile_lab is None:
+            lab = srgb_to_oklab(tiles.index_select(0, index))
+        else:
+            lab = tile_lab.index_select(0, index)
+        if tile_stats is None:
+            tile_mean, tile_std = (x.reshape(-1, 3) for x in _block_mean_std(lab, tiles.shape[-1]))
+        else:
+            tile_mean, tile_std = tile_stats[0][index], tile_stats[1][index]
+        scale, offset = _transfer_coefficients(
+            tile_mean,
+            tile_std,
+            cell_stats.mean.reshape(-1, 3),
+            cell_stats.std.reshape(-1, 3),
+            color_strength,
+        )
+        rgb = oklab_to_srgb(lab.mul_(scale[:, :, None, None]).add_(offset[:, :, None, None]))
+    with timer.stage("render"):
+        return _assemble(rgb, choice.shape)
 
 
-def _composite(tiles: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(3, rows * t, cols * t)`` frame with tile ``choice[r, c]`` at block ``(r, c)``."""
-    rows, cols = choice.shape
-    side = tiles.shape[-1]
-    picked = tiles.index_select(0, choice.reshape(-1))  # (rows * cols, 3, t, t)
-    picked = picked.view(rows, cols, 3, side, side).permute(2, 0, 3, 1, 4)
-    return picked.reshape(3, rows * side, cols * side)
+def _assemble(picked: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Contiguous ``(3, rows * t, cols * t)`` frame of ``picked`` ``(rows * cols, 3, t, t)``, the
+    tile of each cell in row-major order."""
+    rows, cols = grid
+    side = picked.shape[-1]
+    blocks = picked.view(rows, cols, 3, side, side).permute(2, 0, 3, 1, 4)
+    return blocks.reshape(3, rows * side, cols * side).contiguous()
 
 
-def _block_mean_std(lab: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _block_mean_std(
+    lab: torch.Tensor, block: int, *, overwrite: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and population standard deviation of every ``block x block`` block.
 
     Two passes (mean, then mean squared deviation), which stays accurate in float32 for the
     near-flat blocks whose spread matters most, unlike ``E[x^2] - E[x]^2``.
 
     Args:
-        lab: float32 ``(N, 3, H, W)`` Oklab, ``H`` and ``W`` multiples of ``block``.
+        lab: contiguous float32 ``(N, 3, H, W)`` Oklab, ``H`` and ``W`` multiples of ``block``.
+        overwrite: work in ``lab`` itself (its values are lost) instead of a copy.
 
     Returns:
         ``(mean, std)``, each float32 ``(N, 3, H // block, W // block)``.
@@ -180,21 +218,28 @@ def _block_mean_std(lab: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.
     n, _, height, width = lab.shape
     mean = grid_reduce(lab, block)
     rows, cols = mean.shape[-2:]
-    deviation = lab.reshape(n, 3, rows, block, cols, block) - mean[:, :, :, None, :, None]
+    blocks = lab.view(n, 3, rows, block, cols, block)
+    block_mean = mean[:, :, :, None, :, None]
+    deviation = blocks.sub_(block_mean) if overwrite else blocks - block_mean
     variance = grid_reduce(deviation.square_().view(n, 3, height, width), block)
     return mean, variance.sqrt_()
 
 
 def _transfer_coefficients(
-    tile_mean: torch.Tensor, tile_std: torch.Tensor, cell: CellStats, strength: float
+    tile_mean: torch.Tensor,
+    tile_std: torch.Tensor,
+    cell_mean: torch.Tensor,
+    cell_std: torch.Tensor,
+    strength: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-cell affine map ``out = tile * scale + offset`` of the module docstring's transfer.
 
-    All inputs and both outputs are float32 ``(rows, cols, 3)``.
+    All inputs and both outputs are float32 ``(cells, 3)``: each cell's chosen tile's and its
+    source's statistics.
     """
-    gain = (cell.std / tile_std.clamp_min(SPREAD_EPS)).clamp_max_(MAX_SPREAD_GAIN)
+    gain = (cell_std / tile_std.clamp_min(SPREAD_EPS)).clamp_max_(MAX_SPREAD_GAIN)
     scale = gain.mul_(strength).add_(1.0 - strength)
-    offset = tile_mean * (1.0 - scale) + strength * (cell.mean - tile_mean)
+    offset = tile_mean * (1.0 - scale) + strength * (cell_mean - tile_mean)
     return scale, offset
 
 
@@ -209,6 +254,14 @@ def _check_image(x: object, name: str, *, ndim: int) -> None:
     if x.ndim != ndim or x.shape[-3] != 3:
         layout = "(3, H, W)" if ndim == 3 else "(M, 3, t, t)"
         raise ValueError(f"{name} must have shape {layout}, got {tuple(x.shape)}")
+
+
+def _check_cell(frame: torch.Tensor, cell: object) -> None:
+    height, width = frame.shape[-2:]
+    if isinstance(cell, bool) or not isinstance(cell, int) or cell < 1:
+        raise ValueError(f"cell must be a positive int, got {cell!r}")
+    if height % cell or width % cell:
+        raise ValueError(f"frame size {height}x{width} is not a multiple of the cell size {cell}")
 
 
 def _check_tiles(tiles: object) -> None:
@@ -262,3 +315,13 @@ def _check_tile_stats(stats: object, tiles: torch.Tensor) -> None:
             raise ValueError(f"tile_stats {name} must be ({len(tiles)}, 3), got {shape}")
         if x.device != tiles.device:
             raise ValueError(f"tile_stats {name} is on {x.device} but tiles are on {tiles.device}")
+
+
+def _check_tile_lab(lab: object, tiles: torch.Tensor) -> None:
+    if not isinstance(lab, torch.Tensor) or lab.dtype != torch.float32:
+        raise TypeError("tile_lab must be the float32 tensor srgb_to_oklab(tiles)")
+    if lab.shape != tiles.shape or lab.device != tiles.device:
+        raise ValueError(
+            f"tile_lab must match tiles: {tuple(tiles.shape)} on {tiles.device}, got "
+            f"{tuple(lab.shape)} on {lab.device}"
+        )

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,11 +16,18 @@ from tqdm import tqdm
 
 from adapters import VideoSink, open_source
 from mosaic.config import MosaicConfig
-from mosaic.engine import FrameRenderer
+from mosaic.engine import FrameAnalysis, FrameRenderer
 from mosaic.metrics import churn, fidelity
 from mosaic.pool import TilePool
+from mosaic.stages import NO_TIMER, StageTimer, timed_iteration
 from mosaic.streaming import BackgroundConsumer, Prefetcher
 from mosaic.temporal import TemporalCoherence
+
+# The fidelity metric converts the source and the mosaic to Oklab again, as much work as a
+# frame's features: it is measured on the first frame and every FIDELITY_EVERY-th after it.
+FIDELITY_EVERY = 10
+# Mosaics queued for the encoder: two batches of render_video's.
+OUTPUT_DEPTH = 8
 
 
 @dataclass(frozen=True)
@@ -25,7 +36,15 @@ class VideoStats:
 
     ``churn`` is the mean fraction of cells whose tile changed between consecutive frames
     (``churn_p95`` its 95th percentile over frame pairs); ``fidelity`` the mean Oklab distance
-    between each cell of the source and of the mosaic, averaged over frames.
+    between each cell of the source and of the mosaic, averaged over the first frame and every
+    ``FIDELITY_EVERY``-th after it. ``stage_seconds`` is the wall-clock time of each pipeline
+    stage (``"open"``: the decoder and encoder starting, ``"decode"``, ``"features"``,
+    ``"assignment"``, ``"colour"``, ``"render"``, ``"encode"``, ``"metrics"``, the main thread's
+    ``"waiting_input"`` and ``"waiting_output"``, and ``"flush"``: the last frames through the
+    encoder and the file finished) summed over the run, and
+    ``stage_cpu_seconds`` the CPU time of the thread that ran it; both are empty unless
+    ``render_video(timing=True)``. Stages run in several threads at once, so their times add up
+    to more than ``seconds``.
     """
 
     frames: int
@@ -44,6 +63,8 @@ class VideoStats:
     churn_p95: float
     fidelity: float
     scene_cuts: int
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         (w, h), (ow, oh) = self.input_size, self.output_size
@@ -62,6 +83,110 @@ class VideoStats:
         return data
 
 
+@dataclass(frozen=True)
+class FramesSummary:
+    """What ``render_frames`` measured: frames rendered, the solver that ran, and the temporal
+    and fidelity metrics of ``VideoStats``."""
+
+    frames: int
+    method: str
+    churn: float
+    churn_p95: float
+    fidelity: float
+    scene_cuts: int
+
+
+def render_frames(
+    batches: Iterable[torch.Tensor],
+    renderer: FrameRenderer,
+    write: Callable[[torch.Tensor], None],
+    *,
+    timer: StageTimer = NO_TIMER,
+    on_batch: Callable[[int], None] | None = None,
+) -> FramesSummary:
+    """Render uint8 NHWC ``(B, H, W, 3)`` batches of frames into mosaics handed to ``write``.
+
+    Four stages run at once, joined by bounded queues, so memory stays flat however many
+    frames: iterating ``batches`` and each frame's descriptors and colour statistics (a
+    background thread), the assignment (this thread: it carries temporal coherence from frame to
+    frame), the mosaic pixels (a background thread) and ``write`` (a background thread), which
+    receives each mosaic in order, uint8 ``(3, H_out, W_out)`` (a view: any strides). On a
+    CPU, torch runs few threads meanwhile (``torch_threads``). ``on_batch`` is called with the
+    number of frames of each batch once assigned (a progress bar). ``timer`` records
+    ``"decode"`` (producing a batch), the ``FrameRenderer`` stages, ``"metrics"``, ``"encode"``
+    (``write``), this thread's ``"waiting_input"`` and ``"waiting_output"``, and ``"flush"``
+    (the last batches' way out once all are assigned).
+    """
+    temporal = TemporalCoherence(renderer.config.temporal)
+    churns: list[float] = []
+    fidelities: list[float] = []
+    scene_cuts, frames, method = 0, 0, ""
+    previous: torch.Tensor | None = None
+
+    def analyse(batches: Iterable[torch.Tensor]) -> Iterator[list[FrameAnalysis]]:
+        for batch in timed_iteration(batches, timer, "decode"):
+            yield [renderer.analyse(frame.permute(2, 0, 1), timer) for frame in batch]
+
+    def encode(image: torch.Tensor) -> None:
+        with timer.stage("encode"):
+            write(image)
+
+    def compose(item: tuple[int, list[FrameAnalysis], list[torch.Tensor]]) -> None:
+        first, analyses, choices = item
+        for index, (analysis, choice) in enumerate(zip(analyses, choices, strict=True), first):
+            image = renderer.compose(analysis, choice, timer)
+            if index % FIDELITY_EVERY == 0:
+                with timer.stage("metrics"):
+                    fidelities.append(fidelity(analysis.frame, image, analysis.grid)["mean"])
+            writer.put(image)
+
+    with torch_threads(renderer.device):
+        # Frames one by one: a cropped mosaic is copied once, by the writer, if it needs to be.
+        writer: BackgroundConsumer[torch.Tensor] = BackgroundConsumer(
+            encode, depth=OUTPUT_DEPTH, name="encode"
+        )
+        composer: BackgroundConsumer[tuple[int, list[FrameAnalysis], list[torch.Tensor]]]
+        composer = BackgroundConsumer(compose, name="compose")
+        prefetcher = Prefetcher(analyse(batches), name="decode")
+        analysed = iter(prefetcher)
+        try:
+            while True:
+                with timer.stage("waiting_input"):
+                    batch = next(analysed, None)
+                if batch is None:
+                    break
+                choices = []
+                for analysis in batch:
+                    assignment, scene_cut = renderer.choose(analysis, temporal, timer)
+                    choice = assignment.tiles.reshape(analysis.grid)
+                    if previous is not None and not scene_cut:
+                        churns.append(churn(previous, choice))
+                    scene_cuts += scene_cut
+                    previous, method = choice, assignment.method
+                    choices.append(choice)
+                with timer.stage("waiting_output"):
+                    composer.put((frames, batch, choices))
+                frames += len(batch)
+                if on_batch is not None:
+                    on_batch(len(batch))
+            with timer.stage("flush"):
+                composer.finish()
+                writer.finish()
+        finally:
+            composer.close()
+            writer.close()
+            prefetcher.close()
+    churn_values = torch.tensor(churns or [0.0])
+    return FramesSummary(
+        frames=frames,
+        method=method,
+        churn=float(churn_values.mean()),
+        churn_p95=float(churn_values.quantile(0.95)),
+        fidelity=sum(fidelities) / max(len(fidelities), 1),
+        scene_cuts=scene_cuts,
+    )
+
+
 def render_video(
     source: str | Path,
     output: str | Path,
@@ -71,76 +196,110 @@ def render_video(
     progress: bool = True,
     batch_size: int = 4,
     fps: float | Fraction | None = None,
+    preset: str | None = None,
+    timing: bool = False,
 ) -> VideoStats:
     """Turn a video (or a folder of numbered frames) into a mosaic video with its audio.
 
-    Decoding, rendering and encoding run at once (decode and encode in background threads,
-    joined by bounded queues), so memory stays flat however long the video. The output is
-    written to a temporary file beside ``output`` and renamed at the end. ``fps`` sets the frame
-    rate of a folder of frames (default 25); a video keeps its own.
+    Decoding, the mosaic's stages and encoding run at once (``render_frames``), so memory stays
+    flat however long the video. The output is written to a temporary file beside ``output``
+    and renamed at the end. ``fps`` sets the frame rate of a folder of frames (default 25); a
+    video keeps its own. ``preset`` is the encoder's speed preset, as ``VideoSink`` takes it
+    (its default when ``None``: libx264 ``veryfast``; ``superfast`` and ``ultrafast`` take less
+    CPU for larger files, see bench/README.md). ``timing`` fills the stats' ``stage_seconds``
+    (on CUDA it synchronises the device around each stage, a little slower).
     """
     config = config or MosaicConfig()
     source, output = Path(source), Path(output)
     renderer = FrameRenderer(pool, config)
+    timer = StageTimer(renderer.device, enabled=timing)
     started = time.perf_counter()
-    frames_in = open_source(source, device=renderer.device, batch_size=batch_size, fps=fps)
+    with timer.stage("open"):
+        # Frames come as NHWC, the decoder's own layout, and are used as (3, H, W) views: no
+        # copy. On a CPU the decoder gets one thread; the other stages need the cores more.
+        frames_in = open_source(
+            source,
+            device=renderer.device,
+            batch_size=batch_size,
+            fps=fps,
+            layout="NHWC",
+            num_threads=1 if renderer.device.type == "cpu" else 0,
+        )
     with frames_in:
         info = frames_in.info
         rows, cols = renderer.grid_shape(info.height, info.width)
         reuse = renderer.reuse_for(info.height, info.width)  # fails early if the pool is too small
         tile = renderer.tiles.shape[-1]
         out_w, out_h = info.width * tile // config.cell, info.height * tile // config.cell
-        temporal = TemporalCoherence(config.temporal)
-        churns: list[float] = []
-        fidelities: list[float] = []
-        scene_cuts, frames, method = 0, 0, ""
-        previous = None
+        audio = source if info.has_audio else None
         bar = tqdm(
             total=info.num_frames, unit="frame", disable=not progress, smoothing=0.1, desc="mosaic"
         )
-        audio = source if info.has_audio else None
-        with VideoSink(output, width=out_w, height=out_h, fps=info.fps, audio_from=audio) as sink:
-            writer: BackgroundConsumer[torch.Tensor] = BackgroundConsumer(
-                sink.write, depth=2, name="encode"
+        with bar, contextlib.ExitStack() as closing:
+            with timer.stage("open"):
+                size = {"width": out_w, "height": out_h}
+                sink = closing.enter_context(
+                    VideoSink(output, **size, fps=info.fps, audio_from=audio, preset=preset)
+                )
+            summary = render_frames(
+                frames_in, renderer, sink.write, timer=timer, on_batch=bar.update
             )
-            batches = Prefetcher(frames_in, depth=2, name="decode")
-            try:
-                for batch in batches:
-                    rendered = []
-                    for frame in batch:
-                        result = renderer.render(frame, temporal)
-                        rendered.append(result.image)
-                        fidelities.append(fidelity(frame, result.image, (rows, cols))["mean"])
-                        if previous is not None and not result.scene_cut:
-                            churns.append(churn(previous, result.choice))
-                        scene_cuts += result.scene_cut
-                        previous, method = result.choice, result.assignment.method
-                    writer.put(torch.stack(rendered))
-                    frames += len(rendered)
-                    bar.update(len(rendered))
-                writer.finish()
-            finally:
-                writer.close()
-                batches.close()
-                bar.close()
+            with timer.stage("flush"):  # the encoder's last frames and the file's index
+                closing.close()
         encoder = sink.encoder
     seconds = time.perf_counter() - started
-    churn_values = torch.tensor(churns or [0.0])
     return VideoStats(
-        frames=frames,
+        frames=summary.frames,
         input_size=(info.width, info.height),
         output_size=(out_w, out_h),
         fps=info.fps,
         seconds=seconds,
-        render_fps=frames / seconds if seconds > 0 else 0.0,
+        render_fps=summary.frames / seconds if seconds > 0 else 0.0,
         decoder=frames_in.decoder,
         encoder=encoder,
         device=str(renderer.device),
-        method=method,
+        method=summary.method,
         reuse=reuse,
         grid=(rows, cols),
-        churn=float(churn_values.mean()),
-        churn_p95=float(churn_values.quantile(0.95)),
-        fidelity=sum(fidelities) / max(len(fidelities), 1),
-        scene_cuts=scene_cuts,
+        churn=summary.churn,
+        churn_p95=summary.churn_p95,
+        fidelity=summary.fidelity,
+        scene_cuts=summary.scene_cuts,
+        stage_seconds=dict(timer.seconds),
+        stage_cpu_seconds=dict(timer.cpu_seconds),
     )
+
+
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_before = 0
+
+
+@contextlib.contextmanager
+def torch_threads(device: torch.device) -> Iterator[None]:
+    """Context: on a CPU, torch's intra-op threads for a pipeline run, a quarter of the cores
+    (at least one); elsewhere nothing.
+
+    The pipeline's stages already keep the cores busy side by side; on top of that, torch's
+    OpenMP threads spin-wait for each other at every operation and collapse when the cores are
+    shared (measured on 2 cores with decoding and ffmpeg beside it: rendering slowed 4-10x, most
+    of all once the decoder thread had finished, the lone slowdown at the end of a run). The
+    previous setting comes back when the last concurrent run ends.
+    """
+    global _threads_users, _threads_before
+    if device.type != "cpu":
+        yield
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_before = torch.get_num_threads()
+            torch.set_num_threads(max(1, (cores or 1) // 4))
+        _threads_users += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_before)
