@@ -40,3 +40,8 @@ python3 -m pytest -q -p no:cacheprovider tests/kernels tests/test_assign.py test
 python3 -m pytest -q -p no:cacheprovider bench/test_bench_oklab.py bench/test_bench_grid.py \
     bench/test_bench_cost.py bench/test_bench_assign.py \
     --benchmark-json="$OUT/kernels.json" 2>&1 | tee "$OUT/bench.log"
+
+# 3. End to end: the pipeline alone on the GPU workload (1080p, 8160 cells, 10k tiles); the
+#    decode + encode figure needs FFmpeg and skips without it.
+python3 -m pytest -q -p no:cacheprovider bench/test_bench_e2e.py bench/test_bench_image.py \
+    --benchmark-json="$OUT/e2e.json" 2>&1 | tee "$OUT/e2e.log"

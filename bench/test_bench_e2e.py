@@ -1,0 +1,508 @@
+"""End to end: frames/s of the video pipeline, the time of each stage, peak memory.
+
+Workloads (``DESIGN.md``, Targets):
+
+- ``cpu``: 1280x720, cell 36 (20 x 36 = 720 cells), 1000 tiles, processed on the CPU;
+- ``gpu``: 1920x1080, cell 16 (68 x 120 = 8160 cells), 10,000 tiles, on CUDA
+  (``@pytest.mark.cuda``: skipped without a GPU).
+
+The input is a slow zoom and pan over a shipped photograph (as ``mosaic --demo``), made at the
+start of the session; the tiles are square crops of the shipped photographs at four scales. Each
+workload is measured two ways, ``ROUNDS`` times:
+
+- ``pipeline``: ``render_frames`` over frames already decoded in memory, the mosaics discarded
+  (no decode, no encode);
+- ``video``: ``render_video`` from an H.264 clip of the same frames written with the project's
+  ``VideoSink``, decode and encode included, in a fresh interpreter, so its peak RSS and the CPU
+  time of its encoder (ffmpeg, a child process) are its own. Needs FFmpeg.
+
+``extra_info`` records per round the frames/s, the CPU time per frame (the process's, and
+ffmpeg's for ``video``), each stage's wall-clock and CPU ms per frame (``VideoStats``'
+``stage_seconds``, torch at one thread per stage), the load average around it (the machine may
+be shared: CPU times are the steadier figure), and for ``video`` the peak RSS.
+``test_encoder_presets`` times libx264's presets on the mosaic frames. Run, then draw the
+per-stage chart::
+
+    python -m pytest bench/test_bench_e2e.py --benchmark-json=bench/results/e2e-MACHINE.json
+    python bench/test_bench_e2e.py bench/results/e2e-MACHINE.json bench/results/e2e-MACHINE.png
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import device_name, synchronize
+
+from adapters import VideoSink, read_image
+from mosaic import MosaicConfig, TilePool
+from mosaic.demo import DEMO_SUBJECT, asset_photos
+from mosaic.engine import FrameRenderer
+from mosaic.imageops import resize
+from mosaic.stages import StageTimer
+from mosaic.video import render_frames
+
+ROUNDS = 3
+BATCH = 4  # frames per batch, as render_video reads them
+FPS = 25
+CROP_SCALES = (0.5, 0.25, 0.125, 0.0625)  # of a photo's short side; step half a crop
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs FFmpeg")
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    width: int
+    height: int
+    cell: int
+    tiles: int
+    device: str
+    video_frames: int  # frames of the clip for the video measure
+    memory_frames: int  # frames held decoded in memory for the pipeline measure
+
+    @property
+    def pool_tile_size(self) -> int:
+        """The CLI's rule: tiles load at the cell size, but at least 32 px."""
+        return max(self.cell, 32)
+
+    def config(self) -> MosaicConfig:
+        return MosaicConfig(cell=self.cell, device=self.device)
+
+
+CPU = Workload("cpu", 1280, 720, 36, 1000, "cpu", video_frames=300, memory_frames=120)
+GPU = Workload("gpu", 1920, 1080, 16, 10_000, "cuda", video_frames=600, memory_frames=240)
+WORKLOADS = [
+    pytest.param(CPU, id="cpu"),
+    pytest.param(GPU, id="gpu", marks=pytest.mark.cuda),
+]
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def crop_pool(count: int, tile_size: int) -> TilePool:
+    """``count`` tiles spread evenly over every square crop of the shipped photographs at
+    ``CROP_SCALES`` (about 11,000 crops), resized to ``tile_size``."""
+    crops = []
+    for path in asset_photos():
+        photo = read_image(path)
+        height, width = photo.shape[-2:]
+        for scale in CROP_SCALES:
+            side = int(min(height, width) * scale)
+            step = max(side // 2, 1)
+            for top in range(0, height - side + 1, step):
+                for left in range(0, width - side + 1, step):
+                    crop = photo[:, top : top + side, left : left + side]
+                    crops.append(resize(crop, tile_size))
+    if count > len(crops):
+        raise ValueError(f"{count} tiles asked for, {len(crops)} crops available")
+    chosen = torch.linspace(0, len(crops) - 1, count).round().long()
+    return TilePool.from_tensor(torch.stack([crops[i] for i in chosen.tolist()]))
+
+
+def pan_frames(width: int, height: int, count: int) -> Iterator[torch.Tensor]:
+    """uint8 ``(H, W, 3)`` frames: a slow zoom and pan over the demo's photograph."""
+    photo = read_image(next(p for p in asset_photos() if p.name == DEMO_SUBJECT))
+    photo_h, photo_w = photo.shape[-2:]
+    for index in range(count):
+        t = index / max(count - 1, 1)
+        crop_w = int(photo_w * (1.0 - 0.35 * t))
+        crop_h = min(int(crop_w * height / width), photo_h)
+        left = int((photo_w - crop_w) * t)
+        top = int((photo_h - crop_h) * (0.5 - 0.3 * t))
+        view = photo[:, top : top + crop_h, left : left + crop_w]
+        yield resize(view, (height, width)).permute(1, 2, 0).contiguous()
+
+
+@pytest.fixture(scope="session")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Workload], dict]:
+    """Per workload, built once when first asked for: its pool (saved for the subprocess), its
+    first ``memory_frames`` frames in memory and, where FFmpeg exists, its clip."""
+    root = tmp_path_factory.mktemp("e2e")
+    made: dict[str, dict] = {}
+
+    def make(workload: Workload) -> dict:
+        if workload.name not in made:
+            pool = crop_pool(workload.tiles, workload.pool_tile_size)
+            pool_path = root / f"{workload.name}-pool.pt"
+            torch.save(pool.images, pool_path)
+            frames, clip = [], None
+            generated = pan_frames(workload.width, workload.height, workload.video_frames)
+            if shutil.which("ffmpeg"):
+                clip = root / f"{workload.name}.mp4"
+                size = {"width": workload.width, "height": workload.height}
+                with VideoSink(clip, **size, fps=FPS, crf=18) as sink:
+                    for frame in generated:
+                        sink.write(frame.permute(2, 0, 1))
+                        if len(frames) < workload.memory_frames:
+                            frames.append(frame)
+            else:
+                frames = [next(generated) for _ in range(workload.memory_frames)]
+            made[workload.name] = {"pool": pool, "pool_path": pool_path, "frames": frames}
+            made[workload.name]["clip"] = clip
+        return made[workload.name]
+
+    return make
+
+
+# --------------------------------------------------------------------------- measures
+
+
+def machine() -> dict:
+    model = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as cpuinfo:
+            names = [line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line]
+        model = names[0] if names else model
+    ffmpeg = shutil.which("ffmpeg")
+    version = ""
+    if ffmpeg:
+        version = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True).stdout
+    return {
+        "cpu": model,
+        "cores": len(os.sched_getaffinity(0)),
+        "torch": torch.__version__,
+        "ffmpeg": version.split("\n", 1)[0],
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def per_frame_ms(seconds: dict[str, float], frames: int) -> dict[str, float]:
+    return {name: round(1e3 * value / frames, 2) for name, value in seconds.items()}
+
+
+def run_pipeline(workload: Workload, pool: TilePool, frames: list[torch.Tensor]) -> dict:
+    """One round of ``render_frames`` over in-memory frames, the mosaics discarded."""
+    renderer = FrameRenderer(pool, workload.config())
+    device = renderer.device
+    batches = [torch.stack(frames[i : i + BATCH]).to(device) for i in range(0, len(frames), BATCH)]
+    timer = StageTimer(device)
+    load_before = os.getloadavg()[0]
+    synchronize(device)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    summary = render_frames(batches, renderer, lambda image: None, timer=timer)
+    synchronize(device)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return {
+        "frames": summary.frames,
+        "seconds": seconds,
+        "fps": summary.frames / seconds,
+        "cpu_ms_per_frame": 1e3 * cpu / summary.frames,
+        "stage_ms": per_frame_ms(timer.seconds, summary.frames),
+        "stage_cpu_ms": per_frame_ms(timer.cpu_seconds, summary.frames),
+        "load_average": [load_before, os.getloadavg()[0]],
+        "churn": summary.churn,
+        "fidelity": summary.fidelity,
+    }
+
+
+# Run in a fresh interpreter: render_video with timing, then what it cost, as one JSON line.
+# Peak RSS is the kernel's high-water mark of this process's memory (VmHWM): ru_maxrss would
+# also count the parent's RSS at the fork.
+_VIDEO_SCRIPT = """
+import json, os, resource, sys, time, torch
+from mosaic import MosaicConfig, TilePool, render_video
+
+def rss_mib(field):
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field)) / 1024
+
+source, output, pool_path, cell, device = sys.argv[1:6]
+pool = TilePool.from_tensor(torch.load(pool_path))
+before = rss_mib("VmRSS:")
+load = os.getloadavg()[0]
+cpu = time.process_time()
+stats = render_video(source, output, pool, MosaicConfig(cell=int(cell), device=device),
+                     progress=False, timing=True)
+cpu = time.process_time() - cpu
+children = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"stats": stats.as_dict(), "cpu": cpu,
+                  "encoder_cpu": children.ru_utime + children.ru_stime,
+                  "rss_before_run_mib": before, "peak_rss_mib": rss_mib("VmHWM:"),
+                  "load_average": [load, os.getloadavg()[0]]}))
+"""
+
+
+def run_video(workload: Workload, clip: Path, pool_path: Path, output: Path) -> dict:
+    """One round of ``render_video`` (decode and encode included) in a fresh interpreter."""
+    env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": str(Path.cwd())}
+    command = [
+        sys.executable,
+        *("-c", _VIDEO_SCRIPT, str(clip), str(output), str(pool_path)),
+        *(str(workload.cell), workload.device),
+    ]
+    result = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=1800, check=True
+    )
+    run = json.loads(result.stdout.strip().splitlines()[-1])
+    stats, frames = run["stats"], run["stats"]["frames"]
+    return {
+        "frames": frames,
+        "seconds": stats["seconds"],
+        "fps": stats["render_fps"],
+        "cpu_ms_per_frame": 1e3 * run["cpu"] / frames,
+        "encoder_cpu_ms_per_frame": 1e3 * run["encoder_cpu"] / frames,
+        "stage_ms": per_frame_ms(stats["stage_seconds"], frames),
+        "stage_cpu_ms": per_frame_ms(stats["stage_cpu_seconds"], frames),
+        "load_average": run["load_average"],
+        "peak_rss_mib": run["peak_rss_mib"],
+        "rss_before_run_mib": run["rss_before_run_mib"],
+        "decoder": stats["decoder"],
+        "encoder": stats["encoder"],
+        "output_bytes": output.stat().st_size,
+        "churn": stats["churn"],
+        "fidelity": stats["fidelity"],
+    }
+
+
+def record(benchmark, workload: Workload, measure: str, rounds: list[dict]) -> None:
+    """Every round, and the round of median frames/s as the summary, in ``extra_info``."""
+    by_fps = sorted(rounds, key=lambda r: r["fps"])
+    info = benchmark.extra_info
+    info.update(machine())
+    info["device"] = device_name(torch.device(workload.device))
+    info["workload"] = {
+        "name": workload.name,
+        "size": [workload.width, workload.height],
+        "cell": workload.cell,
+        "tiles": workload.tiles,
+        "frames": rounds[0]["frames"],
+    }
+    info["measure"] = measure
+    info["fps_best"] = by_fps[-1]["fps"]
+    info["median"] = by_fps[len(by_fps) // 2]
+    info["rounds"] = rounds
+
+
+def measure_rounds(benchmark, run) -> list[dict]:
+    rounds: list[dict] = []
+    benchmark.pedantic(lambda: rounds.append(run()), rounds=ROUNDS, iterations=1)
+    return rounds
+
+
+# --------------------------------------------------------------------------- benchmarks
+
+
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_pipeline(benchmark, inputs, workload: Workload):
+    """Frames already decoded in memory, no encode: the engine's own frames/s."""
+    made = inputs(workload)
+    rounds = measure_rounds(benchmark, lambda: run_pipeline(workload, made["pool"], made["frames"]))
+    record(benchmark, workload, "pipeline", rounds)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_video(benchmark, inputs, workload: Workload, tmp_path: Path):
+    """render_video from the H.264 clip: decode and encode included."""
+    made = inputs(workload)
+    output = tmp_path / "out.mp4"
+    rounds = measure_rounds(
+        benchmark, lambda: run_video(workload, made["clip"], made["pool_path"], output)
+    )
+    record(benchmark, workload, "video", rounds)
+
+
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster")
+
+
+@needs_ffmpeg
+def test_encoder_presets(benchmark, inputs, tmp_path: Path):
+    """libx264 at CRF 20 on the CPU workload's mosaic frames: encoder CPU ms per frame and
+    bits per second of each preset (the sink's default is one of them)."""
+    made = inputs(CPU)
+    renderer = FrameRenderer(made["pool"], CPU.config())
+    mosaics: list[torch.Tensor] = []
+    frames = made["frames"]
+    batches = [torch.stack(frames[i : i + BATCH]) for i in range(0, len(frames), BATCH)]
+    render_frames(batches, renderer, mosaics.append)
+    images = torch.stack(mosaics)
+    results: dict[str, dict] = {}
+
+    def encode_all() -> None:
+        for preset in PRESETS:
+            path = tmp_path / f"{preset}.mp4"
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            with VideoSink(
+                path, width=CPU.width, height=CPU.height, fps=FPS, preset=preset
+            ) as sink:
+                sink.write(images)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+            seconds = len(images) / FPS
+            results.setdefault(preset, {"cpu_ms_per_frame": [], "mbit_per_s": 0.0})
+            results[preset]["cpu_ms_per_frame"].append(1e3 * cpu / len(images))
+            results[preset]["mbit_per_s"] = 8 * path.stat().st_size / seconds / 1e6
+
+    benchmark.pedantic(encode_all, rounds=ROUNDS, iterations=1)
+    info = benchmark.extra_info
+    info.update(machine())
+    info["frames"] = len(images)
+    info["presets"] = {
+        preset: {
+            "cpu_ms_per_frame": sorted(r["cpu_ms_per_frame"])[ROUNDS // 2],
+            "mbit_per_s": r["mbit_per_s"],
+        }
+        for preset, r in results.items()
+    }
+
+
+# --------------------------------------------------------------------------- scaling
+
+# Assignment alone, on image-like descriptors (``mosaic.synthetic``, D = 12 as grid 2): the first
+# frame, then the steady state (the same frame with noise 0.01, the first frame's tiles as
+# incumbents, a bonus of the mean cost as the engine gives it), and the cost stage alone
+# (``cost_topk``, k = 1 and 16). In a fresh interpreter, torch on one thread as in the video
+# pipeline, so that the peak RSS above the inputs is the stage's own.
+_ASSIGN_SCRIPT = """
+import json, sys, time, torch
+from kernels import cost_topk
+from mosaic.assign import assign_tiles
+from mosaic.synthetic import image_like_instance
+
+def rss_mib(field):
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field)) / 1024
+
+def seconds(fn, rounds):
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2], result
+
+torch.set_num_threads(1)
+rows, cols, tiles, rounds = map(int, sys.argv[1:5])
+cells, pool = image_like_instance(rows, cols, tiles, dim=12, seed=0)
+moved = cells + 0.01 * torch.randn(cells.shape, generator=torch.Generator().manual_seed(1))
+inputs_rss = rss_mib("VmRSS:")
+first_s, first = seconds(lambda: assign_tiles(cells, pool, (rows, cols), reuse="auto"), 1)
+bonus = first.cost / len(first.tiles)
+steady_s, steady = seconds(lambda: assign_tiles(
+    moved, pool, (rows, cols), reuse="auto", incumbent=first.tiles, switch_bonus=bonus), rounds)
+top1_s, _ = seconds(lambda: cost_topk(cells, pool, 1), rounds)
+top16_s, _ = seconds(lambda: cost_topk(cells, pool, 16), rounds)
+print(json.dumps({"first_ms": 1e3 * first_s, "steady_ms": 1e3 * steady_s,
+                  "topk1_ms": 1e3 * top1_s, "topk16_ms": 1e3 * top16_s,
+                  "method": steady.method, "inputs_rss_mib": inputs_rss,
+                  "peak_rss_mib": rss_mib("VmHWM:")}))
+"""
+
+ASSIGN_SCALING = [  # (rows, cols, tiles)
+    (20, 36, 1_000),
+    (20, 36, 10_000),
+    (20, 36, 100_000),
+    (20, 36, 1_000_000),
+    (34, 60, 10_000),
+    (68, 120, 10_000),
+    (135, 240, 10_000),
+]
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "tiles"), ASSIGN_SCALING, ids=[f"{r * c}x{t}" for r, c, t in ASSIGN_SCALING]
+)
+def test_scaling_assignment(benchmark, rows: int, cols: int, tiles: int):
+    """Assignment and cost stage time and memory against the tiles (720 cells) and the cells
+    (10,000 tiles; reuse "auto", so 4 per tile at 32,400 cells), on this CPU."""
+    rounds = 3 if rows * cols * tiles <= 10**8 else 1
+    env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": str(Path.cwd())}
+    command = [sys.executable, "-c", _ASSIGN_SCRIPT, *map(str, (rows, cols, tiles, rounds))]
+    runs: list[dict] = []
+
+    def run() -> None:
+        result = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=1800, check=True
+        )
+        runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    info = benchmark.extra_info
+    info.update(machine())
+    info["scaling"] = "assignment"
+    info.update({"cells": rows * cols, "tiles": tiles, "rounds": rounds, **runs[0]})
+
+
+PIPELINE_SCALING = [  # (width, height, cell, tiles)
+    (1280, 720, 36, 1_000),
+    (1280, 720, 36, 10_000),
+    (1920, 1080, 16, 10_000),
+    (1920, 1080, 8, 10_000),
+]
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "cell", "tiles"),
+    PIPELINE_SCALING,
+    ids=[f"{h}p-cell{c}-{t}" for _, h, c, t in PIPELINE_SCALING],
+)
+def test_scaling_pipeline(benchmark, width: int, height: int, cell: int, tiles: int):
+    """The whole pipeline (frames in memory, no encode) on this CPU, more tiles or more cells."""
+    workload = Workload("scaling", width, height, cell, tiles, "cpu", 0, memory_frames=24)
+    pool = crop_pool(tiles, workload.pool_tile_size)
+    frames = list(pan_frames(width, height, workload.memory_frames))
+    runs: list[dict] = []
+    benchmark.pedantic(lambda: runs.append(run_pipeline(workload, pool, frames)), rounds=1)
+    info = benchmark.extra_info
+    info.update(machine())
+    info["scaling"] = "pipeline"
+    rows, cols = math.ceil(height / cell), math.ceil(width / cell)
+    info.update({"size": [width, height], "cell": cell, "cells": rows * cols, "tiles": tiles})
+    info.update(runs[0])
+
+
+# --------------------------------------------------------------------------- chart
+
+CHART_STAGES = ("open", "decode", "features", "assignment", "colour", "render", "metrics", "encode")
+
+
+def draw_chart(results_json: Path, png: Path) -> None:
+    """Horizontal bars: CPU ms per frame of each stage, per measure, from a results file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    benchmarks = json.loads(results_json.read_text())["benchmarks"]
+    runs = [b["extra_info"] for b in benchmarks if "measure" in b["extra_info"]]
+    fig, ax = plt.subplots(figsize=(9, 2.2 + 0.8 * len(runs)))
+    labels = []
+    for row, info in enumerate(runs):
+        median = info["median"]
+        stages = {name: median["stage_cpu_ms"].get(name, 0.0) for name in CHART_STAGES}
+        stages["ffmpeg (encoder process)"] = median.get("encoder_cpu_ms_per_frame", 0.0)
+        stages["other (threads, queues)"] = max(
+            0.0, median["cpu_ms_per_frame"] - sum(median["stage_cpu_ms"].values())
+        )
+        left = 0.0
+        for index, (name, value) in enumerate(stages.items()):
+            ax.barh(row, value, left=left, color=f"C{index}", label=name if row == 0 else None)
+            left += value
+        workload = info["workload"]
+        labels.append(f"{workload['name']} {info['measure']}\n{median['fps']:.1f} frames/s")
+    cores = runs[0]["cores"] if runs else 1
+    ax.axvline(
+        1e3 * cores / 40, color="black", linestyle="--", label=f"40 frames/s on {cores} cores"
+    )
+    ax.set_yticks(range(len(runs)), labels)
+    ax.set_xlabel("CPU ms per frame (median round)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=4, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+
+
+if __name__ == "__main__":
+    draw_chart(Path(sys.argv[1]), Path(sys.argv[2]))
