@@ -85,10 +85,10 @@ class FrameRenderer:
         self.tile_features = pool.descriptors(config.grid, config.lightness_weight).to(self.device)
         output_tile = config.tile_size or config.cell
         self.tiles = resize(pool.images.to(self.device), output_tile).contiguous()
-        self.tile_stats = tile_stats(self.tiles) if config.color > 0 else None
         self.tile_lab = None
         if config.color > 0 and 4 * self.tiles.numel() <= TILE_LAB_MAX_BYTES:
             self.tile_lab = srgb_to_oklab(self.tiles)
+        self.tile_stats = tile_stats(self.tiles, self.tile_lab) if config.color > 0 else None
 
     def grid_shape(self, height: int, width: int) -> tuple[int, int]:
         """``(rows, cols)`` of the cell grid for an ``H x W`` frame."""

@@ -100,20 +100,30 @@ def cell_stats_from_oklab(lab: torch.Tensor, cell: int) -> CellStats:
     return CellStats(mean[0].permute(1, 2, 0).contiguous(), std[0].permute(1, 2, 0).contiguous())
 
 
-def tile_stats(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def tile_stats(
+    tiles: torch.Tensor, lab: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Oklab mean and standard deviation of every tile of a pool (computed once per pool).
 
     Args:
         tiles: uint8 ``(M, 3, t, t)`` sRGB tiles; any strides.
+        lab: ``srgb_to_oklab(tiles)`` when the caller already has it (read, not modified);
+            otherwise the tiles are converted here, a batch at a time.
 
     Returns:
         ``(mean, std)``, each float32 ``(M, 3)`` on ``tiles``' device.
     """
     _check_tiles(tiles)
+    if lab is not None:
+        _check_tile_lab(lab, tiles)
     side = tiles.shape[-1]
     batches = [
         _block_mean_std(srgb_to_oklab(b), side, overwrite=True)
-        for b in tiles.split(_TILE_STATS_BATCH)
+        if lab is None
+        else _block_mean_std(lab[start : start + _TILE_STATS_BATCH], side)
+        for start, b in zip(
+            range(0, len(tiles), _TILE_STATS_BATCH), tiles.split(_TILE_STATS_BATCH), strict=True
+        )
     ]
     mean = torch.cat([m for m, _ in batches]).reshape(len(tiles), 3)
     std = torch.cat([s for _, s in batches]).reshape(len(tiles), 3)
