@@ -13,7 +13,13 @@ from mosaic.config import ConfigError, MosaicConfig
 from mosaic.descriptors import block_descriptors
 from mosaic.imageops import pad_to_multiple, resize
 from mosaic.pool import TilePool
-from mosaic.render import CellStats, cell_stats_from_oklab, render_mosaic, tile_stats
+from mosaic.render import (
+    CellStats,
+    ColourHold,
+    cell_stats_from_oklab,
+    render_mosaic,
+    tile_stats,
+)
 from mosaic.stages import NO_TIMER, StageTimer
 from mosaic.temporal import TemporalCoherence
 
@@ -153,11 +159,23 @@ class FrameRenderer:
                 temporal.update(features, assignment.tiles, assignment.cost)
         return assignment, plan.scene_cut if plan else False
 
+    def colour_hold(self) -> ColourHold | None:
+        """A video's colour state for ``compose`` (``TemporalSettings.colour_hold``), or ``None``
+        without colour transfer."""
+        if self.config.color == 0:
+            return None
+        return ColourHold(self.config.temporal.colour_hold)
+
     def compose(
-        self, analysis: FrameAnalysis, choice: torch.Tensor, timer: StageTimer = NO_TIMER
+        self,
+        analysis: FrameAnalysis,
+        choice: torch.Tensor,
+        timer: StageTimer = NO_TIMER,
+        hold: ColourHold | None = None,
     ) -> torch.Tensor:
         """uint8 ``(3, H_out, W_out)`` mosaic of the analysed frame with tiles ``choice``
-        (int64 ``(rows, cols)``)."""
+        (int64 ``(rows, cols)``). A video passes its ``colour_hold()``, frame after frame in
+        order."""
         config = self.config
         image = render_mosaic(
             self.tiles,
@@ -166,6 +184,7 @@ class FrameRenderer:
             cell_stats=analysis.cell_stats,
             tile_stats=self.tile_stats,
             tile_lab=self.tile_lab,
+            hold=hold,
             timer=timer,
         )
         height, width = analysis.frame.shape[-2:]
@@ -177,10 +196,13 @@ class FrameRenderer:
         frame: torch.Tensor,
         temporal: TemporalCoherence | None = None,
         timer: StageTimer = NO_TIMER,
+        hold: ColourHold | None = None,
     ) -> FrameResult:
-        """Render one uint8 ``(3, H, W)`` frame: ``analyse``, ``choose`` and ``compose``."""
+        """Render one uint8 ``(3, H, W)`` frame: ``analyse``, ``choose`` and ``compose``.
+
+        Frames of a video pass their ``temporal`` state and ``colour_hold()``, in order."""
         analysis = self.analyse(frame, timer)
         assignment, scene_cut = self.choose(analysis, temporal, timer)
         choice = assignment.tiles.reshape(analysis.grid)
-        image = self.compose(analysis, choice, timer)
+        image = self.compose(analysis, choice, timer, hold)
         return FrameResult(image, choice, analysis.features, assignment, scene_cut)

@@ -17,7 +17,9 @@ shrink without limit, so at ``s = 1`` a flat source cell gets a flat tile.
 Everything runs on the tensors' device with whole-frame tensor ops (no per-cell Python loop),
 through the ``kernels`` colour conversions and block means. A renderer that draws many frames
 with one pool converts the tiles to Oklab once (``tile_lab``), so a frame only pays for the way
-back to sRGB.
+back to sRGB. A video also passes a ``ColourHold``: a cell that keeps its tile and whose source
+statistics stay within a tolerance of those it was last coloured with keeps its pixels, so noise
+in the source does not make the tiles shimmer, and only the cells that changed are converted.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "MAX_SPREAD_GAIN",
     "SPREAD_EPS",
     "CellStats",
+    "ColourHold",
     "cell_stats",
     "cell_stats_from_oklab",
     "render_mosaic",
@@ -69,6 +72,60 @@ class CellStats:
             return self
         scale = torch.tensor([1.0, factor, factor], device=self.mean.device)
         return CellStats(self.mean * scale, self.std * scale)
+
+
+class ColourHold:
+    """Colour transfer held from frame to frame, for a video's cells (``render_mosaic``).
+
+    A cell is coloured afresh when its tile changed, or when its source mean or spread moved by
+    more than ``tolerance`` in some Oklab channel from the values it was last coloured with;
+    otherwise it keeps its pixels. A just-noticeable Oklab difference is about 0.02, and the
+    rendered colour moves by at most ``strength`` times the source's, so a tolerance well below
+    that is invisible as lag, while sensor noise no longer makes the tiles shimmer. With
+    ``tolerance=0`` only cells whose tile and statistics are exactly unchanged are held. Frames
+    must come in order; a frame of another grid or tile size starts afresh.
+    """
+
+    def __init__(self, tolerance: float) -> None:
+        if not tolerance >= 0:  # also refuses NaN
+            raise ValueError(f"the colour hold tolerance must be >= 0, got {tolerance}")
+        self.tolerance = tolerance
+        self._tiles: torch.Tensor | None = None  # (rows, cols) int64 tile of each cell
+        self._mean: torch.Tensor | None = None  # (N, 3) statistics it was coloured with
+        self._std: torch.Tensor | None = None
+        self._pixels: torch.Tensor | None = None  # (N, 3, t, t) uint8 coloured tiles
+
+    def stale(
+        self, choice: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, side: int
+    ) -> torch.Tensor:
+        """bool ``(N,)``: the cells to colour afresh, given this frame's tiles ``choice`` (int64
+        ``(rows, cols)``, ``N = rows * cols``), its cells' source statistics ``mean`` and ``std``
+        (float32 ``(N, 3)``) and the tile side in pixels."""
+        held = self._pixels
+        if held is None or self._tiles.shape != choice.shape or held.shape[-1] != side:
+            return torch.ones(choice.numel(), dtype=torch.bool, device=choice.device)
+        drift = torch.maximum((mean - self._mean).abs(), (std - self._std).abs()).amax(1)
+        return (choice.reshape(-1) != self._tiles.reshape(-1)) | (drift > self.tolerance)
+
+    def update(
+        self,
+        cells: torch.Tensor,
+        coloured: torch.Tensor,
+        choice: torch.Tensor,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+    ) -> torch.Tensor:
+        """Record the cells coloured afresh (int64 ``(n,)`` indices, ``coloured`` uint8
+        ``(n, 3, t, t)``) of the frame ``stale`` was just asked about (same arguments); returns
+        its uint8 ``(N, 3, t, t)`` tiles, held ones included (kept by the hold: read only)."""
+        if self._pixels is None or cells.numel() == choice.numel():
+            self._pixels, self._mean, self._std = coloured, mean.clone(), std.clone()
+        else:
+            self._pixels[cells] = coloured
+            self._mean[cells] = mean[cells]
+            self._std[cells] = std[cells]
+        self._tiles = choice.clone()
+        return self._pixels
 
 
 def cell_stats(frame: torch.Tensor, cell: int) -> CellStats:
@@ -138,6 +195,7 @@ def render_mosaic(
     cell_stats: CellStats | None = None,
     tile_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
     tile_lab: torch.Tensor | None = None,
+    hold: ColourHold | None = None,
     timer: StageTimer = NO_TIMER,
 ) -> torch.Tensor:
     """Composite the chosen tiles into one frame, optionally colour-matched to the source cells.
@@ -154,6 +212,8 @@ def render_mosaic(
             tiles' statistics are computed from their Oklab pixels.
         tile_lab: float32 ``(M, 3, t, t)``, ``srgb_to_oklab(tiles)`` precomputed once per pool;
             when omitted, the chosen tiles are converted.
+        hold: a video's ``ColourHold``, which keeps the colour of cells that did not change
+            since the previous frame it was given (updated here; one sync on GPU).
         timer: records the colour transfer as stage ``"colour"`` and the arrangement of the
             tiles into the frame as ``"render"``.
 
@@ -177,28 +237,53 @@ def render_mosaic(
         _check_tile_stats(tile_stats, tiles)
     if tile_lab is not None:
         _check_tile_lab(tile_lab, tiles)
-    # The colour math runs on the chosen tiles, (rows * cols, 3, t, t), a fresh tensor (changed
-    # in place); only the uint8 result is arranged into the frame.
+    index = choice.reshape(-1)
+    cell_mean, cell_std = cell_stats.mean.reshape(-1, 3), cell_stats.std.reshape(-1, 3)
     with timer.stage("colour"):
-        index = choice.reshape(-1)
-        if tile_lab is None:
-            lab = srgb_to_oklab(tiles.index_select(0, index))
+        if hold is None:
+            picked = _transfer(
+                tiles, index, cell_mean, cell_std, color_strength, tile_stats, tile_lab
+            )
         else:
-            lab = tile_lab.index_select(0, index)
-        if tile_stats is None:
-            tile_mean, tile_std = (x.reshape(-1, 3) for x in _block_mean_std(lab, tiles.shape[-1]))
-        else:
-            tile_mean, tile_std = tile_stats[0][index], tile_stats[1][index]
-        scale, offset = _transfer_coefficients(
-            tile_mean,
-            tile_std,
-            cell_stats.mean.reshape(-1, 3),
-            cell_stats.std.reshape(-1, 3),
-            color_strength,
-        )
-        rgb = oklab_to_srgb(lab.mul_(scale[:, :, None, None]).add_(offset[:, :, None, None]))
+            cells = hold.stale(choice, cell_mean, cell_std, tiles.shape[-1]).nonzero().squeeze(1)
+            coloured = _transfer(
+                tiles,
+                index[cells],
+                cell_mean[cells],
+                cell_std[cells],
+                color_strength,
+                tile_stats,
+                tile_lab,
+            )
+            picked = hold.update(cells, coloured, choice, cell_mean, cell_std)
     with timer.stage("render"):
-        return _assemble(rgb, choice.shape)
+        return _assemble(picked, choice.shape)
+
+
+def _transfer(
+    tiles: torch.Tensor,
+    index: torch.Tensor,
+    cell_mean: torch.Tensor,
+    cell_std: torch.Tensor,
+    strength: float,
+    tile_stats: tuple[torch.Tensor, torch.Tensor] | None,
+    tile_lab: torch.Tensor | None,
+) -> torch.Tensor:
+    """uint8 ``(n, 3, t, t)``: tiles ``index`` (int64 ``(n,)``) colour-matched to cells of
+    statistics ``cell_mean`` and ``cell_std`` (float32 ``(n, 3)``), as ``render_mosaic``."""
+    if index.numel() == 0:
+        return tiles[:0]
+    # The colour math runs on the chosen tiles, (n, 3, t, t), a fresh tensor (changed in place).
+    if tile_lab is None:
+        lab = srgb_to_oklab(tiles.index_select(0, index))
+    else:
+        lab = tile_lab.index_select(0, index)
+    if tile_stats is None:
+        tile_mean, tile_std = (x.reshape(-1, 3) for x in _block_mean_std(lab, tiles.shape[-1]))
+    else:
+        tile_mean, tile_std = tile_stats[0][index], tile_stats[1][index]
+    scale, offset = _transfer_coefficients(tile_mean, tile_std, cell_mean, cell_std, strength)
+    return oklab_to_srgb(lab.mul_(scale[:, :, None, None]).add_(offset[:, :, None, None]))
 
 
 def _assemble(picked: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:

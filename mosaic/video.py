@@ -25,7 +25,7 @@ from mosaic.temporal import TemporalCoherence
 
 # The fidelity metric converts the source and the mosaic to Oklab again, as much work as a
 # frame's features: it is measured on the first frame and every FIDELITY_EVERY-th after it.
-FIDELITY_EVERY = 10
+FIDELITY_EVERY = 30
 # Mosaics queued for the encoder: two batches of render_video's.
 OUTPUT_DEPTH = 8
 
@@ -118,6 +118,7 @@ def render_frames(
     (the last batches' way out once all are assigned).
     """
     temporal = TemporalCoherence(renderer.config.temporal)
+    hold = renderer.colour_hold()
     churns: list[float] = []
     fidelities: list[float] = []
     scene_cuts, frames, method = 0, 0, ""
@@ -134,7 +135,7 @@ def render_frames(
     def compose(item: tuple[int, list[FrameAnalysis], list[torch.Tensor]]) -> None:
         first, analyses, choices = item
         for index, (analysis, choice) in enumerate(zip(analyses, choices, strict=True), first):
-            image = renderer.compose(analysis, choice, timer)
+            image = renderer.compose(analysis, choice, timer, hold)
             if index % FIDELITY_EVERY == 0:
                 with timer.stage("metrics"):
                     fidelities.append(fidelity(analysis.frame, image, analysis.grid)["mean"])

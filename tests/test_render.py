@@ -9,7 +9,14 @@ from hypothesis import strategies as st
 
 from kernels import cost_matrix, srgb_to_oklab
 from mosaic.metrics import fidelity
-from mosaic.render import MAX_SPREAD_GAIN, CellStats, cell_stats, render_mosaic, tile_stats
+from mosaic.render import (
+    MAX_SPREAD_GAIN,
+    CellStats,
+    ColourHold,
+    cell_stats,
+    render_mosaic,
+    tile_stats,
+)
 from tests.scenes import add_noise, landscape
 
 pytestmark = pytest.mark.usefixtures("reference_path")
@@ -259,3 +266,70 @@ def test_wrong_dtypes_raise_type_error():
         render_mosaic(tiles, torch.zeros(2, 2))
     with pytest.raises(TypeError, match="uint8"):
         render_mosaic(tiles.float(), torch.zeros(2, 2, dtype=torch.int64))
+
+
+# --------------------------------------------------------------------------- colour hold
+
+
+def cell_blocks(image: torch.Tensor, side: int) -> torch.Tensor:
+    """``(rows * cols, 3, side, side)``: the cells of a ``(3, rows * side, cols * side)`` image."""
+    rows, cols = image.shape[1] // side, image.shape[2] // side
+    return (
+        image.reshape(3, rows, side, cols, side).permute(1, 3, 0, 2, 4).reshape(-1, 3, side, side)
+    )
+
+
+def test_colour_hold_keeps_unchanged_cells_and_recolours_the_others():
+    generator = torch.Generator().manual_seed(7)
+    tiles = textured_tiles(8, 6, generator)
+    choice = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    mean = torch.rand(2, 3, 3, generator=generator) * 0.2 + torch.tensor([0.5, -0.05, -0.05])
+    std = torch.rand(2, 3, 3, generator=generator) * 0.05
+    hold = ColourHold(0.01)
+
+    def render(stats: CellStats, tiles_chosen: torch.Tensor, **kwargs) -> torch.Tensor:
+        return render_mosaic(
+            tiles,
+            tiles_chosen,
+            color_strength=0.8,
+            cell_stats=stats,
+            tile_stats=tile_stats(tiles),
+            **kwargs,
+        )
+
+    first = render(CellStats(mean, std), choice, hold=hold)
+    assert torch.equal(first, render(CellStats(mean, std), choice))
+
+    moved_mean, moved_std, moved_choice = mean.clone(), std.clone(), choice.clone()
+    moved_mean[0, 0, 0] += 0.005  # within the tolerance: held
+    moved_mean[0, 1, 1] += 0.05  # past it: recoloured
+    moved_std[0, 2, 2] += 0.05  # spread past it: recoloured
+    moved_choice[1, 0] = 6  # new tile: recoloured
+    moved = CellStats(moved_mean, moved_std)
+    second = cell_blocks(render(moved, moved_choice, hold=hold), 6)
+    fresh = cell_blocks(render(moved, moved_choice), 6)
+    before = cell_blocks(first, 6)
+    recoloured = torch.tensor([False, True, True, True, False, False])
+    assert torch.equal(second[recoloured], fresh[recoloured])
+    assert torch.equal(second[~recoloured], before[~recoloured])
+    assert not torch.equal(before[0], fresh[0])  # the held cell really differs from a fresh one
+
+
+def test_colour_hold_starts_afresh_on_another_grid():
+    generator = torch.Generator().manual_seed(8)
+    tiles = textured_tiles(8, 4, generator)
+    hold = ColourHold(1.0)  # holds anything that keeps its tile
+    for rows, cols in ((2, 3), (3, 2)):
+        choice = torch.arange(rows * cols).reshape(rows, cols)
+        stats = CellStats(
+            torch.rand(rows, cols, 3, generator=generator), torch.zeros(rows, cols, 3)
+        )
+        out = render_mosaic(tiles, choice, color_strength=1.0, cell_stats=stats, hold=hold)
+        assert torch.equal(out, render_mosaic(tiles, choice, color_strength=1.0, cell_stats=stats))
+
+
+def test_colour_hold_refuses_a_negative_tolerance():
+    with pytest.raises(ValueError, match="tolerance"):
+        ColourHold(-0.1)
+    with pytest.raises(ValueError, match="tolerance"):
+        ColourHold(float("nan"))

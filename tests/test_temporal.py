@@ -71,8 +71,33 @@ def test_slow_pan_churns_far_less_than_independent_solves_at_similar_fidelity():
     assert mean_coherent <= 1.10 * mean_independent
 
 
+def test_colour_hold_stops_tiles_shimmering_with_sensor_noise():
+    """With colour transfer, noise moves every cell's statistics a little each frame: without
+    the hold nearly every cell's pixels change from frame to frame, with it few do."""
+    scene = landscape(HEIGHT, WIDTH)
+    frames = [add_noise(scene, sigma=3.0, seed=i) for i in range(6)]
+    changed = {}
+    for tolerance in (0.0, TemporalSettings().colour_hold):
+        settings = TemporalSettings(colour_hold=tolerance)
+        config = MosaicConfig(cell=CELL, grid=2, color=0.6, device="cpu", temporal=settings)
+        renderer = FrameRenderer(photo_pool(600, tile_size=16), config)
+        temporal, hold = TemporalCoherence(settings), renderer.colour_hold()
+        images = [renderer.render(frame, temporal, hold=hold).image for frame in frames]
+        rows, cols = renderer.grid_shape(HEIGHT, WIDTH)
+        cells = [
+            image.reshape(3, rows, CELL, cols, CELL).permute(1, 3, 0, 2, 4) for image in images
+        ]
+        changed[tolerance] = sum(
+            float((a != b).flatten(2).any(2).float().mean()) for a, b in itertools.pairwise(cells)
+        ) / (len(frames) - 1)
+    assert changed[0.0] > 0.5
+    assert changed[TemporalSettings().colour_hold] < 0.1
+
+
 def test_settings_are_validated():
     with pytest.raises(ValueError, match="switch_bonus"):
         TemporalSettings(switch_bonus=-1)
     with pytest.raises(ValueError, match="scene_cut"):
         TemporalSettings(scene_cut=0)
+    with pytest.raises(ValueError, match="colour_hold"):
+        TemporalSettings(colour_hold=-0.01)
