@@ -19,14 +19,55 @@ from adapters.info import FpsLike, as_fraction
 from adapters.paths import partial_path, remove_quietly, same_file
 from adapters.signals import signals_deferred, sigterm_raises
 
-__all__ = ["ENCODERS", "VideoSink"]
+__all__ = ["ENCODERS", "ENCODER_PRESETS", "VideoSink", "check_encoding", "pick_encoder"]
 
 ENCODERS = ("auto", "libx264", "h264_nvenc")
-DEFAULT_PRESETS = {"libx264": "veryfast", "h264_nvenc": "p4"}
+# The speed presets of each encoder, fastest first. ffmpeg's own error for an unknown one names
+# neither the option nor the choices, so they are checked before it starts.
+ENCODER_PRESETS = {
+    "libx264": (
+        "ultrafast",
+        "superfast",
+        "veryfast",
+        "faster",
+        "fast",
+        "medium",
+        "slow",
+        "slower",
+        "veryslow",
+        "placebo",
+    ),
+    "h264_nvenc": ("p1", "p2", "p3", "p4", "p5", "p6", "p7"),
+}
+DEFAULT_PRESETS = {"libx264": "superfast", "h264_nvenc": "p4"}
+CRF_RANGE = (0, 51)
 _FASTSTART_SUFFIXES = {".mp4", ".m4v", ".mov"}
 _GBR = (1, 2, 0)  # FFmpeg's planar RGB (gbrp) stores the planes in the order G, B, R
 _STDERR_TAIL_BYTES = 8192
 _TRIAL_TIMEOUT_S = 60
+
+
+def pick_encoder(encoder: str = "auto") -> str:
+    """The encoder ``VideoSink(encoder=...)`` uses: ``"auto"`` is ``h264_nvenc`` when a one-frame
+    probe encode succeeds (cached per process), else ``libx264``."""
+    if encoder not in ENCODERS:
+        raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {encoder!r}")
+    if encoder != "auto":
+        return encoder
+    return "h264_nvenc" if nvenc_works(executable("ffmpeg", SinkError)) else "libx264"
+
+
+def check_encoding(encoder: str, crf: int | None, preset: str | None) -> None:
+    """Raise ``ValueError`` (one line) for a ``crf`` or ``preset`` that ``encoder`` (not
+    ``"auto"``) would refuse; ``None`` stands for the default."""
+    low, high = CRF_RANGE
+    if crf is not None and not low <= crf <= high:
+        raise ValueError(f"crf must be from {low} (best) to {high}, got {crf}")
+    if preset is not None and preset not in ENCODER_PRESETS[encoder]:
+        raise ValueError(
+            f"the {encoder} preset must be one of {', '.join(ENCODER_PRESETS[encoder])}, "
+            f"got {preset!r}"
+        )
 
 
 class VideoSink:
@@ -46,7 +87,7 @@ class VideoSink:
     - Encoder: ``"auto"`` uses ``h264_nvenc`` when a one-frame probe encode succeeds (cached per
       process), else ``libx264``; ``encoder`` says which. ``crf`` is the quality (libx264
       ``-crf``, NVENC ``-cq``; lower is better), ``preset`` the encoder's speed preset (default
-      ``veryfast`` for libx264, ``p4`` for NVENC).
+      ``superfast`` for libx264, ``p4`` for NVENC).
     - Odd sizes: 4:2:0 H.264 needs even sizes, so an odd width or height is padded by one column
       or row repeating the last one (nothing of the picture is lost); ``encoded_size`` is the
       size written.
@@ -78,8 +119,6 @@ class VideoSink:
     ) -> None:
         if width < 1 or height < 1:
             raise ValueError(f"width and height must be positive, got {width}x{height}")
-        if encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {encoder!r}")
         self.path = Path(path)
         if not self.path.suffix:
             raise SinkError(f"{self.path} has no extension: name a container such as .mp4")
@@ -90,9 +129,8 @@ class VideoSink:
         self.width, self.height, self.fps = width, height, as_fraction(fps)
         self.encoded_size = (width + width % 2, height + height % 2)
         self._ffmpeg = executable("ffmpeg", SinkError)
-        if encoder == "auto":
-            encoder = "h264_nvenc" if nvenc_works(self._ffmpeg) else "libx264"
-        self.encoder = encoder
+        self.encoder = encoder = pick_encoder(encoder)
+        check_encoding(encoder, crf, preset)
         self.audio_from = None if audio_from is None else Path(audio_from)
         self.audio = None if self.audio_from is None else self._audio_mode(self.audio_from)
         self.frames_written = 0

@@ -8,14 +8,36 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mosaic.config import PRESETS, MosaicConfig
+
+if TYPE_CHECKING:
+    from mosaic.video import VideoStats
 
 EPILOG = """examples:
   mosaic --demo                                   render the built-in demo video
   mosaic photo.jpg -o mosaic.png --tiles photos/  one image
   mosaic clip.mp4 -o mosaic.mp4 --tiles photos/ --preset vivid --cell 12
+  mosaic clip.mp4 -o mosaic.mp4 --tiles photos/ --encoder-preset slow --crf 18 --timing
 """
+
+# Options that only one video or a --frames folder takes (their argparse names).
+VIDEO_OPTIONS = ("fps", "encoder_preset", "crf", "timing")
+# The stages of VideoStats.stage_seconds in pipeline order (the dict has them as first run).
+STAGES = (
+    "open",
+    "decode",
+    "features",
+    "assignment",
+    "colour",
+    "render",
+    "encode",
+    "metrics",
+    "waiting_input",
+    "waiting_output",
+    "flush",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo",
         action="store_true",
         help="render the built-in demo (also what `mosaic` alone does)",
+    )
+    video = parser.add_argument_group("video output")
+    video.add_argument(
+        "--encoder-preset",
+        metavar="NAME",
+        help="the encoder's speed preset, libx264 ultrafast ... placebo or NVENC p1 ... p7 "
+        "(default superfast / p4); slower is smaller at the same quality",
+    )
+    video.add_argument(
+        "--crf",
+        type=int,
+        metavar="N",
+        help="video quality, 0 to 51, lower is better and larger (default 20)",
     )
     looks = parser.add_argument_group("look")
     looks.add_argument(
@@ -94,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also use mirrored and brighter/darker copies of every tile",
     )
     run.add_argument("--no-cache", action="store_true", help="do not read or write the tile cache")
+    run.add_argument(
+        "--timing",
+        action="store_true",
+        help="print the time of each pipeline stage per frame after a video (even with --quiet)",
+    )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars, no summary")
     run.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     return parser
@@ -152,6 +192,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.demo or (args.input is args.frames is args.output is args.tiles is None):
         from mosaic.demo import run_demo
 
+        _refuse_video_options(parser, args, "with --demo")
         return run_demo(config_from_args(args), quiet=args.quiet)
     if args.input is not None and args.frames is not None:
         parser.error("give either INPUT or --frames DIR, not both")
@@ -163,6 +204,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     source, output = Path(args.input or args.frames), Path(args.output)
     kind = _input_kind(source, frames=args.frames is not None)
     _check_output(output, source, folder=kind == "folder")
+    if kind != "video":
+        _refuse_video_options(parser, args, "for an image" if kind == "image" else "for a folder")
+    _check_encoder_options(args)
 
     from mosaic.pool import TilePool
 
@@ -204,11 +248,64 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     from mosaic.video import render_video
 
-    stats = render_video(source, output, pool, config, progress=not args.quiet, fps=args.fps)
+    stats = render_video(
+        source,
+        output,
+        pool,
+        config,
+        progress=not args.quiet,
+        fps=args.fps,
+        preset=args.encoder_preset,
+        crf=args.crf,
+        timing=args.timing,
+    )
     if not args.quiet:
         print(stats.summary(), file=sys.stderr)
+    if args.timing:
+        print(timing_table(stats), file=sys.stderr)
+    if not args.quiet:
         print(f"wrote {output}", file=sys.stderr)
     return 0
+
+
+def timing_table(stats: VideoStats) -> str:
+    """The stages' wall-clock and CPU times of a ``render_video(timing=True)`` run, in ms per
+    frame, one stage a line. Stages run in parallel threads, so their times overlap."""
+    names = [name for name in STAGES if name in stats.stage_seconds]
+    names += sorted(set(stats.stage_seconds) - set(STAGES))
+    per_frame = 1000 / max(stats.frames, 1)
+    lines = [f"{'ms per frame':<16}{'wall':>8}{'cpu':>8}"]
+    for name in names:
+        wall = stats.stage_seconds[name] * per_frame
+        cpu = stats.stage_cpu_seconds.get(name, 0.0) * per_frame
+        lines.append(f"{name:<16}{wall:>8.2f}{cpu:>8.2f}")
+    return "\n".join(lines)
+
+
+def _refuse_video_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, where: str
+) -> None:
+    """A usage error for options that only one video or a --frames folder takes."""
+    given = [
+        "--" + name.replace("_", "-")
+        for name in VIDEO_OPTIONS
+        if getattr(args, name) != parser.get_default(name)  # given, even as 0
+    ]
+    if given:
+        parser.error(f"{', '.join(given)}: only for a video or --frames output, not {where}")
+
+
+def _check_encoder_options(args: argparse.Namespace) -> None:
+    """Fail early, in one line, on a --crf or --encoder-preset the encoder would refuse."""
+    if args.crf is None and args.encoder_preset is None:
+        return
+    from adapters.sink import check_encoding, pick_encoder
+
+    try:
+        check_encoding(pick_encoder(), args.crf, args.encoder_preset)
+    except ValueError as error:
+        option = "--crf" if str(error).startswith("crf") else "--encoder-preset"
+        raise ValueError(f"{option}: {error}") from None
 
 
 def _input_kind(source: Path, *, frames: bool) -> str:

@@ -198,6 +198,7 @@ def render_video(
     batch_size: int = 4,
     fps: float | Fraction | None = None,
     preset: str | None = None,
+    crf: int | None = None,
     timing: bool = False,
 ) -> VideoStats:
     """Turn a video (or a folder of numbered frames) into a mosaic video with its audio.
@@ -206,9 +207,11 @@ def render_video(
     flat however long the video. The output is written to a temporary file beside ``output``
     and renamed at the end. ``fps`` sets the frame rate of a folder of frames (default 25); a
     video keeps its own. ``preset`` is the encoder's speed preset, as ``VideoSink`` takes it
-    (its default when ``None``: libx264 ``veryfast``; ``superfast`` and ``ultrafast`` take less
-    CPU for larger files, see bench/README.md). ``timing`` fills the stats' ``stage_seconds``
-    (on CUDA it synchronises the device around each stage, a little slower).
+    (its default when ``None``: libx264 ``superfast``, a quarter less CPU than ``veryfast`` at
+    equal or better quality for larger files; ``ultrafast`` takes less still, see
+    bench/README.md); ``crf`` its quality (lower is better; when ``None``, ``VideoSink``'s
+    default). ``timing`` fills the stats' ``stage_seconds`` (on CUDA it synchronises the device
+    around each stage, a little slower).
     """
     config = config or MosaicConfig()
     source, output = Path(source), Path(output)
@@ -239,8 +242,11 @@ def render_video(
         with bar, contextlib.ExitStack() as closing:
             with timer.stage("open"):
                 size = {"width": out_w, "height": out_h}
+                quality = {} if crf is None else {"crf": crf}
                 sink = closing.enter_context(
-                    VideoSink(output, **size, fps=info.fps, audio_from=audio, preset=preset)
+                    VideoSink(
+                        output, **size, fps=info.fps, audio_from=audio, preset=preset, **quality
+                    )
                 )
             summary = render_frames(
                 frames_in, renderer, sink.write, timer=timer, on_batch=bar.update

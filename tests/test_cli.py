@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adapters import read_image
+from adapters import SinkError, VideoSink, read_image
+from adapters.ffmpeg import executable, nvenc_works
 from mosaic.cli import main
 from tests.adapters.media import make_clip, probe
 from tests.scenes import landscape
@@ -181,6 +182,66 @@ def test_folder_of_videos_skips_finished_and_reports_failures(
         == 0
     )
     assert (outputs / "a.mp4").stat().st_mtime_ns == before  # finished outputs are skipped
+
+
+def test_encoder_preset_and_crf_reach_the_encoder(
+    tiles: Path, clip: Path, tmp_path: Path, monkeypatch
+):
+    opened = []
+
+    def sink(*args, **kwargs):
+        opened.append(kwargs)
+        return VideoSink(*args, **kwargs)
+
+    monkeypatch.setattr("mosaic.video.VideoSink", sink)
+    output = tmp_path / "out.mp4"
+    # a preset of the encoder the sink picks: NVENC where it works, else libx264
+    preset = "p1" if nvenc_works(executable("ffmpeg", SinkError)) else "ultrafast"
+    options = ["--encoder-preset", preset, "--crf", "35"]
+    assert run(str(clip), "-o", str(output), "--tiles", str(tiles), *options) == 0
+    assert [(kwargs["preset"], kwargs["crf"]) for kwargs in opened] == [(preset, 35)]
+    assert probe(output)["video"]["packets"] == 10
+
+
+@pytest.mark.parametrize(
+    "option, expected",
+    [(("--encoder-preset", "bogus"), "'bogus'"), (("--crf", "52"), "--crf")],
+    ids=["preset", "crf"],
+)
+def test_bad_encoder_options_are_one_line(
+    tiles: Path, clip: Path, tmp_path: Path, capsys, option, expected
+):
+    output = tmp_path / "out.mp4"
+    assert run(str(clip), "-o", str(output), "--tiles", str(tiles), *option) == 1
+    assert expected in one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []  # refused before any work
+
+
+@pytest.mark.parametrize(
+    "option", [("--crf", "0"), ("--encoder-preset", "slow"), ("--timing",), ("--fps", "5")]
+)
+def test_video_options_are_a_usage_error_for_an_image_or_a_folder(
+    tiles: Path, picture: Path, tmp_path: Path, capsys, option
+):
+    for source, output in ((picture, tmp_path / "o.png"), (tmp_path, tmp_path / "out")):
+        with pytest.raises(SystemExit) as exit_:
+            run(str(source), "-o", str(output), "--tiles", str(tiles), *option)
+        assert exit_.value.code == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith(f"mosaic: error: {option[0]}: only for a video"), last
+        assert not output.exists()
+
+
+def test_timing_prints_the_stage_table(
+    tiles: Path, clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    assert run(str(clip), "-o", str(tmp_path / "out.mp4"), "--tiles", str(tiles), "--timing") == 0
+    lines = capsys.readouterr().err.strip().splitlines()  # --quiet: the table alone
+    assert lines[0].split() == ["ms", "per", "frame", "wall", "cpu"]
+    stages = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in lines[1:]}
+    assert list(stages)[:2] == ["open", "decode"]  # pipeline order
+    assert {"features", "assignment", "render", "encode", "flush"} <= set(stages)
+    assert all(len(times) == 2 and min(times) >= 0 for times in stages.values())
 
 
 @pytest.mark.parametrize(

@@ -178,7 +178,7 @@ def test_ffmpeg_failure_is_one_line_with_its_error(tmp_path: Path) -> None:
     with (
         pytest.raises(SinkError) as raised,
         VideoSink(
-            tmp_path / "out.mp4", width=64, height=48, fps=25, encoder="libx264", preset="nonsense"
+            tmp_path / "out.nonsense", width=64, height=48, fps=25, encoder="libx264"
         ) as sink,
     ):
         for _ in range(50):  # ffmpeg stops at the first frame; a write or the close notices
@@ -186,6 +186,24 @@ def test_ffmpeg_failure_is_one_line_with_its_error(tmp_path: Path) -> None:
     message = str(raised.value)
     assert message.startswith("ffmpeg failed writing") and "\n" not in message
     assert "no error output" not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"preset": "nonsense"}, "preset must be one of ultrafast, superfast"),
+        ({"crf": 52}, "crf must be from 0"),
+        ({"encoder": "h265"}, "encoder must be one of"),
+    ],
+)
+def test_bad_encoding_options_are_refused_before_ffmpeg_starts(
+    tmp_path: Path, options: dict, match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        VideoSink(
+            tmp_path / "out.mp4", width=64, height=48, fps=25, **{"encoder": "libx264", **options}
+        )
     assert list(tmp_path.iterdir()) == []
 
 
