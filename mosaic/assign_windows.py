@@ -203,7 +203,7 @@ def improve_windows(
     )
     diagonal = torch.arange(width, device=device)
     current = cost[:, diagonal, diagonal]
-    unsettled = ((current > cost.min(2).values) & real).any(1).nonzero().squeeze(1)
+    unsettled = ((current > cost.amin(2)) & real).any(1).nonzero().squeeze(1)
     if unsettled.numel() == 0:
         return assign, 0.0
     cost, slots, members = cost[unsettled], slots[unsettled], members[unsettled]

@@ -122,7 +122,8 @@ class FrameRenderer:
                 lab = srgb_to_oklab(padded)
                 block_means = grid_reduce(lab[None], block)
                 # Last: the statistics use ``lab`` as scratch space.
-                stats = cell_stats_from_oklab(lab, config.cell).saturated(config.saturation)
+                stats = cell_stats_from_oklab(lab, config.cell, block_means)
+                stats = stats.saturated(config.saturation)
             else:
                 block_means = cell_features(padded[None], block)
             features = block_descriptors(block_means, config.grid, config.lightness_weight)

@@ -59,7 +59,10 @@ def test_cell_stats_come_from_the_same_conversion():
     config = MosaicConfig(cell=8, color=0.7, saturation=1.3, device="cpu")
     stats = FrameRenderer(photo_pool(200), config).analyse(frame).cell_stats
     expected = cell_stats(frame, 8).saturated(1.3)
-    assert torch.equal(stats.mean, expected.mean) and torch.equal(stats.std, expected.std)
+    # The renderer averages the cell means from the descriptors' block means: same values up to
+    # the order of the float32 sums.
+    torch.testing.assert_close(stats.mean, expected.mean, atol=1e-6, rtol=0)
+    torch.testing.assert_close(stats.std, expected.std, atol=1e-6, rtol=0)
 
 
 def test_tiles_in_oklab_give_the_same_mosaic():
