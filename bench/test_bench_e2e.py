@@ -208,16 +208,20 @@ def run_pipeline(workload: Workload, pool: TilePool, frames: list[torch.Tensor])
     }
 
 
-# Run in a fresh interpreter: render_video with timing, then what it cost, as one JSON line.
-# Peak RSS is the kernel's high-water mark of this process's memory (VmHWM): ru_maxrss would
-# also count the parent's RSS at the fork.
-_VIDEO_SCRIPT = """
-import json, os, resource, sys, time, torch
-from mosaic import MosaicConfig, TilePool, render_video
-
+# Shared by the scripts below, each run in a fresh interpreter: a field of /proc/self/status
+# (VmRSS, or VmHWM: the peak) in MiB.
+_RSS_FUNCTION = """
 def rss_mib(field):
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith(field)) / 1024
+"""
+
+# Run in a fresh interpreter: render_video with timing, then what it cost, as one JSON line.
+# Peak RSS is the kernel's high-water mark of this process's memory (VmHWM): ru_maxrss would
+# also count the parent's RSS at the fork.
+_VIDEO_SCRIPT = _RSS_FUNCTION + """
+import json, os, resource, sys, time, torch
+from mosaic import MosaicConfig, TilePool, render_video
 
 source, output, pool_path, cell, device = sys.argv[1:6]
 pool = TilePool.from_tensor(torch.load(pool_path))
@@ -366,15 +370,11 @@ def test_encoder_presets(benchmark, inputs, tmp_path: Path):
 # incumbents, a bonus of the mean cost as the engine gives it), and the cost stage alone
 # (``cost_topk``, k = 1 and 16). In a fresh interpreter, torch on one thread as in the video
 # pipeline, so that the peak RSS above the inputs is the stage's own.
-_ASSIGN_SCRIPT = """
+_ASSIGN_SCRIPT = _RSS_FUNCTION + """
 import json, sys, time, torch
 from kernels import cost_topk
 from mosaic.assign import assign_tiles
 from mosaic.synthetic import image_like_instance
-
-def rss_mib(field):
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(field)) / 1024
 
 def seconds(fn, rounds):
     times = []
