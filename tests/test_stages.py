@@ -102,12 +102,13 @@ def clip_frames(count: int) -> list[torch.Tensor]:
 @pytest.mark.parametrize("color", [0.0, 0.6])
 def test_pipelined_frames_equal_sequential_rendering(color: float):
     """render_frames (stages in threads) gives exactly what FrameRenderer.render gives frame
-    after frame with one temporal state; the size is not a multiple of the cell."""
+    after frame with one temporal state and colour hold; the size is not a multiple of the
+    cell."""
     config = MosaicConfig(cell=8, color=color, device="cpu")
     renderer = FrameRenderer(photo_pool(300), config)
     frames = clip_frames(11)
-    temporal = TemporalCoherence(config.temporal)
-    expected = [renderer.render(frame.permute(2, 0, 1), temporal) for frame in frames]
+    temporal, hold = TemporalCoherence(config.temporal), renderer.colour_hold()
+    expected = [renderer.render(frame.permute(2, 0, 1), temporal, hold=hold) for frame in frames]
 
     written: list[torch.Tensor] = []
     batches = [torch.stack(frames[i : i + 4]) for i in range(0, len(frames), 4)]
