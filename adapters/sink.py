@@ -19,7 +19,7 @@ from adapters.info import FpsLike, as_fraction
 from adapters.paths import partial_path, remove_quietly, same_file
 from adapters.signals import signals_deferred, sigterm_raises
 
-__all__ = ["ENCODERS", "ENCODER_PRESETS", "VideoSink", "check_encoding", "pick_encoder"]
+__all__ = ["ENCODERS", "ENCODER_PRESETS", "VideoSink", "check_crf", "check_preset", "pick_encoder"]
 
 ENCODERS = ("auto", "libx264", "h264_nvenc")
 # The speed presets of each encoder, fastest first. ffmpeg's own error for an unknown one names
@@ -57,13 +57,16 @@ def pick_encoder(encoder: str = "auto") -> str:
     return "h264_nvenc" if nvenc_works(executable("ffmpeg", SinkError)) else "libx264"
 
 
-def check_encoding(encoder: str, crf: int | None, preset: str | None) -> None:
-    """Raise ``ValueError`` (one line) for a ``crf`` or ``preset`` that ``encoder`` (not
-    ``"auto"``) would refuse; ``None`` stands for the default."""
+def check_crf(crf: int) -> None:
+    """Raise ``ValueError`` (one line) for a quality ``crf`` outside ``CRF_RANGE``."""
     low, high = CRF_RANGE
-    if crf is not None and not low <= crf <= high:
+    if not low <= crf <= high:
         raise ValueError(f"crf must be from {low} (best) to {high}, got {crf}")
-    if preset is not None and preset not in ENCODER_PRESETS[encoder]:
+
+
+def check_preset(encoder: str, preset: str) -> None:
+    """Raise ``ValueError`` (one line) for a ``preset`` that ``encoder`` (not ``"auto"``) lacks."""
+    if preset not in ENCODER_PRESETS[encoder]:
         raise ValueError(
             f"the {encoder} preset must be one of {', '.join(ENCODER_PRESETS[encoder])}, "
             f"got {preset!r}"
@@ -130,7 +133,9 @@ class VideoSink:
         self.encoded_size = (width + width % 2, height + height % 2)
         self._ffmpeg = executable("ffmpeg", SinkError)
         self.encoder = encoder = pick_encoder(encoder)
-        check_encoding(encoder, crf, preset)
+        check_crf(crf)
+        if preset is not None:
+            check_preset(encoder, preset)
         self.audio_from = None if audio_from is None else Path(audio_from)
         self.audio = None if self.audio_from is None else self._audio_mode(self.audio_from)
         self.frames_written = 0

@@ -297,15 +297,18 @@ def _refuse_video_options(
 
 def _check_encoder_options(args: argparse.Namespace) -> None:
     """Fail early, in one line, on a --crf or --encoder-preset the encoder would refuse."""
-    if args.crf is None and args.encoder_preset is None:
-        return
-    from adapters.sink import check_encoding, pick_encoder
+    from adapters.sink import check_crf, check_preset, pick_encoder
 
     try:
-        check_encoding(pick_encoder(), args.crf, args.encoder_preset)
+        if args.crf is not None:
+            check_crf(args.crf)
     except ValueError as error:
-        option = "--crf" if str(error).startswith("crf") else "--encoder-preset"
-        raise ValueError(f"{option}: {error}") from None
+        raise ValueError(f"--crf: {error}") from None
+    try:
+        if args.encoder_preset is not None:
+            check_preset(pick_encoder(), args.encoder_preset)
+    except ValueError as error:
+        raise ValueError(f"--encoder-preset: {error}") from None
 
 
 def _input_kind(source: Path, *, frames: bool) -> str:
