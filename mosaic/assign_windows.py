@@ -72,9 +72,9 @@ def solve_windows(problem: Problem, reuse: int) -> torch.Tensor:
         # Even passes group cells of similar colour, odd passes cells holding similar tiles:
         # when the content moves, a cell wants the tile that a cell of its new colour holds.
         features = problem.tiles[assign] if step % 2 else problem.cells
-        window = kd_windows(features, split_directions, depth)
+        members = kd_windows(features, split_directions, depth)
         assign, gain = improve_windows(
-            problem, reuse, assign, window, 1 << depth, nearest_cell[:, 0], distance_to_tile[:, 0]
+            problem, reuse, assign, members, nearest_cell[:, 0], distance_to_tile[:, 0]
         )
         if gain <= STOP_GAIN * float(problem.distance(cells, assign).sum()):
             break
@@ -82,20 +82,30 @@ def solve_windows(problem: Problem, reuse: int) -> torch.Tensor:
 
 
 def kd_windows(features: torch.Tensor, split_directions: torch.Tensor, depth: int) -> torch.Tensor:
-    """Window of each cell, int64 ``(N,)`` in ``[0, 2^depth)``: the leaves of a k-d tree.
+    """The cells of each window, int64 ``(2^depth, W)``, ``W = ceil(N / 2^depth)``, -1 for none:
+    the leaves of a k-d tree.
 
-    Every node splits its cells at the median of their projection on its own direction
-    (``split_directions``, float ``(2^depth - 1, D)``, heap order), so windows hold cells close
-    in every direction of descriptor space and at most ``ceil(N / 2^depth)`` cells each.
+    Every node sorts its cells by their projection on its own direction (``split_directions``,
+    float ``(2^depth - 1, D)``, heap order) and gives the first half to its first child, so
+    windows hold cells close in every direction of descriptor space. The ``N`` cells are padded
+    to ``2^depth * W`` with entries that sort last: every node splits its positions in exact
+    halves, so the tree is a few sorts of a ``(nodes, positions)`` matrix per level.
     """
-    window = torch.zeros(features.shape[0], dtype=torch.int64, device=features.device)
+    n = features.shape[0]
+    windows = 1 << depth
+    width = math.ceil(n / windows)
+    positions = windows * width
+    projections = torch.nn.functional.pad(
+        features @ split_directions.T, (0, 0, 0, positions - n), value=float("inf")
+    )
+    order = torch.arange(positions, device=features.device)
     for level in range(depth):
-        key = (features * split_directions[(1 << level) - 1 + window]).sum(1)
-        order = order_by(window, key)
-        parent = window[order]
-        half = torch.bincount(window, minlength=1 << level)[parent] // 2
-        window[order] = 2 * parent + (rank_in_runs(parent) >= half)
-    return window
+        nodes = 1 << level
+        node = torch.arange(nodes - 1, 2 * nodes - 1, device=features.device)
+        node = node.repeat_interleave(positions // nodes)
+        key = projections[order, node].view(nodes, -1)
+        order = order.view(nodes, -1).gather(1, key.argsort(dim=1, stable=True)).view(-1)
+    return torch.where(order < n, order, -1).view(windows, width)
 
 
 def initial_assignment(problem: Problem, reuse: int) -> torch.Tensor:
@@ -162,13 +172,12 @@ def improve_windows(
     problem: Problem,
     reuse: int,
     assign: torch.Tensor,
-    window: torch.Tensor,
-    windows: int,
+    members: torch.Tensor,
     nearest_cell: torch.Tensor,
     distance_to_tile: torch.Tensor,
 ) -> tuple[torch.Tensor, float]:
-    """One pass: re-solve every window of cells exactly (``window``: int64 ``(N,)`` in
-    ``[0, windows)``, at most ``ceil(N / windows) <= WINDOW_CELLS`` cells each).
+    """One pass: re-solve every window of cells exactly (``members``: int64 ``(windows, W)``, the
+    cells of each window, -1 for none, ``W <= WINDOW_CELLS``; every cell in one window).
 
     Free tile slots go to the window of the tile's nearest cell (``nearest_cell``, int64
     ``(M,)``), the ``WINDOW_SPARE`` closest (``distance_to_tile``, float32 ``(M,)``) first.
@@ -176,12 +185,11 @@ def improve_windows(
     """
     m = problem.tiles.shape[0]
     device = problem.device
-    width = math.ceil(window.numel() / windows)  # cells of the fullest window
-    by_cell = torch.argsort(window, stable=True)
-    members = torch.full((windows, width), -1, dtype=torch.int64, device=device)
-    members[window[by_cell], rank_in_runs(window[by_cell])] = by_cell
+    windows, width = members.shape
     real = members >= 0
     safe_members = members.clamp_min(0)
+    window = torch.empty_like(assign)
+    window[members[real]] = torch.arange(windows, device=device).repeat_interleave(real.sum(1))
 
     # No window needs more than WINDOW_CELLS slots of one tile.
     spare = (reuse - torch.bincount(assign, minlength=m)).clamp_max(WINDOW_CELLS)

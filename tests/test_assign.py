@@ -25,6 +25,7 @@ from mosaic.assign import (
     assign_tiles,
     resolve_reuse,
 )
+from mosaic.assign_windows import kd_windows
 from mosaic.synthetic import image_like_instance
 
 pytestmark = pytest.mark.usefixtures("reference_path")
@@ -203,6 +204,25 @@ def test_windows_on_device(device):
     result = assign_tiles(cells.to(device), pool.to(device), (10, 12), reuse=2, method="windows")
     assert result.tiles.device.type == torch.device(device).type
     assert_valid(result.tiles, 90, 2)
+
+
+@given(cells=st.integers(1, 300), depth=st.integers(0, 5), seed=st.integers(0, 2**16))
+def test_kd_windows_partition_the_cells(cells, depth, seed):
+    depth = min(depth, cells.bit_length() - 1)  # as solve_windows: no more windows than cells
+    generator = torch.Generator().manual_seed(seed)
+    features = torch.randn(cells, 6, generator=generator).round(decimals=1)  # ties too
+    directions = torch.randn((1 << depth) - 1, 6, generator=generator)
+    members = kd_windows(features, directions, depth)
+    width = math.ceil(cells / (1 << depth))
+    assert members.shape == (1 << depth, width)
+    assert torch.equal(members[members >= 0].sort().values, torch.arange(cells))
+    real = members >= 0
+    assert not (~real[:, :-1] & real[:, 1:]).any()  # a window's cells come first
+    if depth:  # the root splits its cells by their projection on its direction
+        key = features @ directions[0]
+        half = members.shape[0] // 2
+        first, second = members[:half], members[half:]
+        assert key[first[first >= 0]].max() <= key[second[second >= 0]].min()
 
 
 # ---------------------------------------------------------------------------------------------
