@@ -1,8 +1,8 @@
 """``PyAVSource``: video files decoded on the CPU by PyAV, with the FFmpeg its wheel carries.
 
-An optional backend (``pip install av``): it decodes where torchcodec cannot (no system FFmpeg
-libraries, or a torchcodec build that does not match the installed torch), and gives the tests an
-independent decoder to check the frames of the others against.
+It decodes where torchcodec cannot (no system FFmpeg libraries, or a torchcodec build that does
+not match the installed torch), loads far less than torchcodec (which imports torch._dynamo), and
+gives the tests an independent decoder to check the frames of the others against.
 """
 
 from __future__ import annotations

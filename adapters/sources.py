@@ -41,7 +41,7 @@ def open_source(
       them);
     - a still image, recognised by its content whatever its name: ``ImageSource`` (one frame);
     - anything else, a video file, decoded by ``backend``: ``"torchcodec"`` (``TorchCodecSource``,
-      CPU or NVDEC as ``decode_device`` says), ``"pyav"`` (``PyAVSource``, CPU, optional), or
+      CPU or NVDEC as ``decode_device`` says), ``"pyav"`` (``PyAVSource``, CPU), or
       ``"auto"``: torchcodec when it works here, else PyAV when installed.
 
     What was chosen is on the source: ``backend``, ``device``, ``decoder`` (``"torchcodec

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from adapters import VideoSink, open_source
+from adapters import VIDEO_BACKENDS, VideoSink, open_source
+from adapters.pyav_source import pyav_problem
 from mosaic.config import MosaicConfig
 from mosaic.engine import FrameAnalysis, FrameRenderer
 from mosaic.metrics import churn, fidelity
@@ -26,8 +27,8 @@ from mosaic.temporal import TemporalCoherence
 # The fidelity metric converts the source and the mosaic to Oklab again, as much work as a
 # frame's features: it is measured on the first frame and every FIDELITY_EVERY-th after it.
 FIDELITY_EVERY = 30
-# Mosaics queued for the encoder: two batches of render_video's.
-OUTPUT_DEPTH = 8
+# Mosaics queued for the encoder.
+OUTPUT_DEPTH = 4
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,8 @@ def render_video(
     config: MosaicConfig | None = None,
     *,
     progress: bool = True,
-    batch_size: int = 4,
+    batch_size: int | None = None,
+    decoder: str = "auto",
     fps: float | Fraction | None = None,
     preset: str | None = None,
     crf: int | None = None,
@@ -212,11 +214,16 @@ def render_video(
     bench/README.md); ``crf`` its quality (lower is better; when ``None``, ``VideoSink``'s
     default). ``timing`` fills the stats' ``stage_seconds`` (on CUDA it synchronises the device
     around each stage, a little slower).
+
+    ``decoder`` is the video backend (``adapters.VIDEO_BACKENDS``; see ``pipeline_decoder`` for
+    ``"auto"``) and ``batch_size`` the frames it decodes per call (default: 1 on a CPU, the
+    fewest frames in memory, 4 on CUDA).
     """
     config = config or MosaicConfig()
     source, output = Path(source), Path(output)
     renderer = FrameRenderer(pool, config)
     timer = StageTimer(renderer.device, enabled=timing)
+    on_cpu = renderer.device.type == "cpu"
     started = time.perf_counter()
     with timer.stage("open"):
         # Frames come as NHWC, the decoder's own layout, and are used as (3, H, W) views: no
@@ -224,10 +231,11 @@ def render_video(
         frames_in = open_source(
             source,
             device=renderer.device,
-            batch_size=batch_size,
+            backend=pipeline_decoder(decoder, renderer.device),
+            batch_size=batch_size or (1 if on_cpu else 4),
             fps=fps,
             layout="NHWC",
-            num_threads=1 if renderer.device.type == "cpu" else 0,
+            num_threads=1 if on_cpu else 0,
         )
     with frames_in:
         info = frames_in.info
@@ -275,6 +283,22 @@ def render_video(
         stage_seconds=dict(timer.seconds),
         stage_cpu_seconds=dict(timer.cpu_seconds),
     )
+
+
+def pipeline_decoder(decoder: str, device: torch.device) -> str:
+    """The video backend that feeds a pipeline on ``device``: ``decoder`` itself, unless it is
+    ``"auto"``: then PyAV for a CPU pipeline when it is installed, else ``"auto"`` (torchcodec,
+    NVDEC where frames go to CUDA).
+
+    Why PyAV on a CPU (measured, bench/README.md): decoding every frame of a video costs the same
+    per frame with either backend on one thread, but ``import torchcodec`` also imports
+    torch._dynamo and SymPy: 1 s and 110 MiB before the first frame.
+    """
+    if decoder not in VIDEO_BACKENDS:
+        raise ValueError(f"decoder must be one of {', '.join(VIDEO_BACKENDS)}, got {decoder!r}")
+    if decoder == "auto" and device.type == "cpu" and pyav_problem() is None:
+        return "pyav"
+    return decoder
 
 
 _threads_lock = threading.Lock()

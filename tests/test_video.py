@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from mosaic import MosaicConfig, render_video
+from mosaic.video import pipeline_decoder
 from tests.adapters.media import make_clip, probe
 from tests.scenes import photo_pool
 
@@ -28,17 +30,39 @@ def test_stats_describe_the_run(tmp_path: Path):
     assert stats.fps == 10
     assert stats.grid == (8, 12)
     assert stats.encoder == "libx264"
-    assert "torchcodec" in stats.decoder
+    assert stats.decoder == "pyav (cpu)"  # a CPU pipeline's decoder (mosaic.video.pipeline_decoder)
     assert 0.0 <= stats.churn <= 1.0 and stats.fidelity > 0
     assert stats.method in ("exact", "windows", "nearest")
     assert "10 frames" in stats.summary()
     json.dumps(stats.as_dict())  # the stats serialise for logs and benchmarks
 
 
+def test_decoder_choice(tmp_path: Path):
+    source = make_clip(tmp_path / "in.mp4", size="32x32", rate="10", seconds=0.5)
+    config, pool = MosaicConfig(cell=8, device="cpu"), photo_pool(50)
+    chosen = render_video(
+        source, tmp_path / "a.mp4", pool, config, progress=False, decoder="torchcodec"
+    )
+    assert chosen.decoder == "torchcodec (cpu)" and chosen.frames == 5
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        render_video(source, tmp_path / "b.mp4", pool, config, progress=False, decoder="vlc")
+    assert not (tmp_path / "b.mp4").exists()
+
+
+def test_pipeline_decoder():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert pipeline_decoder("auto", cpu) == "pyav"  # no torch._dynamo import (110 MiB, 1 s)
+    assert pipeline_decoder("auto", cuda) == "auto"  # torchcodec, NVDEC where there is one
+    assert pipeline_decoder("torchcodec", cpu) == "torchcodec"
+
+
 # Runs render_video on one clip in a fresh interpreter and prints its peak resident memory.
 _PEAK_RSS_SCRIPT = """
 import resource, sys
+import torch
+
 from mosaic import MosaicConfig, render_video
+from mosaic.video import pipeline_decoder
 from tests.scenes import photo_pool
 render_video(sys.argv[1], sys.argv[2], photo_pool(300), MosaicConfig(cell=8, device="cpu"),
              progress=False)
