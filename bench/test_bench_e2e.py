@@ -52,10 +52,9 @@ from mosaic.demo import DEMO_SUBJECT, asset_photos
 from mosaic.engine import FrameRenderer
 from mosaic.imageops import resize
 from mosaic.stages import StageTimer
-from mosaic.video import render_frames
+from mosaic.video import decode_batch_size, render_frames
 
 ROUNDS = 3
-BATCH = 4  # frames per batch, as render_video reads them
 FPS = 25
 CROP_SCALES = (0.5, 0.25, 0.125, 0.0625)  # of a photo's short side; step half a crop
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs FFmpeg")
@@ -187,7 +186,8 @@ def run_pipeline(workload: Workload, pool: TilePool, frames: list[torch.Tensor])
     """One round of ``render_frames`` over in-memory frames, the mosaics discarded."""
     renderer = FrameRenderer(pool, workload.config())
     device = renderer.device
-    batches = [torch.stack(frames[i : i + BATCH]).to(device) for i in range(0, len(frames), BATCH)]
+    batch = decode_batch_size(device)  # as render_video reads them
+    batches = [torch.stack(frames[i : i + batch]).to(device) for i in range(0, len(frames), batch)]
     timer = StageTimer(device)
     load_before = os.getloadavg()[0]
     synchronize(device)
@@ -219,7 +219,9 @@ def rss_mib(field):
 # Run in a fresh interpreter: render_video with timing, then what it cost, as one JSON line.
 # Peak RSS is the kernel's high-water mark of this process's memory (VmHWM): ru_maxrss would
 # also count the parent's RSS at the fork.
-_VIDEO_SCRIPT = _RSS_FUNCTION + """
+_VIDEO_SCRIPT = (
+    _RSS_FUNCTION
+    + """
 import json, os, resource, sys, time, torch
 from mosaic import MosaicConfig, TilePool, render_video
 
@@ -237,6 +239,7 @@ print(json.dumps({"stats": stats.as_dict(), "cpu": cpu,
                   "rss_before_run_mib": before, "peak_rss_mib": rss_mib("VmHWM:"),
                   "load_average": [load, os.getloadavg()[0]]}))
 """
+)
 
 
 def run_video(workload: Workload, clip: Path, pool_path: Path, output: Path) -> dict:
@@ -329,9 +332,7 @@ def test_encoder_presets(benchmark, inputs, tmp_path: Path):
     made = inputs(CPU)
     renderer = FrameRenderer(made["pool"], CPU.config())
     mosaics: list[torch.Tensor] = []
-    frames = made["frames"]
-    batches = [torch.stack(frames[i : i + BATCH]) for i in range(0, len(frames), BATCH)]
-    render_frames(batches, renderer, mosaics.append)
+    render_frames([frame[None] for frame in made["frames"]], renderer, mosaics.append)
     images = torch.stack(mosaics)
     results: dict[str, dict] = {}
 
@@ -370,7 +371,9 @@ def test_encoder_presets(benchmark, inputs, tmp_path: Path):
 # incumbents, a bonus of the mean cost as the engine gives it), and the cost stage alone
 # (``cost_topk``, k = 1 and 16). In a fresh interpreter, torch on one thread as in the video
 # pipeline, so that the peak RSS above the inputs is the stage's own.
-_ASSIGN_SCRIPT = _RSS_FUNCTION + """
+_ASSIGN_SCRIPT = (
+    _RSS_FUNCTION
+    + """
 import json, sys, time, torch
 from kernels import cost_topk
 from mosaic.assign import assign_tiles
@@ -400,6 +403,7 @@ print(json.dumps({"first_ms": 1e3 * first_s, "steady_ms": 1e3 * steady_s,
                   "method": steady.method, "inputs_rss_mib": inputs_rss,
                   "peak_rss_mib": rss_mib("VmHWM:")}))
 """
+)
 
 ASSIGN_SCALING = [  # (rows, cols, tiles)
     (20, 36, 1_000),

@@ -216,8 +216,8 @@ def render_video(
     around each stage, a little slower).
 
     ``decoder`` is the video backend (``adapters.VIDEO_BACKENDS``; see ``pipeline_decoder`` for
-    ``"auto"``) and ``batch_size`` the frames it decodes per call (default: 1 on a CPU, the
-    fewest frames in memory, 4 on CUDA).
+    ``"auto"``) and ``batch_size`` the frames it decodes per call (default
+    ``decode_batch_size``).
     """
     config = config or MosaicConfig()
     source, output = Path(source), Path(output)
@@ -232,7 +232,7 @@ def render_video(
             source,
             device=renderer.device,
             backend=pipeline_decoder(decoder, renderer.device),
-            batch_size=batch_size or (1 if on_cpu else 4),
+            batch_size=batch_size or decode_batch_size(renderer.device),
             fps=fps,
             layout="NHWC",
             num_threads=1 if on_cpu else 0,
@@ -283,6 +283,12 @@ def render_video(
         stage_seconds=dict(timer.seconds),
         stage_cpu_seconds=dict(timer.cpu_seconds),
     )
+
+
+def decode_batch_size(device: torch.device) -> int:
+    """Frames a pipeline on ``device`` decodes per call: 1 on a CPU (frames are views of their
+    batch, so the fewest frames stay in memory), 4 on CUDA (fewer, larger decoder calls)."""
+    return 1 if device.type == "cpu" else 4
 
 
 def pipeline_decoder(decoder: str, device: torch.device) -> str:
