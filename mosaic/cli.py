@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from adapters import VIDEO_BACKENDS
 from mosaic.config import PRESETS, MosaicConfig
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ EPILOG = """examples:
 """
 
 # Options that only one video or a --frames folder takes (their argparse names).
-VIDEO_OPTIONS = ("fps", "encoder_preset", "crf", "timing")
+VIDEO_OPTIONS = ("fps", "decoder", "encoder_preset", "crf", "timing")
 # The stages of VideoStats.stage_seconds in pipeline order (the dict has them as first run).
 STAGES = (
     "open",
@@ -66,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo",
         action="store_true",
         help="render the built-in demo (also what `mosaic` alone does)",
+    )
+    parser.add_argument(
+        "--decoder",
+        choices=VIDEO_BACKENDS,
+        default="auto",
+        help="the video decoder (default auto: PyAV on a CPU, torchcodec with NVDEC on CUDA)",
     )
     video = parser.add_argument_group("video output")
     video.add_argument(
@@ -255,6 +262,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         config,
         progress=not args.quiet,
         fps=args.fps,
+        decoder=args.decoder,
         preset=args.encoder_preset,
         crf=args.crf,
         timing=args.timing,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adapters import SinkError, VideoSink, read_image
+from adapters import SinkError, VideoSink, open_source, read_image
 from adapters.ffmpeg import executable, nvenc_works
 from mosaic.cli import main
 from tests.adapters.media import make_clip, probe
@@ -217,8 +217,32 @@ def test_bad_encoder_options_are_one_line(
     assert list(tmp_path.iterdir()) == []  # refused before any work
 
 
+@pytest.mark.parametrize("decoder", ["torchcodec", "pyav"])
+def test_decoder_option_picks_the_decoder(
+    tiles: Path, clip: Path, tmp_path: Path, monkeypatch, decoder
+):
+    opened = []
+
+    def source(*args, **kwargs):
+        opened.append(open_source(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr("mosaic.video.open_source", source)
+    output = tmp_path / "out.mp4"
+    assert run(str(clip), "-o", str(output), "--tiles", str(tiles), "--decoder", decoder) == 0
+    assert [opened_source.decoder for opened_source in opened] == [f"{decoder} (cpu)"]
+    assert probe(output)["video"]["packets"] == 10
+
+
 @pytest.mark.parametrize(
-    "option", [("--crf", "0"), ("--encoder-preset", "slow"), ("--timing",), ("--fps", "5")]
+    "option",
+    [
+        ("--crf", "0"),
+        ("--encoder-preset", "slow"),
+        ("--timing",),
+        ("--fps", "5"),
+        ("--decoder", "pyav"),
+    ],
 )
 def test_video_options_are_a_usage_error_for_an_image_or_a_folder(
     tiles: Path, picture: Path, tmp_path: Path, capsys, option
