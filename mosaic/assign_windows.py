@@ -101,10 +101,10 @@ def kd_windows(features: torch.Tensor, split_directions: torch.Tensor, depth: in
     order = torch.arange(positions, device=features.device)
     for level in range(depth):
         nodes = 1 << level
+        by_node = order.view(nodes, -1)
         node = torch.arange(nodes - 1, 2 * nodes - 1, device=features.device)
-        node = node.repeat_interleave(positions // nodes)
-        key = projections[order, node].view(nodes, -1)
-        order = order.view(nodes, -1).gather(1, key.argsort(dim=1, stable=True)).view(-1)
+        key = projections[by_node, node[:, None]]
+        order = by_node.gather(1, key.argsort(dim=1, stable=True)).view(-1)
     return torch.where(order < n, order, -1).view(windows, width)
 
 

@@ -223,7 +223,6 @@ def render_video(
     source, output = Path(source), Path(output)
     renderer = FrameRenderer(pool, config)
     timer = StageTimer(renderer.device, enabled=timing)
-    on_cpu = renderer.device.type == "cpu"
     started = time.perf_counter()
     with timer.stage("open"):
         # Frames come as NHWC, the decoder's own layout, and are used as (3, H, W) views: no
@@ -235,7 +234,7 @@ def render_video(
             batch_size=batch_size or decode_batch_size(renderer.device),
             fps=fps,
             layout="NHWC",
-            num_threads=1 if on_cpu else 0,
+            num_threads=1 if renderer.device.type == "cpu" else 0,
         )
     with frames_in:
         info = frames_in.info

@@ -59,10 +59,7 @@ def test_pipeline_decoder():
 # Runs render_video on one clip in a fresh interpreter and prints its peak resident memory.
 _PEAK_RSS_SCRIPT = """
 import resource, sys
-import torch
-
 from mosaic import MosaicConfig, render_video
-from mosaic.video import pipeline_decoder
 from tests.scenes import photo_pool
 render_video(sys.argv[1], sys.argv[2], photo_pool(300), MosaicConfig(cell=8, device="cpu"),
              progress=False)
