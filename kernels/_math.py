@@ -12,9 +12,8 @@ Triton's interpreter has no ``libdevice`` (``cbrt``, ``pow``), so powers go thro
 from __future__ import annotations
 
 import torch
-import triton
-import triton.language as tl
 
+from kernels._triton import tl, triton
 from kernels.dispatch import interpreting
 
 # On NVIDIA GPUs ``tl.log2`` compiles to libdevice's ``__nv_log2f`` (~17 instructions) while

@@ -31,10 +31,9 @@ import functools
 import math
 
 import torch
-import triton
-import triton.language as tl
 
 from kernels._launch import FLOAT_DTYPES, check_same_device, check_tensor, empty_output
+from kernels._triton import tl, triton
 from kernels.dispatch import use_triton
 
 __all__ = ["cost_matrix", "cost_matrix_reference", "cost_topk", "cost_topk_reference"]

@@ -11,16 +11,22 @@ before ``kernels`` is first imported for the interpreter to work. This module re
 every call, so a process that imported ``kernels`` with it set can still send CPU tensors to the
 references by setting it to ``0`` (the engine tests do that to run at real sizes).
 
-Nothing here touches CUDA at import time.
+Whether Triton is loaded at all is decided once, when ``kernels`` is first imported
+(``TRITON_LOADED``): a CPU-only torch build without the interpreter can never run a kernel, so
+there ``kernels._triton`` hands the kernel files an inert stand-in instead of Triton, and every
+call runs the references.
+
+Nothing here touches CUDA at import time: ``torch.version`` is a constant of the build.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 
-__all__ = ["interpreting", "use_triton"]
+__all__ = ["TRITON_LOADED", "interpreting", "use_triton"]
 
 
 def interpreting() -> bool:
@@ -28,8 +34,18 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def _triton_can_run() -> bool:
+    """Whether a Triton kernel could ever run in this process: torch was built for a GPU, or
+    the interpreter is on, or Triton is loaded already (importing it again costs nothing)."""
+    gpu_build = torch.version.cuda is not None or torch.version.hip is not None
+    return gpu_build or interpreting() or "triton" in sys.modules
+
+
+TRITON_LOADED = _triton_can_run()
+
+
 def use_triton(tensor: torch.Tensor) -> bool:
     """Whether a call whose inputs live on ``tensor.device`` runs Triton (else the reference)."""
     if tensor.device.type == "cuda":
         return True
-    return tensor.device.type == "cpu" and interpreting()
+    return tensor.device.type == "cpu" and interpreting() and TRITON_LOADED

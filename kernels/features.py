@@ -11,11 +11,10 @@ far more arithmetic than the 3 bytes a pixel reads, so on GPU this kernel is com
 from __future__ import annotations
 
 import torch
-import triton
-import triton.language as tl
 
 from kernels._launch import check_channels, check_tensor, empty_output
 from kernels._math import linear_srgb_to_oklab
+from kernels._triton import tl, triton
 from kernels.dispatch import use_triton
 from kernels.grid import (
     block_chunk_columns,

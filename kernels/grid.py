@@ -16,10 +16,9 @@ import functools
 from collections.abc import Callable
 
 import torch
-import triton
-import triton.language as tl
 
 from kernels._launch import IMAGE_DTYPES, check_tensor, empty_output
+from kernels._triton import tl, triton
 from kernels.dispatch import interpreting, use_triton
 
 __all__ = ["grid_reduce", "grid_reduce_reference", "normalize_block"]

@@ -14,8 +14,6 @@ import math
 from collections.abc import Callable
 
 import torch
-import triton
-import triton.language as tl
 
 from kernels._launch import (
     FLOAT_DTYPES,
@@ -35,6 +33,7 @@ from kernels._math import (
     srgb_decode,
     srgb_encode,
 )
+from kernels._triton import tl, triton
 from kernels.dispatch import interpreting, use_triton
 
 __all__ = [
