@@ -27,6 +27,8 @@ def _unchanged(fn: Callable | None = None, **_options: Any) -> Callable:
 
 
 def _decorator_factory(*_args: Any, **_options: Any) -> Callable:
+    """``triton.autotune(...)`` and ``triton.heuristics(...)``: the decorator above. Also stands
+    for ``triton.Config``, whose objects nothing reads here."""
     return _unchanged
 
 
