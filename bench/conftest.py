@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 import torch
 
+T = TypeVar("T")
 COPY_BYTES = 1 << 30  # 1 GiB: far larger than any L2, so the copy measures DRAM bandwidth
 
 
@@ -56,6 +58,35 @@ def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int 
     return sorted(times)[len(times) // 2]
 
 
+def timed_rounds(
+    benchmark, device: torch.device, fn: Callable[[], T], rounds: int
+) -> tuple[T, float | None]:
+    """Run ``fn`` (synchronised) ``rounds`` times under pytest-benchmark after one warm-up round.
+
+    Returns its last result and its median seconds, ``None`` under ``--benchmark-disable`` (one
+    smoke run, nothing measured); ``extra_info`` gets the ``device`` and the ``timer`` used: CUDA
+    events on CUDA (``median_seconds``), else pytest-benchmark's wall-clock median.
+    """
+
+    def timed() -> T:
+        result = fn()
+        synchronize(device)
+        return result
+
+    result = benchmark.pedantic(timed, rounds=rounds, iterations=1, warmup_rounds=1)
+    if benchmark.disabled:
+        return result, None
+    info = benchmark.extra_info
+    if device.type == "cuda":
+        seconds = median_seconds(fn, device)
+        info["timer"] = "CUDA events (triton.testing.do_bench, L2 flushed), median"
+    else:
+        seconds = benchmark.stats.stats.median
+        info["timer"] = f"wall clock, median of {rounds}"
+    info["device"] = device_name(device)
+    return result, seconds
+
+
 @pytest.fixture(scope="session")
 def device() -> torch.device:
     return bench_device()
@@ -81,23 +112,12 @@ def measure(benchmark, device: torch.device, copy_bandwidth: float):
     """
 
     def run(fn: Callable[[], object], *, bytes: int, flops: int | None = None) -> None:
-        def timed() -> None:
-            fn()
-            synchronize(device)
-
         fn()  # warm-up (Triton compiles on the first call)
         synchronize(device)
-        benchmark.pedantic(timed, rounds=10, iterations=1, warmup_rounds=1)
-        if benchmark.disabled:  # --benchmark-disable: one smoke run, nothing measured
+        _, seconds = timed_rounds(benchmark, device, fn, rounds=10)
+        if seconds is None:
             return
         info = benchmark.extra_info
-        if device.type == "cuda":
-            seconds = median_seconds(fn, device)
-            info["timer"] = "CUDA events (triton.testing.do_bench, L2 flushed), median"
-        else:
-            seconds = benchmark.stats.stats.median
-            info["timer"] = "wall clock, median of 10"
-        info["device"] = device_name(device)
         info["median_ms"] = seconds * 1e3
         info["bytes"] = bytes
         info["GB/s"] = bytes / seconds / 1e9

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
-from conftest import device_name, median_seconds, synchronize
+from conftest import timed_rounds
 from scipy.optimize import linear_sum_assignment
 
 from kernels import cost_matrix
@@ -72,28 +72,11 @@ def record(
     benchmark, device: torch.device, fn: Callable[[], Assignment], rounds: int, target: float | None
 ) -> Assignment:
     """Time ``fn`` (synchronised) with pytest-benchmark and fill ``extra_info``."""
-
-    def timed() -> Assignment:
-        result = fn()
-        synchronize(device)
+    result, seconds = timed_rounds(benchmark, device, fn, rounds)
+    if seconds is None:
         return result
-
-    result = benchmark.pedantic(timed, rounds=rounds, iterations=1, warmup_rounds=1)
-    if benchmark.disabled:  # --benchmark-disable: one smoke run, nothing measured
-        return result
-    info = benchmark.extra_info
-    if device.type == "cuda":
-        seconds = median_seconds(fn, device)
-        info["timer"] = "CUDA events (triton.testing.do_bench, L2 flushed), median"
-    else:
-        seconds = benchmark.stats.stats.median
-        info["timer"] = f"wall clock, median of {rounds}"
-    info.update(
-        device=device_name(device),
-        median_ms=seconds * 1e3,
-        target_ms=target,
-        method=result.method,
-        cost=result.cost,
+    benchmark.extra_info.update(
+        median_ms=seconds * 1e3, target_ms=target, method=result.method, cost=result.cost
     )
     return result
 
