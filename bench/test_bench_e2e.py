@@ -53,6 +53,7 @@ from mosaic.engine import FrameRenderer
 from mosaic.imageops import resize
 from mosaic.stages import StageTimer
 from mosaic.video import decode_batch_size, render_frames
+from tests.processes import child_env
 
 ROUNDS = 3
 FPS = 25
@@ -242,16 +243,9 @@ print(json.dumps({"stats": stats.as_dict(), "cpu": cpu,
 )
 
 
-def subprocess_env() -> dict[str, str]:
-    """The environment of a measured fresh interpreter: this checkout first on the import path,
-    what was there kept (the GPU round puts carried packages there), torch references on CPU."""
-    path = os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": path}
-
-
 def run_video(workload: Workload, clip: Path, pool_path: Path, output: Path) -> dict:
     """One round of ``render_video`` (decode and encode included) in a fresh interpreter."""
-    env = subprocess_env()
+    env = child_env(TRITON_INTERPRET="0")
     command = [
         sys.executable,
         *("-c", _VIDEO_SCRIPT, str(clip), str(output), str(pool_path)),
@@ -430,7 +424,7 @@ def test_scaling_assignment(benchmark, rows: int, cols: int, tiles: int):
     """Assignment and cost stage time and memory against the tiles (720 cells) and the cells
     (10,000 tiles; reuse "auto", so 4 per tile at 32,400 cells), on this CPU."""
     rounds = 3 if rows * cols * tiles <= 10**8 else 1
-    env = subprocess_env()
+    env = child_env(TRITON_INTERPRET="0")
     command = [sys.executable, "-c", _ASSIGN_SCRIPT, *map(str, (rows, cols, tiles, rounds))]
     runs: list[dict] = []
 

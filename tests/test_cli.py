@@ -17,6 +17,7 @@ from adapters import SinkError, VideoSink, open_source, read_image
 from adapters.ffmpeg import executable, nvenc_works
 from mosaic.cli import main
 from tests.adapters.media import make_clip, probe
+from tests.processes import child_env
 from tests.scenes import landscape
 
 pytestmark = pytest.mark.usefixtures("reference_path")
@@ -362,7 +363,7 @@ def test_interrupted_video_leaves_nothing_behind(tiles: Path, tmp_path: Path):
     source = make_clip(tmp_path / "long.mp4", size="160x96", rate="25", seconds=20, audio=None)
     output = tmp_path / "out" / "mosaic.mp4"
     output.parent.mkdir()
-    env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": str(Path.cwd())}
+    env = child_env(TRITON_INTERPRET="0")
     process = subprocess.Popen(
         [
             sys.executable,

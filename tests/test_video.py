@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 from mosaic import MosaicConfig, render_video
 from mosaic.video import pipeline_decoder
 from tests.adapters.media import make_clip, probe
+from tests.processes import child_env
 from tests.scenes import photo_pool
 
 pytestmark = pytest.mark.usefixtures("reference_path")
@@ -68,7 +68,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def peak_rss_kib(source: Path, output: Path) -> int:
-    env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": str(Path.cwd())}
+    env = child_env(TRITON_INTERPRET="0")
     result = subprocess.run(
         [sys.executable, "-c", _PEAK_RSS_SCRIPT, str(source), str(output)],
         env=env,

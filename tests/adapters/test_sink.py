@@ -17,8 +17,7 @@ import torch
 from adapters import SinkError, Terminated, VideoSink, open_source
 from adapters.ffmpeg import nvenc_works
 from tests.adapters.media import make_clip, probe
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.processes import child_env
 
 
 def gradient_frames(count: int, height: int = 48, width: int = 64) -> torch.Tensor:
@@ -276,8 +275,7 @@ CHILD = textwrap.dedent(
 def test_interrupted_encode_leaves_nothing(tmp_path: Path, signum: int, raised: str) -> None:
     output = tmp_path / "out.mp4"
     # The child imports this checkout's adapters, whatever is installed.
-    python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": python_path}
+    env = child_env()
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(output)],
         stdout=subprocess.PIPE,

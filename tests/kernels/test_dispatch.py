@@ -9,17 +9,14 @@ interpreter, since this one imported ``kernels`` with the interpreter on (``test
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from kernels import cell_features, cost_topk, oklab_to_srgb, srgb_to_oklab
-
-REPOSITORY = Path(__file__).resolve().parents[2]
+from tests.processes import child_env
 
 _SCRIPT = """
 import json, sys, torch
@@ -48,8 +45,7 @@ print(json.dumps({
     reason="a GPU build of torch always loads Triton",
 )
 def test_a_cpu_build_runs_the_references_without_loading_triton():
-    python_path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": python_path}
+    env = child_env(TRITON_INTERPRET="0")
     run = subprocess.run(
         [sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, timeout=300
     )
