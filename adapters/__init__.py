@@ -12,6 +12,7 @@ from adapters.image_sources import FolderSource, ImageSource, natural_sort_key
 from adapters.images import is_image, read_image, write_image
 from adapters.info import VideoInfo
 from adapters.metadata import INFO_CACHE, FileStamp, file_stamp
+from adapters.paths import writable_folder
 from adapters.pyav_source import PyAVSource
 from adapters.sink import VideoSink
 from adapters.sources import VIDEO_BACKENDS, VIDEO_SUFFIXES, find_media, open_source, probe
@@ -48,5 +49,6 @@ __all__ = [
     "resolve_device",
     "schedule_longest_first",
     "uniform_indices",
+    "writable_folder",
     "write_image",
 ]

@@ -1,4 +1,5 @@
-"""Output paths: temporary names beside the destination, and "is this the same file"."""
+"""Output paths: temporary names beside the destination, "is this the same file", and folders
+that can be written."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["partial_path", "remove_quietly", "same_file"]
+__all__ = ["partial_path", "remove_quietly", "same_file", "writable_folder"]
 
 
 def partial_path(final: Path) -> Path:
@@ -31,3 +32,13 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # one of them does not exist (yet)
         return os.path.realpath(a) == os.path.realpath(b)
+
+
+def writable_folder(folder: Path) -> bool:
+    """Create ``folder`` if it is missing; whether it can then be written (``False`` where it
+    cannot be created)."""
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)

@@ -78,7 +78,6 @@ def flops(a: torch.Tensor, b: torch.Tensor) -> int:
 
 
 @pytest.mark.cuda
-@pytest.mark.cuda
 @pytest.mark.benchmark(group="cost_topk")
 def test_cost_topk_triton(measure, benchmark, device):
     a, b = inputs(device)
@@ -103,7 +102,6 @@ def test_cost_topk_cdist_baseline(measure, device):
     measure(lambda: cdist_topk(a, b), bytes=topk_bytes(a, b), flops=flops(a, b))
 
 
-@pytest.mark.cuda
 @pytest.mark.cuda
 @pytest.mark.benchmark(group="cost_matrix")
 def test_cost_matrix_triton(measure, benchmark, device):

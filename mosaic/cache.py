@@ -30,6 +30,8 @@ from typing import IO
 
 import numpy as np
 
+from adapters import writable_folder
+
 __all__ = ["FORMAT_VERSION", "ManifestEntry", "PoolCache", "content_hash", "default_cache_dir"]
 
 # Bump when what a cache file holds for the same input changes (decoder, resize, descriptor math).
@@ -49,12 +51,8 @@ def content_hash(data: bytes) -> str:
 def default_cache_dir(folder: Path) -> Path:
     """``<folder>/.mosaic-cache`` if it can be written, else a per-folder user cache folder."""
     local = folder / ".mosaic-cache"
-    try:
-        local.mkdir(exist_ok=True)
-        if os.access(local, os.W_OK):
-            return local
-    except OSError:
-        pass
+    if writable_folder(local):
+        return local
     user = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mosaic"
     folder_key = hashlib.blake2b(str(folder.resolve()).encode(), digest_size=8).hexdigest()
     return user / folder_key

@@ -7,7 +7,6 @@ a slow pan and zoom over one of them, written first so the demo also exercises d
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from fractions import Fraction
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from adapters import VideoSink, read_image
+from adapters import VideoSink, read_image, writable_folder
 from mosaic.config import MosaicConfig
 from mosaic.imageops import resize
 from mosaic.pool import TilePool
@@ -87,10 +86,6 @@ def run_demo(config: MosaicConfig | None = None, *, quiet: bool = False) -> int:
 
 def _writable_folder() -> Path:
     folder = Path.cwd() / "mosaic-demo"
-    try:
-        folder.mkdir(exist_ok=True)
-        if os.access(folder, os.W_OK):
-            return folder
-    except OSError:
-        pass
+    if writable_folder(folder):
+        return folder
     return Path(tempfile.mkdtemp(prefix="mosaic-demo-"))
