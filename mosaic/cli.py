@@ -355,34 +355,38 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     from mosaic.video import render_video
 
+    video_started = time.perf_counter()
     stats = render_video(
         source, output, pool, config, progress=not args.quiet, timing=args.timing, **video_options
     )
-    code = _report_video(stats, args, pool_times=(pool_started - STARTED, pool_seconds))
+    video_seconds = time.perf_counter() - video_started
+    split = (pool_started - STARTED, pool_seconds, video_seconds)
+    code = _report_video(stats, args, split)
     if not args.quiet:
         print(f"wrote {output}", file=sys.stderr)
     return code
 
 
 def _report_video(
-    stats: VideoStats, args: argparse.Namespace, pool_times: tuple[float, float] | None = None
+    stats: VideoStats, args: argparse.Namespace, split: tuple[float, float, float] | None = None
 ) -> int:
-    """Print a video's summary and, with --timing, where the time went (``pool_times``: seconds
-    before the tile pool, and loading it); return the exit status the run earns."""
+    """Print a video's summary and, with --timing, where the time went (``split``: see
+    ``run_split``); return the exit status the run earns."""
     if not args.quiet:
         print(stats.summary(), file=sys.stderr)
     if args.timing:
-        if pool_times is not None:
-            print(run_split(*pool_times, stats), file=sys.stderr)
+        if split is not None:
+            print(run_split(*split, stats), file=sys.stderr)
         print(timing_table(stats), file=sys.stderr)
     return 1 if args.strict and stats.ended_early_at is not None else 0
 
 
-def run_split(startup: float, pool: float, stats: VideoStats) -> str:
-    """One line: seconds from the command's start to the tile pool, loading the pool, the video
-    (``render_video``), and of that the encoder's tail after the last frame was handed over."""
+def run_split(startup: float, pool: float, video: float, stats: VideoStats) -> str:
+    """One line: seconds from the command's start to the tile pool (imports, checks, the input
+    probed), loading the pool, ``render_video``, and of that the encoder's tail after the last
+    frame was handed over."""
     return (
-        f"start-up {startup:.2f} s, tile pool {pool:.2f} s, video {stats.seconds:.2f} s "
+        f"start-up {startup:.2f} s, tile pool {pool:.2f} s, video {video:.2f} s "
         f"(encoder tail {stats.stage_seconds.get('flush', 0.0):.2f} s)"
     )
 

@@ -18,7 +18,8 @@ from mosaic.pool import TilePool
 
 # ``on_progress(done, total)``: work done so far and the whole, ``total`` None when unknown.
 ProgressCallback = Callable[[int, int | None], None]
-# Past this many uses of one tile in a frame the repeats show: "auto" reuse warns above it.
+# "auto" reuse above this (each tile allowed on more than ten cells of a frame) warns that the
+# pool is small for the grid.
 REPETITIVE_REUSE = 10
 # render_image's steps, as on_progress counts them: descriptors, assignment, pixels.
 IMAGE_STEPS = 3

@@ -364,6 +364,15 @@ def test_a_cut_short_video_is_rendered_up_to_where_it_ends(
     assert capsys.readouterr().err.strip() == line  # the same line; the output is still there
     assert probe(output)["video"]["packets"] == int(ended[1])
 
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    cut.rename(folder / cut.name)
+    common = [str(folder), "-o", str(tmp_path / "mosaics"), "--tiles", str(tiles)]
+    assert run(*common, "--strict") == 1  # in a folder of videos too
+    assert (tmp_path / "mosaics" / "download-cut.mp4").exists()
+    assert main([*common, "--device", "cpu", "--cell", "8", "--no-cache"]) == 0  # done: skipped
+    assert "0 rendered, 1 already done, 0 failed" in capsys.readouterr().err
+
 
 def test_missing_and_empty_tile_folders(picture: Path, tmp_path: Path, capsys):
     assert run(str(picture), "-o", str(tmp_path / "o.png"), "--tiles", str(tmp_path / "no")) != 0
