@@ -259,8 +259,8 @@ def entry_point() -> int:
     """The ``mosaic`` program: ``main()`` on ``sys.argv``, then a quick exit.
 
     On exit the interpreter runs one last garbage collection over every object left, most of
-    them torch's: 0.5-2.5 s of CPU for nothing once the output is written (bench/README.md).
-    Frozen, they are left out of it; everything else about the exit stays as it was.
+    them torch's: seconds on a busy 2-core machine, once the output is written, for nothing
+    (bench/README.md). Frozen, they are left out of it; the rest of the exit is unchanged.
     """
     code = main()
     gc.freeze()
