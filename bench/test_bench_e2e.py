@@ -388,16 +388,17 @@ SHORT_CLIP = {"frames": 132, "width": 1280, "height": 720, "cell": 36, "photos":
 SHORT_CLIP_ROUNDS = 5
 PHOTO_SCALES = (0.5, 0.25)  # of a photo's short side: 128 to 320 px, each crop also mirrored
 
-# Run in a fresh interpreter: what the ``mosaic`` program runs (its entry point, on this
-# script's arguments), then its exit status and peak RSS (VmHWM of this process: ffmpeg, a
-# child, has its own) as one JSON line.
+# Run in a fresh interpreter: what the ``mosaic`` program runs (``mosaic.cli.entry_point``) on
+# this script's arguments, with its exit status and peak RSS (VmHWM of this process: ffmpeg, a
+# child, has its own) printed as one JSON line before the exit.
 _CLI_SCRIPT = (
     _RSS_FUNCTION
     + """
-import json, sys
-from mosaic.cli import entry_point
-code = entry_point()
+import json
+from mosaic.cli import exit_now, main
+code = main()
 print(json.dumps({"code": code, "peak_rss_mib": rss_mib("VmHWM:")}))
+exit_now(code)
 """
 )
 # What ``mosaic --timing`` prints first: seconds before the tile pool, of the pool, of the video.

@@ -296,6 +296,18 @@ def test_video_options_are_a_usage_error_for_an_image(
     assert not output.exists()
 
 
+def test_nvdec_with_pyav_is_a_usage_error(tiles: Path, clip: Path, tmp_path: Path, capsys):
+    options = ["--decoder", "pyav", "--decode-device", "cuda"]
+    with pytest.raises(SystemExit) as exit_:
+        run(str(clip), "-o", str(tmp_path / "o.mp4"), "--tiles", str(tiles), *options)
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        last
+        == "mosaic: error: --decode-device cuda: PyAV decodes on the CPU; NVDEC is torchcodec's"
+    )
+
+
 def test_timing_is_for_one_video(tiles: Path, tmp_path: Path, capsys):
     with pytest.raises(SystemExit) as exit_:
         run(str(tmp_path), "-o", str(tmp_path / "out"), "--tiles", str(tiles), "--timing")
@@ -474,6 +486,26 @@ def test_help_and_usage_errors_answer_before_torch_loads(tiles: Path, tmp_path: 
         capture_output=True,
         cwd=tmp_path,
     )
+
+
+def test_the_program_exits_with_main_s_status_and_nothing_more(
+    tiles: Path, picture: Path, tmp_path: Path
+):
+    """``mosaic`` ends without the interpreter's teardown (``exit_now``): the status, the output
+    and the messages are main()'s alone, with Triton loaded too (the interpreter runs kernels)."""
+    options = ["-o", str(tmp_path / "o.png"), "--tiles", str(tiles), "--device", "cpu"]
+    options += ["--cell", "8", "--no-cache", "--quiet"]
+    for source, status, messages in ((picture, 0, 0), (tmp_path / "missing.png", 1, 1)):
+        done = subprocess.run(
+            [sys.executable, "-m", "mosaic.cli", str(source), *options],
+            env=child_env(TRITON_INTERPRET="1"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == status and done.stdout == ""
+        assert len(done.stderr.splitlines()) == messages, done.stderr
+    assert read_image(tmp_path / "o.png").shape == (3, 64, 96)
 
 
 def test_the_image_summary_and_the_repetition_warning(
