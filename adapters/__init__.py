@@ -3,52 +3,54 @@
 Frames are uint8 RGB tensors, ``(3, H, W)`` for one image and ``(B, 3, H, W)`` (or
 ``(B, H, W, 3)`` when asked) for a batch. This package knows nothing of mosaics; it never imports
 ``mosaic`` or ``kernels``.
+
+The names below load with their module on first use (``from adapters import open_source``
+imports ``adapters.sources`` then), so that a program needing only ``adapters.backends`` or
+``adapters.errors`` does not wait for torch.
 """
 
-from adapters.base import LAYOUTS, MODES, FrameSource, resolve_device, uniform_indices
-from adapters.dataset import VideoBatch, VideoDataset, WorkUnit, schedule_longest_first
-from adapters.errors import AdapterError, SinkError, SourceError, Terminated
-from adapters.image_sources import FolderSource, ImageSource, natural_sort_key
-from adapters.images import is_image, read_image, write_image
-from adapters.info import VideoInfo
-from adapters.metadata import INFO_CACHE, FileStamp, file_stamp
-from adapters.paths import writable_folder
-from adapters.pyav_source import PyAVSource
-from adapters.sink import VideoSink
-from adapters.sources import VIDEO_BACKENDS, VIDEO_SUFFIXES, find_media, open_source, probe
-from adapters.video_source import TorchCodecSource
+from __future__ import annotations
 
-__all__ = [
-    "INFO_CACHE",
-    "LAYOUTS",
-    "MODES",
-    "VIDEO_BACKENDS",
-    "VIDEO_SUFFIXES",
-    "AdapterError",
-    "FileStamp",
-    "FolderSource",
-    "FrameSource",
-    "ImageSource",
-    "PyAVSource",
-    "SinkError",
-    "SourceError",
-    "Terminated",
-    "TorchCodecSource",
-    "VideoBatch",
-    "VideoDataset",
-    "VideoInfo",
-    "VideoSink",
-    "WorkUnit",
-    "file_stamp",
-    "find_media",
-    "is_image",
-    "natural_sort_key",
-    "open_source",
-    "probe",
-    "read_image",
-    "resolve_device",
-    "schedule_longest_first",
-    "uniform_indices",
-    "writable_folder",
-    "write_image",
-]
+from adapters.lazy import lazy_exports
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "DECODE_DEVICES": "adapters.backends",
+    "VIDEO_BACKENDS": "adapters.backends",
+    "LAYOUTS": "adapters.base",
+    "MODES": "adapters.base",
+    "FrameSource": "adapters.base",
+    "resolve_device": "adapters.base",
+    "uniform_indices": "adapters.base",
+    "VideoBatch": "adapters.dataset",
+    "VideoDataset": "adapters.dataset",
+    "WorkUnit": "adapters.dataset",
+    "schedule_longest_first": "adapters.dataset",
+    "AdapterError": "adapters.errors",
+    "DecodeError": "adapters.errors",
+    "SinkError": "adapters.errors",
+    "SourceError": "adapters.errors",
+    "Terminated": "adapters.errors",
+    "FolderSource": "adapters.image_sources",
+    "ImageSource": "adapters.image_sources",
+    "natural_sort_key": "adapters.image_sources",
+    "is_image": "adapters.images",
+    "read_image": "adapters.images",
+    "write_image": "adapters.images",
+    "VideoInfo": "adapters.info",
+    "INFO_CACHE": "adapters.metadata",
+    "FileStamp": "adapters.metadata",
+    "file_stamp": "adapters.metadata",
+    "writable_folder": "adapters.paths",
+    "PyAVSource": "adapters.pyav_source",
+    "VideoSink": "adapters.sink",
+    "VIDEO_SUFFIXES": "adapters.sources",
+    "find_media": "adapters.sources",
+    "open_source": "adapters.sources",
+    "probe": "adapters.sources",
+    "TorchCodecSource": "adapters.video_source",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["AdapterError", "SinkError", "SourceError", "Terminated", "first_line"]
+from pathlib import Path
+
+__all__ = ["AdapterError", "DecodeError", "SinkError", "SourceError", "Terminated", "first_line"]
 
 
 class AdapterError(Exception):
@@ -11,6 +13,18 @@ class AdapterError(Exception):
 
 class SourceError(AdapterError):
     """A file, folder or stream cannot be read as images or video."""
+
+
+class DecodeError(SourceError):
+    """Decoding ``path`` failed at frame ``frame`` (``reason`` says how) in a video that opened:
+    the file is cut short or damaged there, and the frames before it may still decode."""
+
+    def __init__(self, path: str | Path, frame: int, reason: str) -> None:
+        super().__init__(f"decoding {path} failed at frame {frame}: {reason}")
+        self.path, self.frame, self.reason = path, frame, reason
+
+    def __reduce__(self) -> tuple[type[DecodeError], tuple[str | Path, int, str]]:
+        return type(self), (self.path, self.frame, self.reason)
 
 
 class SinkError(AdapterError):

@@ -38,6 +38,9 @@ class VideoInfo:
         duration_seconds: play time of the frames.
         has_audio: whether the file holds an audio stream (always ``False`` for images).
         codec: the video codec (``"h264"``, ``"hevc"``, ...) or the image format (``"png"``).
+        header_frames: the frame count that the file's header or index announces, where the
+            container records one (MP4, MOV; not Matroska or MPEG-TS), else ``None``. Larger than
+            ``num_frames`` when the file was cut short after its index was written.
     """
 
     width: int
@@ -47,3 +50,4 @@ class VideoInfo:
     duration_seconds: float
     has_audio: bool
     codec: str
+    header_frames: int | None = None

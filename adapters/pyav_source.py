@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from adapters.base import FrameSource, Layout
-from adapters.errors import SourceError, first_line
+from adapters.errors import DecodeError, SourceError, first_line
 from adapters.info import VideoInfo, as_fraction
 from adapters.metadata import FileStamp
 
@@ -105,18 +105,24 @@ class PyAVSource(FrameSource):
     def _scan(self) -> None:
         """Index the frames by presentation time from the packets (no decoding)."""
         assert self._container is not None
-        times, key_times = [], []
+        times: list[int] = []
+        key_times: dict[int, int] = {}  # presentation time of each key frame -> time to seek to
         for packet in self._container.demux(self._stream):
             if packet.pts is None:  # the empty packet that ends the stream
                 continue
             times.append(packet.pts)
             if packet.is_keyframe:
-                key_times.append(packet.pts)
+                # Its decoding time, earlier with B-frames: an MPEG-TS seek to a key frame's
+                # presentation time lands past the key frame, one to its decoding time on it.
+                dts = packet.pts if packet.dts is None else packet.dts
+                key_times[packet.pts] = min(packet.pts, dts)
         if not times:
             raise SourceError(f"no decodable video frames in {self.path}")
         self._times = sorted(times)
         self._index_of_time = {time: index for index, time in enumerate(self._times)}
-        self._key_frames = sorted(self._index_of_time[time] for time in key_times) or [0]
+        # Key frame index -> the time a seek to it asks for.
+        self._seek_times = {self._index_of_time[pts]: time for pts, time in key_times.items()}
+        self._key_frames = sorted(self._seek_times) or [0]
         self._frames: Iterator[av.VideoFrame] = iter(())
         self._next: int | None = None  # index of the next frame out of self._frames, if known
 
@@ -139,6 +145,7 @@ class PyAVSource(FrameSource):
             duration_seconds=duration,
             has_audio=bool(self._container.streams.audio),
             codec=stream.codec_context.name,
+            header_frames=stream.frames or None,
         )
 
     def _decode_at(self, indices: list[int]) -> torch.Tensor:
@@ -166,7 +173,8 @@ class PyAVSource(FrameSource):
         """Position the decoder at the key frame at or before ``target``."""
         assert self._container is not None
         key = self._key_frames[max(bisect.bisect_right(self._key_frames, target) - 1, 0)]
-        self._container.seek(self._times[key], backward=True, any_frame=False, stream=self._stream)
+        time = self._seek_times.get(key, self._times[key])
+        self._container.seek(time, backward=True, any_frame=False, stream=self._stream)
         self._frames = self._container.decode(self._stream)
         self._next = key
 
@@ -189,11 +197,9 @@ class PyAVSource(FrameSource):
                 return torch.rot90(pixels, quarter_turns, (0, 1)) if quarter_turns else pixels
         except av.error.FFmpegError as error:
             self._next = None
-            raise SourceError(
-                f"decoding {self.path} failed at frame {target}: {_reason(error)}"
-            ) from None
+            raise DecodeError(self.path, target, _reason(error)) from None
         self._next = None
-        raise SourceError(f"decoding {self.path} failed at frame {target}: frame not found")
+        raise DecodeError(self.path, target, "frame not found")
 
     def _close_container(self) -> None:
         if self._container is not None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from adapters.backends import VIDEO_BACKENDS
 from adapters.base import FrameSource, Layout
 from adapters.errors import SourceError
 from adapters.image_sources import FRAME_SUFFIXES, FolderSource, ImageSource, natural_sort_key
@@ -16,7 +17,6 @@ from adapters.video_source import TorchCodecSource, torchcodec_problem
 
 __all__ = ["VIDEO_BACKENDS", "VIDEO_SUFFIXES", "find_media", "open_source", "probe"]
 
-VIDEO_BACKENDS = ("auto", "torchcodec", "pyav")
 VIDEO_SUFFIXES = (
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
     ".flv", ".wmv", ".ogv", ".3gp", ".gif",

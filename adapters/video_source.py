@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from adapters.backends import DECODE_DEVICES
 from adapters.base import FrameSource, Layout
-from adapters.errors import SourceError, first_line
+from adapters.errors import DecodeError, SourceError, first_line
 from adapters.ffmpeg import audio_codec, ffmpeg_path
 from adapters.info import VideoInfo, as_fraction
 from adapters.metadata import INFO_CACHE, FileStamp
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = ["TorchCodecSource", "torchcodec_problem"]
 
-DECODE_DEVICES = ("auto", "cpu", "cuda")
 # torchcodec prefixes errors from its C++ core with "function, /path/to/file.cpp:123, ".
 _CPP_LOCATION = re.compile(r"^\w+, \S+:\d+, ")
 # Set when the installed torchcodec turns out to be a build without CUDA decoding.
@@ -111,6 +111,7 @@ class TorchCodecSource(FrameSource):
             duration_seconds=metadata.duration_seconds or float(metadata.num_frames / fps),
             has_audio=audio_codec(self.path, SourceError) is not None,
             codec=metadata.codec or "unknown",
+            header_frames=metadata.num_frames_from_header or None,
         )
 
     def _open_decoder(self) -> tuple[VideoDecoder, str]:
@@ -135,7 +136,8 @@ class TorchCodecSource(FrameSource):
         try:
             return VideoDecoder(source, device="cpu", **options), "cpu"
         except Exception as error:
-            raise SourceError(f"cannot decode {self.path} as a video: {_reason(error)}") from None
+            reason = _reason(error).replace(source, "").replace("  ", " ")  # named once, first
+            raise SourceError(f"cannot decode {self.path} as a video: {reason}") from None
 
     def _decode_at(self, indices: list[int]) -> torch.Tensor:
         assert self._decoder is not None  # the base class refuses reads once closed
@@ -160,8 +162,8 @@ class TorchCodecSource(FrameSource):
             kept.append(frames if len(in_range) == last - first else frames[in_range - first])
         return torch.cat(kept)
 
-    def _failure(self, index: int, error: Exception) -> SourceError:
-        return SourceError(f"decoding {self.path} failed at frame {index}: {_reason(error)}")
+    def _failure(self, index: int, error: Exception) -> DecodeError:
+        return DecodeError(self.path, index, _reason(error))
 
     def close(self) -> None:
         """Drop the decoder (torchcodec frees it with the last reference)."""

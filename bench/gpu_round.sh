@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# One GPU validation round (../shared/GPU.md), results under $OUT, in two calls of the device
-# tool, each well inside its 10-minute limit (every step has its own timeout, so a slow step
-# still leaves the others' results):
+# One GPU validation round on a borrowed GPU machine, results under $OUT, in two calls of the
+# tool that runs commands there, each well inside its 10-minute limit per command (every step
+# has its own timeout, so a slow step still leaves the others' results):
 #
 #   1. `bash bench/gpu_round.sh kernels`, carry [".whl/kernels", ".ffmpeg"]: the kernel tests on
 #      CUDA at real sizes, then the kernel and assignment microbenchmarks. It also unpacks ffmpeg

@@ -1,6 +1,6 @@
 """End to end: frames/s of the video pipeline, the time of each stage, peak memory.
 
-Workloads (``DESIGN.md``, Targets):
+Workloads (bench/README.md, Targets):
 
 - ``cpu``: 1280x720, cell 36 (20 x 36 = 720 cells), 1000 tiles, processed on the CPU;
 - ``gpu``: 1920x1080, cell 16 (68 x 120 = 8160 cells), 10,000 tiles, on CUDA
@@ -20,8 +20,9 @@ workload is measured two ways, ``ROUNDS`` times:
 ffmpeg's for ``video``), each stage's wall-clock and CPU ms per frame (``VideoStats``'
 ``stage_seconds``, torch at one thread per stage), the load average around it (the machine may
 be shared: CPU times are the steadier figure), and for ``video`` the peak RSS.
-``test_encoder_presets`` times libx264's presets on the mosaic frames. Run, then draw the
-per-stage chart::
+``test_encoder_presets`` times libx264's presets on the mosaic frames. ``test_short_clip_cli``
+times the ``mosaic`` command itself on a short clip, from start to exit (``SHORT_CLIP``). Run,
+then draw the per-stage chart::
 
     python -m pytest bench/test_bench_e2e.py --benchmark-json=bench/results/e2e-MACHINE.json
     python bench/test_bench_e2e.py bench/results/e2e-MACHINE.json bench/results/e2e-MACHINE.png
@@ -33,6 +34,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import shutil
 import subprocess
@@ -41,10 +43,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import torch
 from conftest import device_name, synchronize
+from PIL import Image
 
 from adapters import VideoSink, read_image
 from mosaic import MosaicConfig, TilePool
@@ -55,6 +59,7 @@ from mosaic.stages import StageTimer
 from mosaic.video import decode_batch_size, render_frames
 from tests.processes import child_env
 
+T = TypeVar("T")
 ROUNDS = 3
 FPS = 25
 CROP_SCALES = (0.5, 0.25, 0.125, 0.0625)  # of a photo's short side; step half a crop
@@ -92,24 +97,32 @@ WORKLOADS = [
 # --------------------------------------------------------------------------- inputs
 
 
-def crop_pool(count: int, tile_size: int) -> TilePool:
-    """``count`` tiles spread evenly over every square crop of the shipped photographs at
-    ``CROP_SCALES`` (about 11,000 crops), resized to ``tile_size``."""
-    crops = []
+def square_crops(scales: tuple[float, ...]) -> Iterator[torch.Tensor]:
+    """uint8 ``(3, s, s)`` square crops of every shipped photograph, ``s`` each of ``scales``
+    times its short side, a step of half a crop apart."""
     for path in asset_photos():
         photo = read_image(path)
         height, width = photo.shape[-2:]
-        for scale in CROP_SCALES:
+        for scale in scales:
             side = int(min(height, width) * scale)
             step = max(side // 2, 1)
             for top in range(0, height - side + 1, step):
                 for left in range(0, width - side + 1, step):
-                    crop = photo[:, top : top + side, left : left + side]
-                    crops.append(resize(crop, tile_size))
-    if count > len(crops):
-        raise ValueError(f"{count} tiles asked for, {len(crops)} crops available")
-    chosen = torch.linspace(0, len(crops) - 1, count).round().long()
-    return TilePool.from_tensor(torch.stack([crops[i] for i in chosen.tolist()]))
+                    yield photo[:, top : top + side, left : left + side]
+
+
+def spread(items: list[T], count: int) -> list[T]:
+    """``count`` of ``items``, spread evenly over them."""
+    if count > len(items):
+        raise ValueError(f"{count} asked for, {len(items)} available")
+    return [items[i] for i in torch.linspace(0, len(items) - 1, count).round().long().tolist()]
+
+
+def crop_pool(count: int, tile_size: int) -> TilePool:
+    """``count`` tiles spread evenly over every square crop of the shipped photographs at
+    ``CROP_SCALES`` (about 11,000 crops), resized to ``tile_size``."""
+    crops = [resize(crop, tile_size) for crop in square_crops(CROP_SCALES)]
+    return TilePool.from_tensor(torch.stack(spread(crops, count)))
 
 
 def pan_frames(width: int, height: int, count: int) -> Iterator[torch.Tensor]:
@@ -362,6 +375,140 @@ def test_encoder_presets(benchmark, inputs, tmp_path: Path):
             "mbit_per_s": r["mbit_per_s"],
         }
         for preset, r in results.items()
+    }
+
+
+# --------------------------------------------------------------------------- the command itself
+
+# A short clip through the ``mosaic`` command as a user runs it, from start to exit: the job of the
+# side-by-side comparison with the best CPU video-mosaic tool we know (bench/README.md, Targets).
+# 132 frames of 1280x720 at 25 fps, H.264 with AAC audio; cell 36 (20 x 36 = 720 cells); a folder
+# of 900 JPEG photos, its tile cache warm.
+SHORT_CLIP = {"frames": 132, "width": 1280, "height": 720, "cell": 36, "photos": 900}
+SHORT_CLIP_ROUNDS = 5
+PHOTO_SCALES = (0.5, 0.25)  # of a photo's short side: 128 to 320 px, each crop also mirrored
+
+# Run in a fresh interpreter: what the ``mosaic`` program runs (``mosaic.cli.entry_point``) on
+# this script's arguments, with its exit status and peak RSS (VmHWM of this process: ffmpeg, a
+# child, has its own) printed as one JSON line before the exit.
+_CLI_SCRIPT = (
+    _RSS_FUNCTION
+    + """
+import json
+from mosaic.cli import exit_now, main
+code = main()
+print(json.dumps({"code": code, "peak_rss_mib": rss_mib("VmHWM:")}))
+exit_now(code)
+"""
+)
+# What ``mosaic --timing`` prints first: seconds before the tile pool, of the pool, of the video.
+_SPLIT = re.compile(
+    r"start-up ([\d.]+) s, tile pool ([\d.]+) s, video ([\d.]+) s \(encoder tail ([\d.]+) s\)"
+)
+
+
+def photo_folder(folder: Path, count: int) -> Path:
+    """``count`` JPEG photos (quality 90) spread evenly over the square crops of the shipped
+    photographs at ``PHOTO_SCALES`` and their mirror images."""
+    folder.mkdir()
+    crops = [view for crop in square_crops(PHOTO_SCALES) for view in (crop, crop.flip(-1))]
+    for index, crop in enumerate(spread(crops, count)):
+        Image.fromarray(crop.permute(1, 2, 0).numpy()).save(folder / f"{index:04d}.jpg", quality=90)
+    return folder
+
+
+def short_clip(path: Path) -> Path:
+    """The ``SHORT_CLIP`` input: the slow zoom and pan of ``pan_frames``, H.264 (CRF 18), with a
+    440 Hz tone as AAC audio."""
+    frames, width, height = SHORT_CLIP["frames"], SHORT_CLIP["width"], SHORT_CLIP["height"]
+    silent = path.with_name(f"silent-{path.name}")
+    with VideoSink(silent, width=width, height=height, fps=FPS, crf=18) as sink:
+        for frame in pan_frames(width, height, frames):
+            sink.write(frame.permute(2, 0, 1))
+    tone = f"sine=frequency=440:duration={frames / FPS}"
+    subprocess.run(
+        [
+            *(shutil.which("ffmpeg") or "ffmpeg", "-v", "error", "-y", "-i", str(silent)),
+            *("-f", "lavfi", "-i", tone, "-c:v", "copy", "-c:a", "aac", "-shortest", str(path)),
+        ],
+        check=True,
+        timeout=120,
+    )
+    return path
+
+
+def run_cli(argv: list[str], env: dict[str, str]) -> dict:
+    """One ``mosaic`` run in a fresh interpreter: wall-clock seconds from start to exit, CPU
+    seconds (the process and its children, ffmpeg included), peak RSS, and the ``--timing``
+    split when asked for."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", _CLI_SCRIPT, *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["code"] == 0, result.stderr
+    run = {
+        "seconds": wall,
+        "cpu_seconds": sum(
+            getattr(after, f) - getattr(before, f) for f in ("ru_utime", "ru_stime")
+        ),
+        "peak_rss_mib": outcome["peak_rss_mib"],
+        "load_average": os.getloadavg()[0],
+    }
+    if (split := _SPLIT.search(result.stderr)) is not None:
+        startup, pool, video, tail = map(float, split.groups())
+        run["split"] = {
+            "start_up": startup,
+            "tile_pool": pool,
+            "render": video - tail,
+            "encoder_tail": tail,
+            # The interpreter's start before the command's clock, the summary, the exit.
+            "exit": wall - startup - pool - video,
+        }
+    return run
+
+
+@needs_ffmpeg
+def test_short_clip_cli(benchmark, tmp_path_factory: pytest.TempPathFactory):
+    """The ``mosaic`` command on ``SHORT_CLIP``, start to exit, tile cache warm: rounds without
+    options beyond the job's (the headline figure), each followed by one with ``--timing`` (the
+    split: start-up, tile pool, render, encoder tail, exit)."""
+    root = tmp_path_factory.mktemp("short-clip")
+    photos = photo_folder(root / "photos", SHORT_CLIP["photos"])
+    clip = short_clip(root / "clip.mp4")
+    env = child_env(TRITON_INTERPRET="0", XDG_CACHE_HOME=str(root / "cache"))
+    argv = [str(clip), "-o", str(root / "mosaic.mp4"), "--tiles", str(photos), "--quiet"]
+    argv += ["--cell", str(SHORT_CLIP["cell"])]
+    run_cli(argv, env)  # fills the tile cache
+    plain: list[dict] = []
+    timed: list[dict] = []
+
+    def one_round() -> None:
+        plain.append(run_cli(argv, env))
+        timed.append(run_cli([*argv, "--timing"], env))
+
+    benchmark.pedantic(one_round, rounds=SHORT_CLIP_ROUNDS, iterations=1)
+    info = benchmark.extra_info
+    info.update(machine())
+    info["workload"] = SHORT_CLIP
+    info["rounds"] = plain
+    info["timing_rounds"] = timed
+    info["median_seconds"] = sorted(r["seconds"] for r in plain)[len(plain) // 2]
+    info["median_cpu_seconds"] = sorted(r["cpu_seconds"] for r in plain)[len(plain) // 2]
+    info["peak_rss_mib"] = [
+        min(r["peak_rss_mib"] for r in plain),
+        max(r["peak_rss_mib"] for r in plain),
+    ]
+    info["median_split"] = {
+        name: sorted(r["split"][name] for r in timed)[len(timed) // 2] for name in timed[0]["split"]
     }
 
 

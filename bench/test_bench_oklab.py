@@ -1,8 +1,9 @@
 """sRGB <-> Oklab microbenchmarks: the Triton kernels against the torch references.
 
-DESIGN.md target: ``srgb_to_oklab`` on 8 x 1080p uint8 -> float32 at >= 80 % of the measured
-copy bandwidth. Byte counts are the floor each conversion must move: every channel value is read
-once and written once (uint8 in and float32 out, or the reverse), 5 bytes in all.
+Target (bench/README.md, Targets): ``srgb_to_oklab`` on 8 x 1080p uint8 -> float32 at >= 80 %
+of the measured copy bandwidth. Byte counts are the floor each conversion must move: every
+channel value is read once and written once (uint8 in and float32 out, or the reverse), 5 bytes
+in all.
 The Triton benchmarks need CUDA; the torch baselines run everywhere, on a 1 x 720p frame on CPU.
 """
 

@@ -1,7 +1,12 @@
 """On-disk cache of a tile pool: tile pixels and descriptors, keyed by file content.
 
-A cache folder holds (no pickle anywhere; every file is written to a temporary file in the same
-folder and renamed over the old one, so readers never see a half-written file):
+Caches live in the user's cache folder, ``$XDG_CACHE_HOME/triton-mosaic`` or else
+``~/.cache/triton-mosaic`` (``cache_root``), never beside the photos: one folder per tile folder,
+named after it and a hash of its absolute path (``folder_cache_dir``), created only when there is
+something to store. ``clear_cache`` deletes them.
+
+A tile folder's cache folder holds (no pickle anywhere; every file is written to a temporary file
+in the same folder and renamed over the old one, so readers never see a half-written file):
 
 - ``manifest.json``: ``{"format": 1, "files": [[relative path, size, mtime_ns, hash], ...]}``.
   A file whose size and ``mtime_ns`` are unchanged is trusted to still have the recorded hash,
@@ -18,6 +23,8 @@ A cache file that is missing, unreadable, of another format version or inconsist
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import hashlib
 import json
 import os
@@ -30,12 +37,20 @@ from typing import IO
 
 import numpy as np
 
-from adapters import writable_folder
-
-__all__ = ["FORMAT_VERSION", "ManifestEntry", "PoolCache", "content_hash", "default_cache_dir"]
+__all__ = [
+    "FORMAT_VERSION",
+    "ManifestEntry",
+    "PoolCache",
+    "cache_root",
+    "clear_cache",
+    "content_hash",
+    "folder_cache_dir",
+]
 
 # Bump when what a cache file holds for the same input changes (decoder, resize, descriptor math).
 FORMAT_VERSION = 1
+# The files a cache folder may hold (those of interrupted writes are hidden ".NAME.*.tmp" files).
+_CACHE_FILES = ("manifest.json", "tiles-*px.npz", "descriptors-*.npz", ".*.tmp")
 # Whatever np.load and zipfile raise on a truncated, garbled or foreign file.
 _BAD_FILE_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
@@ -48,14 +63,44 @@ def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def default_cache_dir(folder: Path) -> Path:
-    """``<folder>/.mosaic-cache`` if it can be written, else a per-folder user cache folder."""
-    local = folder / ".mosaic-cache"
-    if writable_folder(local):
-        return local
-    user = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mosaic"
-    folder_key = hashlib.blake2b(str(folder.resolve()).encode(), digest_size=8).hexdigest()
-    return user / folder_key
+def cache_root() -> Path:
+    """Where tile caches live unless told otherwise: ``$XDG_CACHE_HOME/triton-mosaic``, else
+    ``~/.cache/triton-mosaic`` (a relative ``XDG_CACHE_HOME`` is ignored, as the XDG base
+    directory specification says)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "triton-mosaic"
+
+
+def folder_cache_dir(folder: Path, root: Path | None = None) -> Path:
+    """The cache folder of the tile folder ``folder`` in ``root`` (default ``cache_root()``):
+    ``<name>-<hash of its absolute path>``. Nothing is created here."""
+    resolved = folder.resolve()
+    key = hashlib.blake2b(str(resolved).encode(), digest_size=8).hexdigest()
+    return (cache_root() if root is None else root) / f"{resolved.name or 'root'}-{key}"
+
+
+def clear_cache(root: Path | None = None) -> tuple[int, int]:
+    """Delete every tile folder's cache in ``root`` (default ``cache_root()``).
+
+    Only the files a cache writes are deleted, then the folders that leaves empty, ``root``
+    included: anything else found there stays. Returns the files deleted and their bytes.
+    """
+    root = cache_root() if root is None else root
+    files = size = 0
+    if not root.is_dir():
+        return 0, 0
+    for folder in [p for p in root.iterdir() if p.is_dir() and not p.is_symlink()]:
+        for path in folder.iterdir():
+            if path.is_file() and any(fnmatch.fnmatch(path.name, f) for f in _CACHE_FILES):
+                size += path.stat().st_size
+                path.unlink()
+                files += 1
+        with contextlib.suppress(OSError):  # not empty: something else lives there
+            folder.rmdir()
+    with contextlib.suppress(OSError):
+        root.rmdir()
+    return files, size
 
 
 class PoolCache:
@@ -133,8 +178,12 @@ class PoolCache:
         self._write(name, lambda f: np.savez(f, format=np.array(FORMAT_VERSION), **arrays))
 
     def _write(self, name: str, write: Callable[[IO[bytes]], object]) -> None:
-        """Write ``name`` atomically: a temporary file in the same folder, then ``os.replace``."""
+        """Write ``name`` atomically: a temporary file in the same folder, then ``os.replace``.
+
+        The folder is created on the first write; a first write that fails removes it again.
+        """
         temporary = None
+        created = [p for p in (self.directory, *self.directory.parents) if not p.exists()]
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(
@@ -155,3 +204,6 @@ class PoolCache:
         finally:
             if temporary is not None:
                 temporary.unlink(missing_ok=True)  # only left behind by a failed write
+            for folder in created:  # innermost first; only a failed first write left it empty
+                with contextlib.suppress(OSError):
+                    folder.rmdir()

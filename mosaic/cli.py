@@ -1,30 +1,59 @@
-"""The ``mosaic`` command line."""
+"""The ``mosaic`` command line.
+
+Only the standard library and two plain-data modules load before the arguments are checked:
+torch and the engine are imported once there is work to do, so ``--help`` and usage errors
+answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import re
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from adapters import VIDEO_BACKENDS
-from mosaic.config import PRESETS, MosaicConfig
+from adapters.backends import DECODE_DEVICES, VIDEO_BACKENDS
+from adapters.errors import first_line
+from mosaic.config import PRESETS, ConfigError, MosaicConfig
 
 if TYPE_CHECKING:
     from mosaic.video import VideoStats
+
+STARTED = time.perf_counter()  # the command's start, for --timing's start-up figure
 
 EPILOG = """examples:
   mosaic --demo                                   render the built-in demo video
   mosaic photo.jpg -o mosaic.png --tiles photos/  one image
   mosaic clip.mp4 -o mosaic.mp4 --tiles photos/ --preset vivid --cell 12
   mosaic clip.mp4 -o mosaic.mp4 --tiles photos/ --encoder-preset slow --crf 18 --timing
+  mosaic --clear-cache                            delete the tile caches
+
+exit status: 0 done, 1 failed (or, with --strict, an input ended early), 2 usage error,
+130 interrupted.
 """
 
-# Options that only one video or a --frames folder takes (their argparse names).
-VIDEO_OPTIONS = ("fps", "decoder", "encoder_preset", "crf", "timing")
+# Options that only a video output takes (their argparse names), and the --timing table, which
+# only one video prints.
+VIDEO_OPTIONS = ("fps", "decoder", "decode_device", "encoder_preset", "crf", "strict")
+ONE_VIDEO_OPTIONS = ("timing",)
+# Settings of MosaicConfig that are options of the same name.
+CONFIG_OPTIONS = (
+    "cell",
+    "grid",
+    "tile_size",
+    "min_distance",
+    "color",
+    "saturation",
+    "method",
+    "device",
+    "seed",
+)
 # The stages of VideoStats.stage_seconds in pipeline order (the dict has them as first run).
 STAGES = (
     "open",
@@ -62,19 +91,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--frames", metavar="DIR", help="a folder of numbered images to render as a video"
     )
-    parser.add_argument("--fps", type=float, help="frame rate of a --frames folder (default 25)")
     parser.add_argument(
         "--demo",
         action="store_true",
         help="render the built-in demo (also what `mosaic` alone does)",
     )
-    parser.add_argument(
+    video = parser.add_argument_group("video")
+    video.add_argument(
+        "--fps",
+        type=float,
+        help="output frame rate: a --frames folder's (default 25), or a video resampled to it "
+        "(default: the video's own)",
+    )
+    video.add_argument(
         "--decoder",
         choices=VIDEO_BACKENDS,
         default="auto",
         help="the video decoder (default auto: PyAV on a CPU, torchcodec with NVDEC on CUDA)",
     )
-    video = parser.add_argument_group("video output")
+    video.add_argument(
+        "--decode-device",
+        choices=DECODE_DEVICES,
+        default="auto",
+        help="where videos are decoded, apart from --device (cuda: NVDEC through torchcodec; "
+        "default auto: with the processing)",
+    )
     video.add_argument(
         "--encoder-preset",
         metavar="NAME",
@@ -86,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="video quality, 0 to 51, lower is better and larger (default 20)",
+    )
+    video.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with status 1 when a damaged or cut-short input ends early (its mosaic is "
+        "still written up to there, with a warning)",
     )
     looks = parser.add_argument_group("look")
     looks.add_argument(
@@ -135,33 +182,35 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also use mirrored and brighter/darker copies of every tile",
     )
-    run.add_argument("--no-cache", action="store_true", help="do not read or write the tile cache")
-    run.add_argument(
+    cache = parser.add_argument_group("tile cache")
+    cache.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where the tile caches live (default $XDG_CACHE_HOME/triton-mosaic, else "
+        "~/.cache/triton-mosaic); never inside the tile folder",
+    )
+    cache.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    cache.add_argument(
+        "--clear-cache",
+        action="store_true",
+        help="delete the tile caches (of --cache-dir if given), then do what else is asked",
+    )
+    output = parser.add_argument_group("messages")
+    output.add_argument(
         "--timing",
         action="store_true",
-        help="print the time of each pipeline stage per frame after a video (even with --quiet)",
+        help="after one video, print where the time went: start-up, tile pool, video, and "
+        "each pipeline stage per frame (even with --quiet)",
     )
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars, no summary")
-    run.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    output.add_argument("-q", "--quiet", action="store_true", help="no progress bars, no summary")
+    output.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> MosaicConfig:
     """The config the command line asks for: the preset (if any), then each option given."""
-    overrides = {
-        name: getattr(args, name)
-        for name in (
-            "cell",
-            "grid",
-            "tile_size",
-            "min_distance",
-            "color",
-            "saturation",
-            "method",
-            "device",
-            "seed",
-        )
-        if getattr(args, name) is not None
+    overrides: dict[str, Any] = {
+        name: getattr(args, name) for name in CONFIG_OPTIONS if getattr(args, name) is not None
     }
     if args.reuse is not None:
         overrides["reuse"] = args.reuse if args.reuse == "auto" else _parse_reuse(args.reuse)
@@ -179,62 +228,122 @@ def _parse_reuse(text: str) -> int:
         ) from None
 
 
+def as_options(message: str) -> str:
+    """A ``ConfigError`` message in the command line's terms: ``cell`` -> ``--cell``."""
+    names = "|".join((*CONFIG_OPTIONS, "reuse"))
+    return re.sub(rf"\b({names})\b", lambda m: "--" + m.group(1).replace("_", "-"), message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return _run(parser, args)
-    except KeyboardInterrupt:
-        print("mosaic: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:  # every failure is one line unless --debug
-        if args.debug:
-            raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"mosaic: error: {message}", file=sys.stderr)
-        return 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = _show_warning
+        try:
+            return _run(parser, args)
+        except KeyboardInterrupt:
+            print("mosaic: interrupted", file=sys.stderr)
+            return 130
+        except Exception as error:  # every failure is one line unless --debug
+            if args.debug:
+                raise
+            message = first_line(error)
+            if isinstance(error, ConfigError):
+                message = as_options(message)
+            print(f"mosaic: error: {message}", file=sys.stderr)
+            return 1
+
+
+def entry_point() -> NoReturn:
+    """The ``mosaic`` program: ``main()`` on ``sys.argv``, then ``exit_now``."""
+    exit_now(main())
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code`` without the interpreter's teardown.
+
+    With torch loaded, the teardown's garbage collections walk every object torch made: 1-2.5 s
+    on a busy 2-core machine after the output is written, for nothing (bench/README.md). What
+    of a normal exit matters here still happens: the exit handlers run and stdout and stderr are
+    flushed. By then every file the command wrote is closed and renamed, and its threads have
+    finished.
+    """
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
+    """Warnings as one line each, like the errors (``warnings.showwarning``'s signature)."""
+    text = first_line(message) if isinstance(message, Warning) else str(message)
+    print(f"mosaic: warning: {text}", file=sys.stderr)
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    if args.demo or (args.input is args.frames is args.output is args.tiles is None):
+    nothing_given = args.input is args.frames is args.output is args.tiles is None
+    if args.clear_cache:
+        _clear_cache(args)
+        if nothing_given and not args.demo:
+            return 0
+    config = config_from_args(args)
+    video_options = {
+        "fps": args.fps,
+        "decoder": args.decoder,
+        "decode_device": args.decode_device,
+        "encoder_preset": args.encoder_preset,
+        "crf": args.crf,
+    }
+    if args.demo or nothing_given:
         from mosaic.demo import run_demo
 
-        _refuse_video_options(parser, args, "with --demo")
-        return run_demo(config_from_args(args), quiet=args.quiet)
+        _check_encoder_options(args)
+        stats = run_demo(config, quiet=args.quiet, timing=args.timing, **video_options)
+        return _report_video(stats, args)
     if args.input is not None and args.frames is not None:
         parser.error("give either INPUT or --frames DIR, not both")
     if (args.input is None and args.frames is None) or args.output is None or args.tiles is None:
         parser.error(
             "INPUT (or --frames DIR), -o OUTPUT and --tiles DIR are all needed (or --demo)"
         )
-    config = config_from_args(args)
+    if args.decoder == "pyav" and args.decode_device == "cuda":
+        parser.error("--decode-device cuda: PyAV decodes on the CPU; NVDEC is torchcodec's")
     source, output = Path(args.input or args.frames), Path(args.output)
     kind = _input_kind(source, frames=args.frames is not None)
+    if kind == "image":
+        _refuse_options(parser, args, VIDEO_OPTIONS + ONE_VIDEO_OPTIONS, "for an image")
+    if kind == "folder":
+        _refuse_options(parser, args, ONE_VIDEO_OPTIONS, "for a folder of videos")
     _check_output(output, source, folder=kind == "folder")
-    if kind != "video":
-        _refuse_video_options(parser, args, "for an image" if kind == "image" else "for a folder")
     _check_encoder_options(args)
+    if kind == "video":
+        _probe_video(source, config, args)
 
     from mosaic.pool import TilePool
 
-    started = time.perf_counter()
+    pool_started = time.perf_counter()
     pool = TilePool.from_dir(
         args.tiles,
         tile_size=_pool_tile_size(config),
         augment=args.augment,
         cache=not args.no_cache,
+        cache_dir=args.cache_dir,
         progress=not args.quiet,
     )
+    pool_seconds = time.perf_counter() - pool_started
     if not args.quiet:
         print(pool.summary(), file=sys.stderr)
 
     if kind == "image":
         from adapters import write_image
-        from mosaic.image import render_image
+        from mosaic.image import render_image_with_stats
 
-        write_image(output, render_image(source, pool, config))
+        image, image_stats = render_image_with_stats(source, pool, config)
+        write_image(output, image)
         if not args.quiet:
-            print(f"wrote {output} ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+            print(image_stats.summary(), file=sys.stderr)
+            print(f"wrote {output}", file=sys.stderr)
         return 0
 
     if kind == "folder":
@@ -248,32 +357,48 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             jobs=args.jobs,
             progress=not args.quiet,
             log=(lambda line: None) if args.quiet else None,
+            **video_options,
         )
         if not args.quiet:
             print(f"{report.summary()}; outputs in {output}", file=sys.stderr)
-        return 1 if report.failed else 0
+        return 1 if report.failed or (args.strict and report.ended_early) else 0
 
     from mosaic.video import render_video
 
+    video_started = time.perf_counter()
     stats = render_video(
-        source,
-        output,
-        pool,
-        config,
-        progress=not args.quiet,
-        fps=args.fps,
-        decoder=args.decoder,
-        preset=args.encoder_preset,
-        crf=args.crf,
-        timing=args.timing,
+        source, output, pool, config, progress=not args.quiet, timing=args.timing, **video_options
     )
+    video_seconds = time.perf_counter() - video_started
+    split = (pool_started - STARTED, pool_seconds, video_seconds)
+    code = _report_video(stats, args, split)
+    if not args.quiet:
+        print(f"wrote {output}", file=sys.stderr)
+    return code
+
+
+def _report_video(
+    stats: VideoStats, args: argparse.Namespace, split: tuple[float, float, float] | None = None
+) -> int:
+    """Print a video's summary and, with --timing, where the time went (``split``: see
+    ``run_split``); return the exit status the run earns."""
     if not args.quiet:
         print(stats.summary(), file=sys.stderr)
     if args.timing:
+        if split is not None:
+            print(run_split(*split, stats), file=sys.stderr)
         print(timing_table(stats), file=sys.stderr)
-    if not args.quiet:
-        print(f"wrote {output}", file=sys.stderr)
-    return 0
+    return 1 if args.strict and stats.ended_early_at is not None else 0
+
+
+def run_split(startup: float, pool: float, video: float, stats: VideoStats) -> str:
+    """One line: seconds from the command's start to the tile pool (imports, checks, the input
+    probed), loading the pool, ``render_video``, and of that the encoder's tail after the last
+    frame was handed over."""
+    return (
+        f"start-up {startup:.2f} s, tile pool {pool:.2f} s, video {video:.2f} s "
+        f"(encoder tail {stats.stage_seconds.get('flush', 0.0):.2f} s)"
+    )
 
 
 def timing_table(stats: VideoStats) -> str:
@@ -290,17 +415,26 @@ def timing_table(stats: VideoStats) -> str:
     return "\n".join(lines)
 
 
-def _refuse_video_options(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, where: str
+def _clear_cache(args: argparse.Namespace) -> None:
+    from mosaic.cache import cache_root, clear_cache
+
+    root = Path(args.cache_dir).expanduser() if args.cache_dir else cache_root()
+    files, size = clear_cache(root)
+    if not args.quiet:
+        print(f"removed {files} cache files ({size / 2**20:.1f} MiB) from {root}", file=sys.stderr)
+
+
+def _refuse_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, names: Sequence[str], where: str
 ) -> None:
-    """A usage error for options that only one video or a --frames folder takes."""
+    """A usage error for any of the options ``names`` given ``where`` they do not apply."""
     given = [
         "--" + name.replace("_", "-")
-        for name in VIDEO_OPTIONS
+        for name in names
         if getattr(args, name) != parser.get_default(name)  # given, even as 0
     ]
     if given:
-        parser.error(f"{', '.join(given)}: only for a video or --frames output, not {where}")
+        parser.error(f"{', '.join(given)}: only for a video output, not {where}")
 
 
 def _check_encoder_options(args: argparse.Namespace) -> None:
@@ -321,21 +455,28 @@ def _check_encoder_options(args: argparse.Namespace) -> None:
 
 def _input_kind(source: Path, *, frames: bool) -> str:
     """ "image", "video" or "folder" (of videos); fails early, in one line, on unusable input."""
-    from adapters import is_image, probe
+    from adapters import is_image
 
     if not source.exists():
         raise FileNotFoundError(f"input not found: {source}")
     if frames:
         if not source.is_dir():
             raise NotADirectoryError(f"--frames needs a folder of numbered images: {source}")
-        probe(source)  # an empty folder or unreadable frames fail here, before any work
         return "video"
     if source.is_dir():
         return "folder"
     if is_image(source):
         return "image"
-    probe(source)  # a truncated, corrupt or non-video file fails here, before the pool loads
     return "video"
+
+
+def _probe_video(source: Path, config: MosaicConfig, args: argparse.Namespace) -> None:
+    """Open the video (or folder of frames) as the pipeline will, so that a corrupt or
+    non-video input fails here, in one line, before the tile pool loads."""
+    from adapters import probe
+    from mosaic.video import pipeline_decoder
+
+    probe(source, backend=pipeline_decoder(args.decoder, config.torch_device(), args.decode_device))
 
 
 def _check_output(output: Path, source: Path, *, folder: bool) -> None:
@@ -361,4 +502,4 @@ def _pool_tile_size(config: MosaicConfig) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()

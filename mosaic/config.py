@@ -1,18 +1,59 @@
-"""``MosaicConfig``: every setting of a mosaic, with named presets."""
+"""``MosaicConfig``: every setting of a mosaic, with named presets.
+
+Plain data: this module imports nothing heavy (torch only inside ``torch_device``), so the
+command line checks its options before torch loads.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from mosaic.temporal import TemporalSettings
+if TYPE_CHECKING:
+    import torch
 
 
 class ConfigError(ValueError):
     """A setting is out of range or inconsistent with another one."""
+
+
+@dataclass(frozen=True)
+class TemporalSettings:
+    """What temporal coherence trades.
+
+    Attributes:
+        switch_bonus: bonus of a cell's incumbent tile, as a multiple of the previous frame's mean
+            per-cell cost. 0 solves every frame independently (most stable per-frame fidelity,
+            maximal flicker); about 1 keeps tiles through noise at a few percent of fidelity.
+        change_threshold: Oklab distance (root mean square over the cell's ``s x s`` block means)
+            between a cell's content and its anchor beyond which the cell may change tile. Lower
+            follows the content more closely (more changes), higher holds tiles longer. A
+            just-noticeable Oklab difference is about 0.02.
+        scene_cut: fraction of cells whose content moves past ``change_threshold`` from one frame
+            to the next that counts as a scene cut and resets every incumbent.
+        colour_hold: with colour transfer, a cell that keeps its tile keeps its colour too while
+            its source's Oklab mean and spread stay within this of the values it was coloured
+            with (``mosaic.render.ColourHold``): 0.005 is a quarter of a just-noticeable
+            difference, so the colour never visibly lags, and noise in the source no longer
+            makes the tiles shimmer; it also spares most cells' colour conversion. 0 holds only
+            exactly unchanged cells.
+    """
+
+    switch_bonus: float = 1.0
+    change_threshold: float = 0.06
+    scene_cut: float = 0.6
+    colour_hold: float = 0.005
+
+    def __post_init__(self) -> None:
+        if self.switch_bonus < 0:
+            raise ValueError(f"switch_bonus must be >= 0, got {self.switch_bonus}")
+        if self.change_threshold <= 0:
+            raise ValueError(f"change_threshold must be > 0, got {self.change_threshold}")
+        if not 0 < self.scene_cut <= 1:
+            raise ValueError(f"scene_cut must be in (0, 1], got {self.scene_cut}")
+        if not self.colour_hold >= 0:
+            raise ValueError(f"colour_hold must be >= 0, got {self.colour_hold}")
 
 
 @dataclass(frozen=True)
@@ -66,7 +107,10 @@ class MosaicConfig:
         _check_int(self.cell, "cell", 1)
         _check_int(self.grid, "grid", 1)
         if self.cell % self.grid:
-            raise ConfigError(f"cell ({self.cell}) must be a multiple of grid ({self.grid})")
+            raise ConfigError(
+                f"cell {self.cell} is not a multiple of grid {self.grid}: "
+                "grid 1 (mean colour only) allows it"
+            )
         if self.tile_size is not None:
             _check_int(self.tile_size, "tile_size", 1)
         if self.reuse != "auto":
@@ -95,6 +139,8 @@ class MosaicConfig:
 
     def torch_device(self) -> torch.device:
         """The processing device this config asks for, resolved (``"auto"`` -> CUDA if present)."""
+        import torch
+
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         try:
@@ -116,6 +162,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The photos as they are: no colour transfer, every tile at most once, matched on structure.
     "photo": {"grid": 2, "color": 0.0, "reuse": 1},
 }
+
+
+def as_config(config: MosaicConfig | str | None) -> MosaicConfig:
+    """What a ``config`` argument stands for: a ``MosaicConfig`` as it is, a preset by name
+    (``"vivid"``: ``MosaicConfig.from_preset("vivid")``), or ``None`` for the defaults."""
+    if config is None:
+        return MosaicConfig()
+    if isinstance(config, str):
+        return MosaicConfig.from_preset(config)
+    if not isinstance(config, MosaicConfig):
+        raise TypeError(f"config must be a MosaicConfig or a preset name, got {config!r}")
+    return config
 
 
 def _check_int(value: Any, name: str, minimum: int, hint: str = "") -> None:

@@ -12,14 +12,15 @@ import tempfile
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from adapters import VideoSink, read_image, writable_folder
-from mosaic.config import MosaicConfig
+from mosaic.config import MosaicConfig, as_config
 from mosaic.imageops import resize
 from mosaic.pool import TilePool
-from mosaic.video import render_video
+from mosaic.video import VideoStats, render_video
 
 DEMO_SIZE = (640, 360)  # width, height of the demo clip
 DEMO_FPS = Fraction(25)
@@ -68,20 +69,24 @@ def demo_clip(path: Path) -> None:
             sink.write(resize(view, (out_h, out_w))[None])
 
 
-def run_demo(config: MosaicConfig | None = None, *, quiet: bool = False) -> int:
-    """Render the demo into ``./mosaic-demo`` (or a temporary folder) and say where."""
-    config = config or MosaicConfig(cell=12)
+def run_demo(
+    config: MosaicConfig | str | None = None, *, quiet: bool = False, **video_options: Any
+) -> VideoStats:
+    """Render the demo into ``./mosaic-demo`` (or a temporary folder) and say where.
+
+    ``config`` is a ``MosaicConfig``, a preset's name, or ``None`` (cell 12); ``video_options``
+    go to ``render_video`` (``encoder_preset``, ``crf``, ``decoder``, ``timing``, ...).
+    """
+    config = MosaicConfig(cell=12) if config is None else as_config(config)
     folder = _writable_folder()
     clip, output = folder / "demo-input.mp4", folder / "demo-mosaic.mp4"
     if not quiet:
         print(f"mosaic demo: writing the input clip to {clip}", file=sys.stderr)
     demo_clip(clip)
     pool = demo_pool()
-    stats = render_video(clip, output, pool, config, progress=not quiet)
-    if not quiet:
-        print(stats.summary(), file=sys.stderr)
+    stats = render_video(clip, output, pool, config, progress=not quiet, **video_options)
     print(f"mosaic demo: wrote {output}")
-    return 0
+    return stats
 
 
 def _writable_folder() -> Path:

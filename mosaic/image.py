@@ -2,34 +2,95 @@
 
 from __future__ import annotations
 
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from adapters import read_image
-from mosaic.config import MosaicConfig
+from mosaic.config import MosaicConfig, as_config
 from mosaic.engine import FrameRenderer
+from mosaic.metrics import fidelity
 from mosaic.pool import TilePool
+
+# ``on_progress(done, total)``: work done so far and the whole, ``total`` None when unknown.
+ProgressCallback = Callable[[int, int | None], None]
+# "auto" reuse above this (each tile allowed on more than ten cells of a frame) warns that the
+# pool is small for the grid.
+REPETITIVE_REUSE = 10
+# render_image's steps, as on_progress counts them: descriptors, assignment, pixels.
+IMAGE_STEPS = 3
+
+
+@dataclass(frozen=True)
+class ImageStats:
+    """What ``render_image_with_stats`` did: sizes, time, device, the assignment (``method``,
+    the ``reuse`` cap, ``grid`` of cells), how many distinct tiles of the pool it used, and
+    ``fidelity``, the mean Oklab distance between each cell of the source and of the mosaic."""
+
+    input_size: tuple[int, int]
+    output_size: tuple[int, int]
+    seconds: float
+    device: str
+    method: str
+    reuse: int
+    grid: tuple[int, int]
+    tiles_used: int
+    pool_size: int
+    fidelity: float
+
+    def summary(self) -> str:
+        (w, h), (ow, oh) = self.input_size, self.output_size
+        return (
+            f"{w}x{h} -> {ow}x{oh} in {self.seconds:.1f} s ({self.device}); "
+            f"{assignment_summary(self.grid, self.method, self.reuse)}, "
+            f"{self.tiles_used} of {self.pool_size} tiles used; fidelity {self.fidelity:.4f}"
+        )
+
+
+def assignment_summary(grid: tuple[int, int], method: str, reuse: int) -> str:
+    """``"20x36 cells, windows assignment, reuse 1"``: the part of a summary on the tiles."""
+    rows, cols = grid
+    return f"{rows}x{cols} cells, {method} assignment, reuse {reuse or 'unlimited'}"
 
 
 def render_image(
     image: str | Path | torch.Tensor,
     pool: TilePool,
-    config: MosaicConfig | None = None,
+    config: MosaicConfig | str | None = None,
+    *,
+    on_progress: ProgressCallback | None = None,
 ) -> torch.Tensor:
     """Turn one image into a photo mosaic.
 
     Args:
         image: a path to an image file, or a uint8 ``(3, H, W)`` tensor on any device.
         pool: the tiles.
-        config: the settings (``MosaicConfig()`` when omitted).
+        config: a ``MosaicConfig``, a preset's name (``"vivid"``), or ``None`` for the defaults.
+        on_progress: called as ``on_progress(done, 3)`` after each of the three steps
+            (descriptors, assignment, pixels).
 
     Returns:
         uint8 ``(3, H_out, W_out)``: the input's size when ``config.tile_size`` is ``None``, else
         ``H * tile_size / cell`` by ``W * tile_size / cell``. On the input tensor's device, or on
-        the CPU for a path.
+        the CPU for a path. ``adapters.write_image(path, mosaic)`` saves it.
     """
-    config = config or MosaicConfig()
+    return render_image_with_stats(image, pool, config, on_progress=on_progress)[0]
+
+
+def render_image_with_stats(
+    image: str | Path | torch.Tensor,
+    pool: TilePool,
+    config: MosaicConfig | str | None = None,
+    *,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[torch.Tensor, ImageStats]:
+    """``render_image``, and what it did (``ImageStats``, whose ``summary()`` the command line
+    prints)."""
+    config = as_config(config)
     if isinstance(image, torch.Tensor):
         if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
             raise ValueError(
@@ -38,4 +99,48 @@ def render_image(
         frame, out_device = image, image.device
     else:
         frame, out_device = read_image(image), torch.device("cpu")
-    return FrameRenderer(pool, config).render(frame).image.to(out_device)
+    started = time.perf_counter()
+    renderer = FrameRenderer(pool, config)
+    height, width = frame.shape[-2:]
+    rows, cols = renderer.grid_shape(height, width)
+    reuse = renderer.reuse_for(height, width)
+    warn_if_repetitive(config, reuse, rows * cols, renderer.pool_size)
+
+    steps = iter(range(1, IMAGE_STEPS + 1))
+
+    def step_done() -> None:
+        if on_progress is not None:
+            on_progress(next(steps), IMAGE_STEPS)
+
+    analysis = renderer.analyse(frame)
+    step_done()
+    assignment, _ = renderer.choose(analysis)
+    step_done()
+    choice = assignment.tiles.reshape(analysis.grid)
+    mosaic = renderer.compose(analysis, choice)
+    step_done()
+    stats = ImageStats(
+        input_size=(width, height),
+        output_size=(mosaic.shape[-1], mosaic.shape[-2]),
+        seconds=time.perf_counter() - started,
+        device=str(renderer.device),
+        method=assignment.method,
+        reuse=reuse,
+        grid=(rows, cols),
+        tiles_used=int(choice.unique().numel()),
+        pool_size=renderer.pool_size,
+        fidelity=fidelity(analysis.frame, mosaic, analysis.grid)["mean"],
+    )
+    return mosaic.to(out_device), stats
+
+
+def warn_if_repetitive(config: MosaicConfig, reuse: int, cells: int, tiles: int) -> None:
+    """Warn in one line when ``reuse="auto"`` had to let each of the pool's ``tiles`` fill more
+    than ``REPETITIVE_REUSE`` of a frame's ``cells`` (an explicit cap is the user's choice)."""
+    if config.reuse == "auto" and reuse > REPETITIVE_REUSE:
+        warnings.warn(
+            f"{tiles} tiles for {cells} cells: each tile may fill up to {reuse} cells of a "
+            "frame; add photos, or augment the pool (--augment), for a less repetitive mosaic",
+            RuntimeWarning,
+            stacklevel=3,
+        )

@@ -2,8 +2,8 @@
 
 ``TilePool.from_dir`` scans a folder recursively, decodes the images in a thread pool (centre
 square crop, antialiased resize), merges files with identical content into one tile, optionally
-adds augmented copies, and caches the tiles on disk (see ``mosaic.cache``) so that a re-run only
-decodes the files that changed.
+adds augmented copies, and caches the tiles on disk (in the user's cache folder, see
+``mosaic.cache``) so that a re-run only decodes the files that changed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from adapters import SourceError, read_image
 from kernels import oklab_to_srgb, srgb_to_oklab
-from mosaic.cache import FORMAT_VERSION, PoolCache, content_hash, default_cache_dir
+from mosaic.cache import FORMAT_VERSION, PoolCache, content_hash, folder_cache_dir
 from mosaic.descriptors import descriptors as cell_descriptors
 
 __all__ = ["IMAGE_SUFFIXES", "Augmentation", "PoolError", "TilePool"]
@@ -147,8 +147,8 @@ class _File(NamedTuple):
 def _scan(folder: Path, skipped: list[tuple[str, str]]) -> list[_File]:
     """Image-suffixed files under ``folder``, sorted by relative path.
 
-    Hidden files and folders (name starting with ``.``, the cache among them) are left out;
-    symbolic links to folders are not followed. Unlistable folders go to ``skipped``.
+    Hidden files and folders (name starting with ``.``) are left out; symbolic links to folders
+    are not followed. Unlistable folders go to ``skipped``.
     """
     files: list[_File] = []
     pending = [(str(folder), "")]
@@ -266,9 +266,9 @@ class TilePool:
             tile_size: tile side ``t`` in pixels.
             augment: ``True`` for ``Augmentation()``, or the augmentation to apply.
             cache: read and write the on-disk cache.
-            cache_dir: where the cache lives (one folder per tile folder); default
-                ``<path>/.mosaic-cache`` if writable, else ``$XDG_CACHE_HOME/mosaic/<id>``
-                (``~/.cache/mosaic/<id>``).
+            cache_dir: the folder that holds the caches, one subfolder per tile folder; default
+                ``$XDG_CACHE_HOME/triton-mosaic``, else ``~/.cache/triton-mosaic``. Nothing is
+                ever written into the tile folder.
             progress: show a progress bar when many files must be decoded.
             workers: decoding threads (default: ``ThreadPoolExecutor``'s).
 
@@ -290,7 +290,8 @@ class TilePool:
         files = _scan(folder, skipped)
         store = None
         if cache:
-            store = PoolCache(default_cache_dir(folder) if cache_dir is None else Path(cache_dir))
+            root = None if cache_dir is None else Path(cache_dir).expanduser()
+            store = PoolCache(folder_cache_dir(folder, root))
         loaded = _load_tiles(files, tile_size, store, skipped, progress=progress, workers=workers)
         skipped.sort()
         if not loaded.contents:

@@ -8,7 +8,8 @@ the cell competes afresh; it then takes a new anchor. A scene cut (most cells ju
 one frame to the next) drops every incumbent.
 
 The bonus is relative to the mean per-cell cost of the previous frame, so one setting works for
-any pool and any descriptor grid.
+any pool and any descriptor grid. The settings, ``TemporalSettings``, are defined with the other
+settings in ``mosaic.config`` (plain data that imports without torch).
 """
 
 from __future__ import annotations
@@ -17,43 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-
-@dataclass(frozen=True)
-class TemporalSettings:
-    """What temporal coherence trades.
-
-    Attributes:
-        switch_bonus: bonus of a cell's incumbent tile, as a multiple of the previous frame's mean
-            per-cell cost. 0 solves every frame independently (most stable per-frame fidelity,
-            maximal flicker); about 1 keeps tiles through noise at a few percent of fidelity.
-        change_threshold: Oklab distance (root mean square over the cell's ``s x s`` block means)
-            between a cell's content and its anchor beyond which the cell may change tile. Lower
-            follows the content more closely (more changes), higher holds tiles longer. A
-            just-noticeable Oklab difference is about 0.02.
-        scene_cut: fraction of cells whose content moves past ``change_threshold`` from one frame
-            to the next that counts as a scene cut and resets every incumbent.
-        colour_hold: with colour transfer, a cell that keeps its tile keeps its colour too while
-            its source's Oklab mean and spread stay within this of the values it was coloured
-            with (``mosaic.render.ColourHold``): 0.005 is a quarter of a just-noticeable
-            difference, so the colour never visibly lags, and noise in the source no longer
-            makes the tiles shimmer; it also spares most cells' colour conversion. 0 holds only
-            exactly unchanged cells.
-    """
-
-    switch_bonus: float = 1.0
-    change_threshold: float = 0.06
-    scene_cut: float = 0.6
-    colour_hold: float = 0.005
-
-    def __post_init__(self) -> None:
-        if self.switch_bonus < 0:
-            raise ValueError(f"switch_bonus must be >= 0, got {self.switch_bonus}")
-        if self.change_threshold <= 0:
-            raise ValueError(f"change_threshold must be > 0, got {self.change_threshold}")
-        if not 0 < self.scene_cut <= 1:
-            raise ValueError(f"scene_cut must be in (0, 1], got {self.scene_cut}")
-        if not self.colour_hold >= 0:
-            raise ValueError(f"colour_hold must be >= 0, got {self.colour_hold}")
+from mosaic.config import TemporalSettings
 
 
 @dataclass(frozen=True)

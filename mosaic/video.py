@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -14,10 +17,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from adapters import VIDEO_BACKENDS, VideoSink, open_source
+from adapters import VIDEO_BACKENDS, DecodeError, FrameSource, VideoInfo, VideoSink, open_source
+from adapters.info import as_fraction
 from adapters.pyav_source import pyav_problem
-from mosaic.config import MosaicConfig
+from mosaic.config import MosaicConfig, as_config
 from mosaic.engine import FrameAnalysis, FrameRenderer
+from mosaic.image import ProgressCallback, assignment_summary, warn_if_repetitive
 from mosaic.metrics import churn, fidelity
 from mosaic.pool import TilePool
 from mosaic.stages import NO_TIMER, StageTimer, timed_iteration
@@ -45,7 +50,8 @@ class VideoStats:
     encoder and the file finished) summed over the run, and
     ``stage_cpu_seconds`` the CPU time of the thread that ran it; both are empty unless
     ``render_video(timing=True)``. Stages run in several threads at once, so their times add up
-    to more than ``seconds``.
+    to more than ``seconds``. ``ended_early_at`` is the input frame at which a damaged or cut-short
+    input stopped decoding (the mosaic holds the frames before it), ``None`` for a whole input.
     """
 
     frames: int
@@ -64,18 +70,21 @@ class VideoStats:
     churn_p95: float
     fidelity: float
     scene_cuts: int
+    ended_early_at: int | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         (w, h), (ow, oh) = self.input_size, self.output_size
-        rows, cols = self.grid
+        ended = self.ended_early_at
+        ended_note = "" if ended is None else f"; the input ended early, at frame {ended}"
         return (
             f"{self.frames} frames {w}x{h} -> {ow}x{oh} at {float(self.fps):.3g} fps in "
             f"{self.seconds:.1f} s ({self.render_fps:.1f} frames/s; decode {self.decoder}, "
-            f"encode {self.encoder}, {self.device}); {rows}x{cols} cells, {self.method} "
-            f"assignment, reuse {self.reuse or 'unlimited'}; churn {100 * self.churn:.1f} %, "
-            f"fidelity {self.fidelity:.4f}, scene cuts {self.scene_cuts}"
+            f"encode {self.encoder}, {self.device}); "
+            f"{assignment_summary(self.grid, self.method, self.reuse)}; "
+            f"churn {100 * self.churn:.1f} %, fidelity {self.fidelity:.4f}, "
+            f"scene cuts {self.scene_cuts}{ended_note}"
         )
 
     def as_dict(self) -> dict:
@@ -193,13 +202,15 @@ def render_video(
     source: str | Path,
     output: str | Path,
     pool: TilePool,
-    config: MosaicConfig | None = None,
+    config: MosaicConfig | str | None = None,
     *,
     progress: bool = True,
+    on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
     decoder: str = "auto",
+    decode_device: str = "auto",
     fps: float | Fraction | None = None,
-    preset: str | None = None,
+    encoder_preset: str | None = None,
     crf: int | None = None,
     timing: bool = False,
 ) -> VideoStats:
@@ -207,19 +218,36 @@ def render_video(
 
     Decoding, the mosaic's stages and encoding run at once (``render_frames``), so memory stays
     flat however long the video. The output is written to a temporary file beside ``output``
-    and renamed at the end. ``fps`` sets the frame rate of a folder of frames (default 25); a
-    video keeps its own. ``preset`` is the encoder's speed preset, as ``VideoSink`` takes it
-    (its default when ``None``: libx264 ``superfast``, a quarter less CPU than ``veryfast`` at
-    equal or better quality for larger files; ``ultrafast`` takes less still, see
-    bench/README.md); ``crf`` its quality (lower is better; when ``None``, ``VideoSink``'s
-    default). ``timing`` fills the stats' ``stage_seconds`` (on CUDA it synchronises the device
-    around each stage, a little slower).
+    and renamed at the end.
 
-    ``decoder`` is the video backend (``adapters.VIDEO_BACKENDS``; see ``pipeline_decoder`` for
-    ``"auto"``) and ``batch_size`` the frames it decodes per call (default
-    ``decode_batch_size``).
+    Args:
+        config: a ``MosaicConfig``, a preset's name (``"vivid"``), or ``None`` for the defaults.
+        progress: show a progress bar (tqdm) on stderr.
+        on_progress: called as ``on_progress(done, total)`` from this thread after each batch
+            of frames is assigned its tiles: frames done so far, and the frames to render
+            (``None`` if unknown).
+        decoder: the video backend (``adapters.VIDEO_BACKENDS``; see ``pipeline_decoder`` for
+            ``"auto"``), ``batch_size`` the frames it decodes per call (default
+            ``decode_batch_size``).
+        decode_device: where the video is decoded, ``"auto"``, ``"cpu"`` or ``"cuda"`` (NVDEC,
+            torchcodec), apart from ``config.device``, where the mosaic is computed.
+        fps: the output's frame rate. A folder of frames plays at it (default 25); a video is
+            resampled to it (each output frame shows the input frame nearest its time, as
+            FFmpeg's ``fps`` filter; same duration, audio untouched) or keeps its own rate.
+        encoder_preset: the encoder's speed preset, as ``VideoSink(preset=...)`` takes it (its
+            default when ``None``: libx264 ``superfast``, a quarter less CPU than ``veryfast``
+            at equal or better quality for larger files; ``ultrafast`` takes less still, see
+            bench/README.md); ``crf`` its quality (lower is better; ``VideoSink``'s default when
+            ``None``).
+        timing: fill the stats' ``stage_seconds`` (on CUDA it synchronises the device around
+            each stage, a little slower).
+
+    A damaged or cut-short input (a download that stopped) renders every frame up to where it
+    stops decoding: the output is finished properly, ``VideoStats.ended_early_at`` names that
+    frame and a ``RuntimeWarning`` says so in one line. An input that decodes no frame raises
+    ``adapters.SourceError``.
     """
-    config = config or MosaicConfig()
+    config = as_config(config)
     source, output = Path(source), Path(output)
     renderer = FrameRenderer(pool, config)
     timer = StageTimer(renderer.device, enabled=timing)
@@ -230,7 +258,8 @@ def render_video(
         frames_in = open_source(
             source,
             device=renderer.device,
-            backend=pipeline_decoder(decoder, renderer.device),
+            decode_device=decode_device,
+            backend=pipeline_decoder(decoder, renderer.device, decode_device),
             batch_size=batch_size or decode_batch_size(renderer.device),
             fps=fps,
             layout="NHWC",
@@ -238,35 +267,53 @@ def render_video(
         )
     with frames_in:
         info = frames_in.info
+        out_fps = info.fps if fps is None else as_fraction(fps)
+        wanted = resampled_indices(info.num_frames or 0, info.fps, out_fps)
         rows, cols = renderer.grid_shape(info.height, info.width)
         reuse = renderer.reuse_for(info.height, info.width)  # fails early if the pool is too small
+        warn_if_repetitive(config, reuse, rows * cols, renderer.pool_size)
         tile = renderer.tiles.shape[-1]
         out_w, out_h = info.width * tile // config.cell, info.height * tile // config.cell
         audio = source if info.has_audio else None
         bar = tqdm(
-            total=info.num_frames, unit="frame", disable=not progress, smoothing=0.1, desc="mosaic"
+            total=len(wanted), unit="frame", disable=not progress, smoothing=0.1, desc="mosaic"
         )
+        done = 0
+
+        def advance(frames: int) -> None:
+            nonlocal done
+            done += frames
+            bar.update(frames)
+            if on_progress is not None:
+                on_progress(done, len(wanted) or None)
+
+        stopped: list[DecodeError] = []
         with bar, contextlib.ExitStack() as closing:
             with timer.stage("open"):
                 size = {"width": out_w, "height": out_h}
                 quality = {} if crf is None else {"crf": crf}
                 sink = closing.enter_context(
                     VideoSink(
-                        output, **size, fps=info.fps, audio_from=audio, preset=preset, **quality
+                        output,
+                        **size,
+                        fps=out_fps,
+                        audio_from=audio,
+                        preset=encoder_preset,
+                        **quality,
                     )
                 )
-            summary = render_frames(
-                frames_in, renderer, sink.write, timer=timer, on_batch=bar.update
-            )
+            frames = decodable_batches(frames_in, wanted, stopped)
+            summary = render_frames(frames, renderer, sink.write, timer=timer, on_batch=advance)
             with timer.stage("flush"):  # the encoder's last frames and the file's index
                 closing.close()
         encoder = sink.encoder
     seconds = time.perf_counter() - started
+    ended_at = _ended_early_at(source, info, stopped)
     return VideoStats(
         frames=summary.frames,
         input_size=(info.width, info.height),
         output_size=(out_w, out_h),
-        fps=info.fps,
+        fps=out_fps,
         seconds=seconds,
         render_fps=summary.frames / seconds if seconds > 0 else 0.0,
         decoder=frames_in.decoder,
@@ -279,9 +326,68 @@ def render_video(
         churn_p95=summary.churn_p95,
         fidelity=summary.fidelity,
         scene_cuts=summary.scene_cuts,
+        ended_early_at=ended_at,
         stage_seconds=dict(timer.seconds),
         stage_cpu_seconds=dict(timer.cpu_seconds),
     )
+
+
+def resampled_indices(num_frames: int, fps: Fraction, target: Fraction) -> Sequence[int]:
+    """The input frame each output frame shows when ``num_frames`` frames at ``fps`` play at
+    ``target`` frames per second instead, as FFmpeg's ``fps`` filter picks them.
+
+    Each input frame goes to the output slot nearest its time (halves round up); a slot shows
+    the last input frame it received, or repeats the slot before it when it received none. The
+    duration stays: ``round(num_frames * target / fps)`` slots. ``range(num_frames)`` when the
+    rates are equal.
+    """
+    if target == fps or num_frames == 0:
+        return range(num_frames)
+    ratio = target / fps
+    count = max(1, math.floor(num_frames * ratio + Fraction(1, 2)))
+    # The last input i of slot j or before: i * ratio < j + 1/2.
+    return [min(num_frames, math.ceil((j + Fraction(1, 2)) / ratio)) - 1 for j in range(count)]
+
+
+def decodable_batches(
+    source: FrameSource, indices: Sequence[int], stopped: list[DecodeError]
+) -> Iterator[torch.Tensor]:
+    """The frames at ``indices`` (ascending, repeats allowed), in batches, up to the first frame
+    that does not decode.
+
+    When decoding fails, the frames before the failing one that its batch lost are read again,
+    the ``DecodeError`` is appended to ``stopped`` and the iteration ends; it is raised instead
+    when no frame decoded at all.
+    """
+    position, end = 0, len(indices)
+    while position < end:
+        try:
+            for batch in source.iter_frames(indices[position:end], mode="stream"):
+                position += len(batch)
+                yield batch
+        except DecodeError as error:
+            stopped[:] = [error]
+            end = bisect.bisect_left(indices, error.frame, position, end)
+    if stopped and position == 0:
+        raise stopped[0]
+
+
+def _ended_early_at(source: Path, info: VideoInfo, stopped: list[DecodeError]) -> int | None:
+    """The input frame where a damaged or cut-short input stopped decoding, after a one-line
+    warning; ``None`` when the whole input decoded."""
+    if stopped:
+        frame, reason = stopped[0].frame, stopped[0].reason
+    elif (info.header_frames or 0) > (info.num_frames or 0):
+        frame, reason = info.num_frames or 0, "the file is cut short"
+    else:
+        return None
+    announced = info.header_frames or info.num_frames
+    warnings.warn(
+        f"{source} ended early, at frame {frame} of {announced} ({reason}): the mosaic stops there",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return frame
 
 
 def decode_batch_size(device: torch.device) -> int:
@@ -290,10 +396,10 @@ def decode_batch_size(device: torch.device) -> int:
     return 1 if device.type == "cpu" else 4
 
 
-def pipeline_decoder(decoder: str, device: torch.device) -> str:
+def pipeline_decoder(decoder: str, device: torch.device, decode_device: str = "auto") -> str:
     """The video backend that feeds a pipeline on ``device``: ``decoder`` itself, unless it is
-    ``"auto"``: then PyAV for a CPU pipeline when it is installed, else ``"auto"`` (torchcodec,
-    NVDEC where frames go to CUDA).
+    ``"auto"``: then PyAV for a CPU pipeline when it is installed (unless ``decode_device`` asks
+    for CUDA), else ``"auto"`` (torchcodec, NVDEC where frames go to CUDA or it is asked for).
 
     Why PyAV on a CPU (measured, bench/README.md): decoding every frame of a video costs the same
     per frame with either backend on one thread, but ``import torchcodec`` also imports
@@ -301,7 +407,8 @@ def pipeline_decoder(decoder: str, device: torch.device) -> str:
     """
     if decoder not in VIDEO_BACKENDS:
         raise ValueError(f"decoder must be one of {', '.join(VIDEO_BACKENDS)}, got {decoder!r}")
-    if decoder == "auto" and device.type == "cpu" and pyav_problem() is None:
+    cpu_decode = device.type == "cpu" and decode_device != "cuda"
+    if decoder == "auto" and cpu_decode and pyav_problem() is None:
         return "pyav"
     return decoder
 

@@ -15,6 +15,7 @@ their duration (see ``kernels/dispatch.py``).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -43,6 +44,19 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 def device(request: pytest.FixtureRequest) -> str:
     """Every available device: CPU always (interpreter), CUDA where present."""
     return request.param
+
+
+@pytest.fixture(scope="session")
+def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's stand-in for the user's cache folder (``XDG_CACHE_HOME``)."""
+    return tmp_path_factory.mktemp("cache-home")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache_home(cache_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tile caches written by tests (and the processes they start) go to ``cache_home``, never
+    to the user's own cache folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
 
 
 @pytest.fixture

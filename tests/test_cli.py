@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,10 +16,11 @@ from PIL import Image
 
 from adapters import SinkError, VideoSink, open_source, read_image
 from adapters.ffmpeg import executable, nvenc_works
+from mosaic.cache import folder_cache_dir
 from mosaic.cli import main
-from tests.adapters.media import make_clip, probe
+from tests.adapters.media import cut_short, make_clip, probe
 from tests.processes import child_env
-from tests.scenes import landscape
+from tests.scenes import landscape, photo_pool
 
 pytestmark = pytest.mark.usefixtures("reference_path")
 
@@ -185,23 +187,57 @@ def test_folder_of_videos_skips_finished_and_reports_failures(
     assert (outputs / "a.mp4").stat().st_mtime_ns == before  # finished outputs are skipped
 
 
-def test_encoder_preset_and_crf_reach_the_encoder(
-    tiles: Path, clip: Path, tmp_path: Path, monkeypatch
-):
-    opened = []
+@pytest.fixture
+def sinks_opened(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """The keyword arguments of every VideoSink that render_video opens."""
+    opened: list[dict] = []
 
     def sink(*args, **kwargs):
         opened.append(kwargs)
         return VideoSink(*args, **kwargs)
 
     monkeypatch.setattr("mosaic.video.VideoSink", sink)
-    output = tmp_path / "out.mp4"
-    # a preset of the encoder the sink picks: NVENC where it works, else libx264
+    return opened
+
+
+def encoder_options() -> tuple[list[str], tuple[str, int]]:
+    """--encoder-preset and --crf for the encoder the sink picks (NVENC where it works, else
+    libx264), and what the sink should receive."""
     preset = "p1" if nvenc_works(executable("ffmpeg", SinkError)) else "ultrafast"
-    options = ["--encoder-preset", preset, "--crf", "35"]
+    return ["--encoder-preset", preset, "--crf", "35"], (preset, 35)
+
+
+def test_encoder_preset_and_crf_reach_the_encoder(
+    tiles: Path, clip: Path, tmp_path: Path, sinks_opened: list[dict]
+):
+    output = tmp_path / "out.mp4"
+    options, expected = encoder_options()
     assert run(str(clip), "-o", str(output), "--tiles", str(tiles), *options) == 0
-    assert [(kwargs["preset"], kwargs["crf"]) for kwargs in opened] == [(preset, 35)]
+    assert [(kwargs["preset"], kwargs["crf"]) for kwargs in sinks_opened] == [expected]
     assert probe(output)["video"]["packets"] == 10
+
+
+def test_video_options_apply_to_a_folder_of_videos_and_the_demo(
+    tiles: Path, clip: Path, tmp_path: Path, sinks_opened: list[dict], monkeypatch
+):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (inputs / name).write_bytes(clip.read_bytes())
+    options, expected = encoder_options()
+    folder = [str(inputs), "-o", str(tmp_path / "out"), "--tiles", str(tiles), "--fps", "5"]
+    assert run(*folder, *options) == 0
+    assert [(kwargs["preset"], kwargs["crf"]) for kwargs in sinks_opened] == [expected] * 2
+    assert probe(tmp_path / "out" / "a.mp4")["video"]["packets"] == 5  # resampled to 5 fps
+
+    sinks_opened.clear()
+    monkeypatch.chdir(tmp_path)  # the demo writes into ./mosaic-demo
+    monkeypatch.setattr("mosaic.demo.DEMO_SIZE", (64, 48))  # a short, small demo
+    monkeypatch.setattr("mosaic.demo.DEMO_SECONDS", 0.2)
+    monkeypatch.setattr("mosaic.demo.demo_pool", lambda: photo_pool(100, tile_size=32))
+    assert main(["--demo", "--quiet", "--device", "cpu", *options]) == 0
+    assert [(kwargs["preset"], kwargs["crf"]) for kwargs in sinks_opened] == [expected]
+    assert probe(tmp_path / "mosaic-demo" / "demo-mosaic.mp4")["video"]["packets"] == 5
 
 
 @pytest.mark.parametrize(
@@ -219,19 +255,20 @@ def test_bad_encoder_options_are_one_line(
 
 
 @pytest.mark.parametrize("decoder", ["torchcodec", "pyav"])
-def test_decoder_option_picks_the_decoder(
+def test_decoder_options_pick_the_decoder(
     tiles: Path, clip: Path, tmp_path: Path, monkeypatch, decoder
 ):
     opened = []
 
     def source(*args, **kwargs):
-        opened.append(open_source(*args, **kwargs))
-        return opened[-1]
+        opened.append((open_source(*args, **kwargs), kwargs["decode_device"]))
+        return opened[-1][0]
 
     monkeypatch.setattr("mosaic.video.open_source", source)
     output = tmp_path / "out.mp4"
-    assert run(str(clip), "-o", str(output), "--tiles", str(tiles), "--decoder", decoder) == 0
-    assert [opened_source.decoder for opened_source in opened] == [f"{decoder} (cpu)"]
+    options = ["--decoder", decoder, "--decode-device", "cpu"]
+    assert run(str(clip), "-o", str(output), "--tiles", str(tiles), *options) == 0
+    assert [(src.decoder, device) for src, device in opened] == [(f"{decoder} (cpu)", "cpu")]
     assert probe(output)["video"]["packets"] == 10
 
 
@@ -243,25 +280,55 @@ def test_decoder_option_picks_the_decoder(
         ("--timing",),
         ("--fps", "5"),
         ("--decoder", "pyav"),
+        ("--decode-device", "cpu"),
+        ("--strict",),
     ],
 )
-def test_video_options_are_a_usage_error_for_an_image_or_a_folder(
+def test_video_options_are_a_usage_error_for_an_image(
     tiles: Path, picture: Path, tmp_path: Path, capsys, option
 ):
-    for source, output in ((picture, tmp_path / "o.png"), (tmp_path, tmp_path / "out")):
-        with pytest.raises(SystemExit) as exit_:
-            run(str(source), "-o", str(output), "--tiles", str(tiles), *option)
-        assert exit_.value.code == 2
-        last = capsys.readouterr().err.strip().splitlines()[-1]
-        assert last.startswith(f"mosaic: error: {option[0]}: only for a video"), last
-        assert not output.exists()
+    output = tmp_path / "o.png"
+    with pytest.raises(SystemExit) as exit_:
+        run(str(picture), "-o", str(output), "--tiles", str(tiles), *option)
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"mosaic: error: {option[0]}: only for a video output, not for an image"
+    assert not output.exists()
 
 
-def test_timing_prints_the_stage_table(
+def test_nvdec_with_pyav_is_a_usage_error(tiles: Path, clip: Path, tmp_path: Path, capsys):
+    options = ["--decoder", "pyav", "--decode-device", "cuda"]
+    with pytest.raises(SystemExit) as exit_:
+        run(str(clip), "-o", str(tmp_path / "o.mp4"), "--tiles", str(tiles), *options)
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        last
+        == "mosaic: error: --decode-device cuda: PyAV decodes on the CPU; NVDEC is torchcodec's"
+    )
+
+
+def test_timing_is_for_one_video(tiles: Path, tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run(str(tmp_path), "-o", str(tmp_path / "out"), "--tiles", str(tiles), "--timing")
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == "mosaic: error: --timing: only for a video output, not for a folder of videos"
+
+
+def test_timing_prints_the_split_and_the_stage_table(
     tiles: Path, clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
     assert run(str(clip), "-o", str(tmp_path / "out.mp4"), "--tiles", str(tiles), "--timing") == 0
-    lines = capsys.readouterr().err.strip().splitlines()  # --quiet: the table alone
+    lines = capsys.readouterr().err.strip().splitlines()  # --quiet: the timing alone
+    split = re.fullmatch(
+        r"start-up ([\d.]+) s, tile pool ([\d.]+) s, video ([\d.]+) s "
+        r"\(encoder tail ([\d.]+) s\)",
+        lines[0],
+    )
+    assert split is not None, lines[0]
+    assert float(split[4]) <= float(split[3])
+    lines = lines[1:]
     assert lines[0].split() == ["ms", "per", "frame", "wall", "cpu"]
     stages = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in lines[1:]}
     assert list(stages)[:2] == ["open", "decode"]  # pipeline order
@@ -276,15 +343,47 @@ def test_timing_prints_the_stage_table(
         (lambda d: _write(d / "notes.mp4", b"just some text"), "notes.mp4"),
         (lambda d: _truncated_clip(d), "truncated.mp4"),
     ],
-    ids=["missing", "not-a-video", "truncated"],
+    ids=["missing", "not-a-video", "no-frame-decodes"],
 )
 def test_bad_input_is_one_line_and_nonzero(
     tiles: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], make_input, expected
 ):
     source = make_input(tmp_path)
     assert run(str(source), "-o", str(tmp_path / "out.mp4"), "--tiles", str(tiles)) != 0
-    assert expected in one_error_line(capsys)
+    line = one_error_line(capsys)
+    assert line.count(expected) == 1, line  # named once
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_cut_short_video_is_rendered_up_to_where_it_ends(
+    tiles: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    whole = make_clip(tmp_path / "download.mp4", size="96x64", rate="10", seconds=3)
+    cut = cut_short(whole, keep=0.6)  # a stopped download: the index announces 30 frames
+    output = tmp_path / "out.mp4"
+    assert run(str(cut), "-o", str(output), "--tiles", str(tiles)) == 0
+    (line,) = capsys.readouterr().err.strip().splitlines()  # --quiet: the warning alone
+    ended = re.fullmatch(
+        rf"mosaic: warning: {re.escape(str(cut))} ended early, at frame (\d+) of 30 \(.+\): "
+        "the mosaic stops there",
+        line,
+    )
+    assert ended is not None, line
+    found = probe(output)
+    assert found["video"]["packets"] == int(ended[1]) and found["audio"] is not None
+
+    assert run(str(cut), "-o", str(output), "--tiles", str(tiles), "--strict") == 1
+    assert capsys.readouterr().err.strip() == line  # the same line; the output is still there
+    assert probe(output)["video"]["packets"] == int(ended[1])
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    cut.rename(folder / cut.name)
+    common = [str(folder), "-o", str(tmp_path / "mosaics"), "--tiles", str(tiles)]
+    assert run(*common, "--strict") == 1  # in a folder of videos too
+    assert (tmp_path / "mosaics" / "download-cut.mp4").exists()
+    assert main([*common, "--device", "cpu", "--cell", "8", "--no-cache"]) == 0  # done: skipped
+    assert "0 rendered, 1 already done, 0 failed" in capsys.readouterr().err
 
 
 def test_missing_and_empty_tile_folders(picture: Path, tmp_path: Path, capsys):
@@ -352,11 +451,108 @@ def test_debug_shows_the_traceback(tiles: Path, tmp_path: Path):
         )
 
 
-def test_bad_option_values_are_one_line(tiles: Path, picture: Path, tmp_path: Path, capsys):
-    assert (
-        run(str(picture), "-o", str(tmp_path / "o.png"), "--tiles", str(tiles), "--color", "2") != 0
+def test_bad_option_values_are_one_line_in_the_options_terms(
+    tiles: Path, picture: Path, tmp_path: Path, capsys
+):
+    common = [str(picture), "-o", str(tmp_path / "o.png"), "--tiles", str(tiles)]
+    assert run(*common, "--color", "2") != 0
+    assert one_error_line(capsys) == "mosaic: error: --color must be between 0 and 1, got 2.0"
+    assert run(*common, "--cell", "7") != 0
+    assert one_error_line(capsys) == (
+        "mosaic: error: --cell 7 is not a multiple of --grid 2: "
+        "--grid 1 (mean colour only) allows it"
     )
-    assert "color" in one_error_line(capsys)
+    assert run(*common, "--cell", "7", "--grid", "1") == 0
+
+
+def test_help_and_usage_errors_answer_before_torch_loads(tiles: Path, tmp_path: Path):
+    """Torch takes seconds to import: nothing that only checks the arguments waits for it."""
+    script = (
+        "import sys\n"
+        "from mosaic.cli import main\n"
+        "for argv in (['--help'], ['in.mp4'], ['in.mp4', '-o', 'o.mp4', '--tiles', 't', "
+        "'--cell', '7'], ['--decoder', 'vlc']):\n"
+        "    try:\n"
+        "        code = main(argv)\n"
+        "    except SystemExit as exit_:\n"
+        "        code = exit_.code\n"
+        "    assert code in (0, 1, 2) and 'torch' not in sys.modules, (argv, code)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script],
+        env=child_env(),
+        check=True,
+        timeout=120,
+        capture_output=True,
+        cwd=tmp_path,
+    )
+
+
+def test_the_program_exits_with_main_s_status_and_nothing_more(
+    tiles: Path, picture: Path, tmp_path: Path
+):
+    """``mosaic`` ends without the interpreter's teardown (``exit_now``): the status, the output
+    and the messages are main()'s alone, with Triton loaded too (the interpreter runs kernels)."""
+    options = ["-o", str(tmp_path / "o.png"), "--tiles", str(tiles), "--device", "cpu"]
+    options += ["--cell", "8", "--no-cache", "--quiet"]
+    for source, status, messages in ((picture, 0, 0), (tmp_path / "missing.png", 1, 1)):
+        done = subprocess.run(
+            [sys.executable, "-m", "mosaic.cli", str(source), *options],
+            env=child_env(TRITON_INTERPRET="1"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == status and done.stdout == ""
+        assert len(done.stderr.splitlines()) == messages, done.stderr
+    assert read_image(tmp_path / "o.png").shape == (3, 64, 96)
+
+
+def test_the_image_summary_and_the_repetition_warning(
+    picture: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    few = tmp_path / "few"
+    few.mkdir()
+    for index, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
+        Image.new("RGB", (8, 8), colour).save(few / f"{index}.png")
+    output = tmp_path / "o.png"
+    # 64 x 96 at cell 4: 16 x 24 = 384 cells for 3 tiles
+    assert main([str(picture), "-o", str(output), "--tiles", str(few), "--cell", "4"]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == "3 tiles from 3 files in " + str(few)
+    assert lines[1] == (
+        "mosaic: warning: 3 tiles for 384 cells: each tile may fill up to 128 cells of a "
+        "frame; add photos, or augment the pool (--augment), for a less repetitive mosaic"
+    )
+    assert re.fullmatch(
+        r"96x64 -> 96x64 in [\d.]+ s \(cpu\); 16x24 cells, \w+ assignment, reuse 128, "
+        r"3 of 3 tiles used; fidelity [\d.]+",
+        lines[2],
+    ), lines[2]
+    assert lines[3:] == [f"wrote {output}"]
+
+
+def test_the_cache_goes_where_asked_and_is_cleared(
+    tiles: Path, picture: Path, tmp_path: Path, cache_home: Path, capsys
+):
+    before = sorted(tiles.iterdir())
+    common = [str(picture), "-o", str(tmp_path / "o.png"), "--tiles", str(tiles), "--quiet"]
+    assert main([*common, "--device", "cpu", "--cell", "8"]) == 0
+    assert folder_cache_dir(tiles).parent == cache_home / "triton-mosaic"
+    assert (folder_cache_dir(tiles) / "manifest.json").exists()
+    elsewhere = tmp_path / "caches"
+    assert main([*common, "--device", "cpu", "--cell", "8", "--cache-dir", str(elsewhere)]) == 0
+    assert (folder_cache_dir(tiles, elsewhere) / "manifest.json").exists()
+    assert sorted(tiles.iterdir()) == before  # nothing written beside the photos
+
+    assert main(["--clear-cache", "--cache-dir", str(elsewhere)]) == 0  # no demo after it
+    assert not elsewhere.exists() and folder_cache_dir(tiles).exists()
+    assert re.fullmatch(
+        rf"removed 3 cache files \([\d.]+ MiB\) from {re.escape(str(elsewhere))}",
+        capsys.readouterr().err.strip(),
+    )
+    assert main(["--clear-cache", "--quiet"]) == 0
+    assert not (cache_home / "triton-mosaic").exists()
 
 
 def test_interrupted_video_leaves_nothing_behind(tiles: Path, tmp_path: Path):

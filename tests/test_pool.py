@@ -17,7 +17,7 @@ import mosaic.cache
 import mosaic.pool
 from adapters import SourceError
 from kernels import srgb_to_oklab
-from mosaic.cache import PoolCache
+from mosaic.cache import PoolCache, cache_root, clear_cache, folder_cache_dir
 from mosaic.pool import Augmentation, PoolError, TilePool
 
 pytestmark = pytest.mark.usefixtures("reference_path")
@@ -236,7 +236,8 @@ def test_cache_follows_changes(photos: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def _cache_files(folder: Path) -> list[str]:
-    return sorted(p.name for p in (folder / ".mosaic-cache").iterdir())
+    """The files of the tile folder ``folder``'s cache, in the default cache folder."""
+    return sorted(p.name for p in folder_cache_dir(folder).iterdir())
 
 
 def test_cache_files_hold_no_pickle_and_no_leftovers(photos: Path) -> None:
@@ -247,7 +248,7 @@ def test_cache_files_hold_no_pickle_and_no_leftovers(photos: Path) -> None:
     assert names[1:] == ["manifest.json", f"tiles-{T}px.npz"]  # and no temporary file
     assert names[0].startswith("descriptors-") and names[0].endswith(".npz")
     for name in names:
-        path = photos / ".mosaic-cache" / name
+        path = folder_cache_dir(photos) / name
         if name.endswith(".npz"):
             with np.load(path, allow_pickle=False) as npz:
                 assert all(npz[key].dtype != object for key in npz.files)
@@ -259,7 +260,7 @@ def test_corrupt_cache_is_ignored_and_rebuilt(
     photos: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = _load(photos)
-    cache = photos / ".mosaic-cache"
+    cache = folder_cache_dir(photos)
     tiles = cache / f"tiles-{T}px.npz"
     tiles.write_bytes(tiles.read_bytes()[:1000])  # truncated
     (cache / "manifest.json").write_text('{"format": 1, "files": [["a", 1]]}')
@@ -286,21 +287,62 @@ def test_failed_cache_write_warns_once_and_leaves_nothing(
     assert _cache_files(photos) == ["manifest.json"]  # json writes fine; no temporary left
 
 
-def test_unwritable_folder_uses_the_user_cache(
+def test_the_cache_lives_in_the_user_cache_folder_never_beside_the_photos(
+    photos: Path, tmp_path: Path, cache_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = sorted(photos.rglob("*"))
+    _load(photos).descriptors(2)
+    assert sorted(photos.rglob("*")) == before  # nothing written into the tile folder
+    assert folder_cache_dir(photos).parent == cache_home / "triton-mosaic" == cache_root()
+    assert (folder_cache_dir(photos) / "manifest.json").exists()
+
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")  # ignored, as XDG says
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_root() == tmp_path / "home" / ".cache" / "triton-mosaic"
+
+
+def test_no_cache_folder_without_something_to_cache(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PoolError):
+        _load(tmp_path / "empty", cache_dir=tmp_path / "caches")
+    assert not (tmp_path / "caches").exists()
+
+
+def test_a_failed_first_write_leaves_no_folder(
     photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(mosaic.cache.os, "access", lambda path, mode: False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    _load(photos)
-    assert list((tmp_path / "xdg" / "mosaic").glob("*/tiles-*px.npz"))
+    def disk_full(*args, **kwargs) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mosaic.cache.tempfile, "NamedTemporaryFile", disk_full)
+    with pytest.warns(RuntimeWarning, match="cannot write the tile cache"):
+        _load(photos, cache_dir=tmp_path / "caches")
+    assert not (tmp_path / "caches").exists()
 
 
-def test_no_cache_writes_nothing(photos: Path, tmp_path: Path) -> None:
+def test_no_cache_writes_nothing(photos: Path, tmp_path: Path, cache_home: Path) -> None:
     _load(photos, cache=False)
-    assert not (photos / ".mosaic-cache").exists()
+    assert not folder_cache_dir(photos).exists()
     _load(photos, cache_dir=tmp_path / "elsewhere")
-    assert not (photos / ".mosaic-cache").exists()
-    assert (tmp_path / "elsewhere" / "manifest.json").exists()
+    assert not folder_cache_dir(photos).exists()
+    assert (folder_cache_dir(photos, tmp_path / "elsewhere") / "manifest.json").exists()
+
+
+def test_clear_cache_deletes_the_caches_and_nothing_else(photos: Path, tmp_path: Path) -> None:
+    root = tmp_path / "caches"
+    _load(photos, cache_dir=root).descriptors(2)
+    other = photos / "nested"
+    _load(other, cache_dir=root)
+    (folder_cache_dir(other, root) / "notes.txt").write_text("not the cache's")
+    (folder_cache_dir(photos, root) / ".tiles-8px.npz.1234.tmp").write_bytes(b"interrupted")
+
+    files, size = clear_cache(root)
+
+    assert files == 3 + 1 + 2  # manifest, tiles, descriptors, a temporary; manifest and tiles
+    assert size > 0
+    assert not folder_cache_dir(photos, root).exists()
+    assert [p.name for p in root.rglob("*")] == [folder_cache_dir(other, root).name, "notes.txt"]
+    assert clear_cache(tmp_path / "never-made") == (0, 0)
 
 
 def test_hundred_thousand_tiles_load_from_cache(
@@ -311,7 +353,7 @@ def test_hundred_thousand_tiles_load_from_cache(
     files = [mosaic.pool._File(f"{i:06d}.jpg", "/nonexistent", 1000 + i, 7) for i in range(count)]
     contents = [f"{i:032x}" for i in range(count)]
     tiles = np.random.default_rng(0).integers(0, 256, (count, 3, tile_size, tile_size), np.uint8)
-    cache = PoolCache(tmp_path / "cache")
+    cache = PoolCache(folder_cache_dir(tmp_path, tmp_path / "cache"))
     cache.write_manifest(
         {f.relative: (f.size, f.mtime_ns, h) for f, h in zip(files, contents, strict=True)}
     )

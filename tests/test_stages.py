@@ -176,6 +176,11 @@ def test_render_video_passes_the_encoder_preset(tmp_path: Path, monkeypatch: pyt
     source = make_clip(tmp_path / "in.mp4", size="96x64", rate="10", seconds=1)
     config = MosaicConfig(cell=8, device="cpu")
     stats = render_video(
-        source, tmp_path / "out.mp4", photo_pool(200), config, progress=False, preset="ultrafast"
+        source,
+        tmp_path / "out.mp4",
+        photo_pool(200),
+        config,
+        progress=False,
+        encoder_preset="ultrafast",
     )
     assert presets == ["ultrafast"] and stats.frames == 10

@@ -1,18 +1,25 @@
-"""render_video: stats, and memory that stays flat however long the video."""
+"""render_video: stats, options, progress, frame-rate resampling, damaged inputs, and memory
+that stays flat however long the video."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
+from adapters import DecodeError, VideoSink, open_source
 from mosaic import MosaicConfig, render_video
-from mosaic.video import pipeline_decoder
-from tests.adapters.media import make_clip, probe
+from mosaic.video import decodable_batches, pipeline_decoder, resampled_indices
+from tests.adapters.media import cut_short, ffmpeg, frame_numbers, make_clip, make_grey_ramp, probe
 from tests.processes import child_env
 from tests.scenes import photo_pool
 
@@ -54,6 +61,153 @@ def test_pipeline_decoder():
     assert pipeline_decoder("auto", cpu) == "pyav"  # no torch._dynamo import (110 MiB, 1 s)
     assert pipeline_decoder("auto", cuda) == "auto"  # torchcodec, NVDEC where there is one
     assert pipeline_decoder("torchcodec", cpu) == "torchcodec"
+    assert pipeline_decoder("auto", cpu, decode_device="cuda") == "auto"  # NVDEC is torchcodec's
+    assert pipeline_decoder("auto", cpu, decode_device="cpu") == "pyav"
+
+
+CPU = MosaicConfig(cell=8, device="cpu")
+
+
+def test_options_reach_the_decoder_and_the_encoder(tmp_path: Path, monkeypatch):
+    """A look by name, the decode device and the encoder's preset, each where it belongs."""
+    opened: dict[str, dict] = {}
+
+    def spy(name, real):
+        def call(*args, **kwargs):
+            opened[name] = kwargs
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(f"mosaic.video.{name}", call)
+
+    spy("open_source", open_source)
+    spy("VideoSink", VideoSink)
+    source = make_clip(tmp_path / "in.mp4", size="32x32", rate="10", seconds=0.5, audio=None)
+    stats = render_video(
+        source,
+        tmp_path / "out.mp4",
+        photo_pool(50),
+        "photo",
+        progress=False,
+        decode_device="cpu",
+        encoder_preset="ultrafast",
+        crf=30,
+    )
+    assert stats.reuse == 1  # the "photo" look: each tile at most once
+    assert opened["open_source"]["decode_device"] == "cpu"
+    assert (opened["VideoSink"]["preset"], opened["VideoSink"]["crf"]) == ("ultrafast", 30)
+
+
+def test_progress_reports_every_frame(tmp_path: Path):
+    source = make_clip(tmp_path / "in.mp4", size="32x32", rate="10", seconds=1, audio=None)
+    calls: list[tuple[int, int | None]] = []
+    render_video(
+        source,
+        tmp_path / "out.mp4",
+        photo_pool(50),
+        CPU,
+        progress=False,
+        on_progress=lambda done, total: calls.append((done, total)),
+    )
+    assert calls == [(done, 10) for done in range(1, 11)]  # a CPU pipeline: one frame a batch
+
+
+@given(
+    frames=st.integers(0, 400),
+    fps=st.fractions(Fraction(1), Fraction(120), max_denominator=1001),
+    target=st.fractions(Fraction(1, 2), Fraction(120), max_denominator=1001),
+)
+def test_resampled_indices_keep_the_duration_and_the_order(frames, fps, target):
+    indices = list(resampled_indices(frames, fps, target))
+    if frames == 0 or fps == target:
+        assert indices == list(range(frames))
+        return
+    duration = Fraction(frames) / fps  # kept within half an output frame (one frame at least)
+    assert len(indices) == 1 or abs(len(indices) / target - duration) <= 1 / (2 * target)
+    assert indices == sorted(indices) and indices[0] >= 0 and indices[-1] < frames
+    # Output frame j shows the last input frame whose time is nearer to j's than to j + 1's.
+    for slot, index in enumerate(indices):
+        assert index / fps < (slot + Fraction(1, 2)) / target
+        assert index == frames - 1 or (index + 1) / fps >= (slot + Fraction(1, 2)) / target
+
+
+@pytest.mark.parametrize(
+    ("rate", "target"),
+    [("25", "10"), ("25", "30"), ("25", "7"), ("25", "24000/1001"), ("30000/1001", "12.5")],
+)
+def test_resampling_picks_the_frames_ffmpeg_picks(tmp_path: Path, rate: str, target: str):
+    """The oracle: FFmpeg's fps filter on a clip whose frames carry their index."""
+    frames = 25
+    levels = (10 * np.arange(frames)).astype(np.uint8)[:, None, None, None]
+    ramp = tmp_path / "ramp.mkv"
+    lossless = ("-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p")
+    ffmpeg(
+        *("-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", "16x16", "-framerate", rate),
+        *("-i", "pipe:0", *lossless, str(ramp)),
+        stdin=np.broadcast_to(levels, (frames, 16, 16, 3)).tobytes(),
+    )
+    resampled = tmp_path / "resampled.mkv"
+    ffmpeg("-i", str(ramp), "-vf", f"fps={target}", *lossless, str(resampled))
+    with open_source(resampled, device="cpu", backend="pyav") as source:
+        expected = frame_numbers(source.get_range(), 10)
+    assert list(resampled_indices(frames, Fraction(rate), Fraction(target))) == expected
+
+
+def test_fps_resamples_a_video_and_keeps_its_audio(tmp_path: Path):
+    source = make_clip(tmp_path / "in.mp4", size="32x32", rate="10", seconds=2)
+    output = tmp_path / "out.mp4"
+    stats = render_video(source, output, photo_pool(50), CPU, progress=False, fps=4)
+    found = probe(output)
+    assert stats.frames == found["video"]["packets"] == 8 and stats.fps == 4
+    assert found["video"]["fps"] == 4 and found["audio"] is not None
+
+
+class _FailingSource:
+    """Stands in for a FrameSource whose frames stop decoding at ``broken``: a batch that
+    reaches it is lost whole, as a real decoder call is."""
+
+    def __init__(self, frames: int, broken: int, batch_size: int) -> None:
+        self.frames, self.broken, self.batch_size = frames, broken, batch_size
+
+    def iter_frames(self, indices: Sequence[int], *, mode: str) -> Iterator[torch.Tensor]:
+        for first in range(0, len(indices), self.batch_size):
+            batch = list(indices[first : first + self.batch_size])
+            if max(batch) >= self.broken:
+                raise DecodeError("clip.mp4", max(min(batch), self.broken), "Invalid data")
+            yield torch.tensor(batch)
+
+
+@pytest.mark.parametrize("broken", [1, 5, 6, 9])
+def test_decodable_batches_keep_every_frame_before_the_damage(broken: int):
+    stopped: list[DecodeError] = []
+    indices = [0, 1, 2, 2, 3, 4, 5, 6, 7, 8, 9]  # resampled: frame 2 twice
+    batches = decodable_batches(_FailingSource(10, broken, batch_size=4), indices, stopped)
+    delivered = torch.cat(list(batches)).tolist()
+    assert delivered == [index for index in indices if index < broken]
+    assert [error.frame for error in stopped] == [broken]
+
+
+def test_decodable_batches_raise_when_nothing_decodes():
+    with pytest.raises(DecodeError, match="failed at frame 0"):
+        list(decodable_batches(_FailingSource(10, 0, batch_size=4), range(10), []))
+
+
+@pytest.mark.parametrize("damage", ["index beyond the data", "frame that does not decode"])
+def test_a_cut_short_video_renders_up_to_where_it_stops(tmp_path: Path, damage: str):
+    if damage == "index beyond the data":  # every frame still held decodes
+        whole = make_clip(tmp_path / "clip.mp4", size="32x32", rate="10", seconds=3)
+        cut, reason = cut_short(whole, keep=0.6), "the file is cut short"
+    else:  # the last frame held is incomplete
+        whole = make_grey_ramp(tmp_path / "clip.mp4", frames=60, level_step=4, gop=12)
+        cut, reason = cut_short(whole, keep=0.8), "(?!the file is cut short).+"  # the decoder's
+    output = tmp_path / "out.mp4"
+    with pytest.warns(RuntimeWarning, match=rf"ended early, at frame \d+ of \d+ \({reason}\)"):
+        stats = render_video(cut, output, photo_pool(50), CPU, progress=False)
+    assert (
+        stats.ended_early_at is not None
+        and 0 < stats.ended_early_at < probe(whole)["video"]["packets"]
+    )
+    assert stats.frames == probe(output)["video"]["packets"] == stats.ended_early_at
+    assert f"the input ended early, at frame {stats.ended_early_at}" in stats.summary()
 
 
 # Runs render_video on one clip in a fresh interpreter and prints its peak resident memory.

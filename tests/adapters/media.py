@@ -47,19 +47,26 @@ def make_grey_ramp(
     level_step: int = 10,
     gop: int | None = None,
 ) -> Path:
-    """A lossless 25 fps clip whose frame ``i`` is a solid grey of level ``level_step * i``.
+    """A 25 fps clip whose frame ``i`` is a solid grey of level ``level_step * i``.
 
-    ``gop``: a key frame every ``gop`` frames, with B-frames, so that reads must really seek.
+    Lossless, unless ``gop``: a key frame every ``gop`` frames, with two B-frames between
+    references, so that
+    reads must really seek and frames come out of the decoder in another order than they go in.
+    B-frames need lossy coding (x264 drops them when lossless) and must be forced (it would use
+    none on frames this simple); at quantiser 10 a solid grey stays within a level.
     """
     width, height = size
     assert (frames - 1) * level_step <= 255, "the levels must fit in a byte"
     levels = (level_step * np.arange(frames)).astype(np.uint8)[:, None, None, None]
     pixels = np.broadcast_to(levels, (frames, height, width, 3)).tobytes()
-    structure = ("-g", str(gop), "-keyint_min", str(gop), "-bf", "2") if gop else ()
+    structure = ("-qp", "0")
+    if gop:
+        structure = ("-qp", "10", "-g", str(gop), "-keyint_min", str(gop), "-bf", "2")
+        structure += ("-x264-params", "b-adapt=0")
     ffmpeg(
         *("-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{width}x{height}"),
         *("-framerate", "25", "-i", "pipe:0"),
-        *("-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p", *structure, str(path)),
+        *("-c:v", "libx264", "-pix_fmt", "yuv444p", *structure, str(path)),
         stdin=pixels,
     )
     return path
@@ -93,3 +100,14 @@ def probe(path: Path) -> dict:
     video["packets"] = int(video["nb_read_packets"])
     video["fps"] = Fraction(video["r_frame_rate"])
     return {"video": video, "audio": streams.get("audio"), "format": data["format"]}
+
+
+def cut_short(path: Path, keep: float = 0.6) -> Path:
+    """What a download of the MP4 ``path`` that stopped leaves: the file made streamable (its
+    index first, as served for downloads) and cut after ``keep`` of its bytes."""
+    streamable = path.with_name(f"{path.stem}-streamable.mp4")
+    ffmpeg("-i", str(path), "-c", "copy", "-movflags", "+faststart", str(streamable))
+    data = streamable.read_bytes()
+    cut = path.with_name(f"{path.stem}-cut.mp4")
+    cut.write_bytes(data[: int(len(data) * keep)])
+    return cut

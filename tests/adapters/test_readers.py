@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import pickle
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import adapters.video_source
 from adapters import (
     INFO_CACHE,
     MODES,
+    DecodeError,
     FolderSource,
     FrameSource,
     PyAVSource,
@@ -27,7 +31,8 @@ from adapters import (
 )
 from adapters.pyav_source import pyav_problem
 from tests.adapters.conftest import RAMP_FRAMES, RAMP_STEP
-from tests.adapters.media import ffmpeg, frame_numbers, make_clip, make_grey_ramp
+from tests.adapters.media import cut_short, ffmpeg, frame_numbers, make_clip, make_grey_ramp
+from tests.processes import child_env
 
 needs_pyav = pytest.mark.skipif(pyav_problem() is not None, reason="PyAV is not installed")
 FOLDER_PATTERN = r"shot_(\d+)\.png"
@@ -318,4 +323,60 @@ def test_corrupt_and_non_video_files_are_clear_errors(backend: str, tmp_path: Pa
     for path, match in ((fake, "cannot decode .*fake.mp4 as a video"), (tone, "no video stream")):
         with pytest.raises(SourceError, match=match) as raised:
             open_source(path, device="cpu", backend=backend)
-        assert "\n" not in str(raised.value) and ".cpp" not in str(raised.value)
+        message = str(raised.value)
+        assert "\n" not in message and ".cpp" not in message
+        assert message.count(path.name) == 1  # the file is named once, not again by FFmpeg
+
+
+@pytest.mark.parametrize("backend", ["torchcodec", pytest.param("pyav", marks=needs_pyav)])
+def test_a_cut_short_video_decodes_up_to_where_it_stops(
+    backend: str, indexed_clips: dict[str, Path], tmp_path: Path
+) -> None:
+    clip = tmp_path / "indexed.mp4"
+    clip.write_bytes(indexed_clips["mp4"].read_bytes())
+    cut = cut_short(clip, keep=0.8)  # the index announces all 60 frames; 34 of them decode
+    with open_source(cut, device="cpu", backend=backend, batch_size=1) as source:
+        assert source.info.header_frames == RAMP_FRAMES
+        assert source.info.num_frames is not None and source.info.num_frames < RAMP_FRAMES
+        decoded: list[int] = []
+        with pytest.raises(DecodeError) as raised:
+            for batch in source:
+                decoded += numbers(batch)
+    assert decoded == list(range(raised.value.frame))  # every frame before the failing one
+    assert 0 < raised.value.frame < RAMP_FRAMES
+    assert f"failed at frame {raised.value.frame}" in str(raised.value)
+    copy = pickle.loads(pickle.dumps(raised.value))  # as a worker process hands it over
+    assert (copy.frame, copy.reason, str(copy)) == (
+        raised.value.frame,
+        raised.value.reason,
+        str(raised.value),
+    )
+    with open_source(clip, device="cpu", backend=backend) as whole:
+        assert whole.info.header_frames == whole.info.num_frames == RAMP_FRAMES
+
+
+@needs_pyav
+def test_pyav_reads_mpeg_ts(tmp_path: Path) -> None:
+    """MPEG-TS seeks by decoding time: a seek to the first key frame's presentation time would
+    land past it."""
+    clip = make_grey_ramp(tmp_path / "ramp.ts", frames=40, level_step=6, gop=12)
+    with PyAVSource(clip, device="cpu", batch_size=7) as source:
+        assert source.info.header_frames is None  # MPEG-TS has no frame count
+        assert frame_numbers(torch.cat(list(source)), 6) == list(range(40))
+        indices = [39, 0, 13, 12, 25, 1]
+        assert frame_numbers(source.get_frames(indices, mode="seek"), 6) == indices
+
+
+def test_importing_the_package_does_not_import_torch() -> None:
+    """The command line lists the backends in its help before torch loads."""
+    script = (
+        "import sys, adapters, adapters.backends, adapters.errors\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "assert adapters.VIDEO_BACKENDS == ('auto', 'torchcodec', 'pyav')\n"
+        "assert 'open_source' in dir(adapters) and 'torch' not in sys.modules\n"
+        "from adapters import open_source\n"
+        "assert 'torch' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", script], env=child_env(), check=True, timeout=120)
+    with pytest.raises(AttributeError, match="'adapters' has no attribute 'nothing'"):
+        adapters.nothing  # noqa: B018
