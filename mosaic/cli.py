@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adapters import VIDEO_BACKENDS
+from adapters import VIDEO_BACKENDS, check_output
 from mosaic.config import PRESETS, MosaicConfig
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o",
         "--output",
-        help="output file (.png/.jpg/.webp for an image, .mp4 or .mkv for a video)",
+        help="output file (.png/.jpg/.webp for an image, .mp4/.mkv/.mov/.webm for a video)",
     )
     parser.add_argument("--tiles", metavar="DIR", help="folder of photos to build the mosaic from")
     parser.add_argument(
@@ -211,6 +211,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     source, output = Path(args.input or args.frames), Path(args.output)
     kind = _input_kind(source, frames=args.frames is not None)
     _check_output(output, source, folder=kind == "folder")
+    if kind != "folder":  # a folder's outputs are named by render_folder
+        check_output(output, video=kind == "video")  # its container or image type, before any work
     if kind != "video":
         _refuse_video_options(parser, args, "for an image" if kind == "image" else "for a folder")
     _check_encoder_options(args)
@@ -305,16 +307,20 @@ def _refuse_video_options(
 
 def _check_encoder_options(args: argparse.Namespace) -> None:
     """Fail early, in one line, on a --crf or --encoder-preset the encoder would refuse."""
-    from adapters.sink import check_crf, check_preset, pick_encoder
+    from adapters.encoders import check_crf, check_preset
+    from adapters.sinks import video_encoder
 
+    if args.crf is None and args.encoder_preset is None:
+        return
+    encoder = video_encoder(args.output)  # the one the output's container gets
     try:
         if args.crf is not None:
-            check_crf(args.crf)
+            check_crf(args.crf, encoder)
     except ValueError as error:
         raise ValueError(f"--crf: {error}") from None
     try:
         if args.encoder_preset is not None:
-            check_preset(pick_encoder(), args.encoder_preset)
+            check_preset(encoder, args.encoder_preset)
     except ValueError as error:
         raise ValueError(f"--encoder-preset: {error}") from None
 

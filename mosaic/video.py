@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from adapters import VIDEO_BACKENDS, VideoSink, open_source
+from adapters import VIDEO_BACKENDS, check_output, open_sink, open_source
 from adapters.pyav_source import pyav_problem
 from mosaic.config import MosaicConfig
 from mosaic.engine import FrameAnalysis, FrameRenderer
@@ -221,6 +221,7 @@ def render_video(
     """
     config = config or MosaicConfig()
     source, output = Path(source), Path(output)
+    check_output(output, video=True)  # a name no sink writes fails here, before any work
     renderer = FrameRenderer(pool, config)
     timer = StageTimer(renderer.device, enabled=timing)
     started = time.perf_counter()
@@ -251,7 +252,7 @@ def render_video(
                 size = {"width": out_w, "height": out_h}
                 quality = {} if crf is None else {"crf": crf}
                 sink = closing.enter_context(
-                    VideoSink(
+                    open_sink(
                         output, **size, fps=info.fps, audio_from=audio, preset=preset, **quality
                     )
                 )
@@ -260,7 +261,7 @@ def render_video(
             )
             with timer.stage("flush"):  # the encoder's last frames and the file's index
                 closing.close()
-        encoder = sink.encoder
+        encoder = sink.encoding  # the encoder, its preset, quality and threads
     seconds = time.perf_counter() - started
     return VideoStats(
         frames=summary.frames,

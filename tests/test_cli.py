@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adapters import SinkError, VideoSink, open_source, read_image
-from adapters.ffmpeg import executable, nvenc_works
+from adapters import open_sink, open_source, read_image
+from adapters.sinks import video_encoder
 from mosaic.cli import main
 from tests.adapters.media import make_clip, probe
 from tests.processes import child_env
@@ -192,12 +192,12 @@ def test_encoder_preset_and_crf_reach_the_encoder(
 
     def sink(*args, **kwargs):
         opened.append(kwargs)
-        return VideoSink(*args, **kwargs)
+        return open_sink(*args, **kwargs)
 
-    monkeypatch.setattr("mosaic.video.VideoSink", sink)
+    monkeypatch.setattr("mosaic.video.open_sink", sink)
     output = tmp_path / "out.mp4"
     # a preset of the encoder the sink picks: NVENC where it works, else libx264
-    preset = "p1" if nvenc_works(executable("ffmpeg", SinkError)) else "ultrafast"
+    preset = "p1" if video_encoder(output).name == "h264_nvenc" else "ultrafast"
     options = ["--encoder-preset", preset, "--crf", "35"]
     assert run(str(clip), "-o", str(output), "--tiles", str(tiles), *options) == 0
     assert [(kwargs["preset"], kwargs["crf"]) for kwargs in opened] == [(preset, 35)]
@@ -405,3 +405,40 @@ def _truncated_clip(folder: Path) -> Path:
     whole = make_clip(folder / "whole.mp4", size="96x64", rate="10", audio=None)
     data = whole.read_bytes()
     return _write(folder / "truncated.mp4", data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "expected"),
+    [
+        ("video", "out.jpg", "not a video container the sinks write (.jpg)"),
+        ("video", "out.avi", "a video output needs .mp4, .m4v, .mov, .mkv, .webm"),
+        ("image", "out.mp4", "unknown image type"),
+    ],
+)
+def test_output_type_is_refused_before_any_work(
+    tiles: Path,
+    clip: Path,
+    picture: Path,
+    tmp_path: Path,
+    capsys,
+    monkeypatch,
+    kind,
+    name,
+    expected,
+):
+    def load_pool(*args, **kwargs):
+        pytest.fail("the tile pool was loaded before the output was checked")
+
+    monkeypatch.setattr("mosaic.pool.TilePool.from_dir", load_pool)
+    source = clip if kind == "video" else picture
+    assert run(str(source), "-o", str(tmp_path / name), "--tiles", str(tiles)) == 1
+    assert expected in one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_webm_output_is_vp9_with_opus(tiles: Path, clip: Path, tmp_path: Path):
+    output = tmp_path / "out.webm"
+    assert run(str(clip), "-o", str(output), "--tiles", str(tiles)) == 0
+    found = probe(output)
+    assert found["video"]["codec_name"] == "vp9" and found["audio"]["codec_name"] == "opus"
+    assert no_partial_files(tmp_path)

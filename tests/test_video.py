@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from adapters import SinkError
 from mosaic import MosaicConfig, render_video
 from mosaic.video import pipeline_decoder
 from tests.adapters.media import make_clip, probe
@@ -29,7 +30,7 @@ def test_stats_describe_the_run(tmp_path: Path):
     assert stats.input_size == stats.output_size == (96, 64)
     assert stats.fps == 10
     assert stats.grid == (8, 12)
-    assert stats.encoder == "libx264"
+    assert stats.encoder.startswith("libx264 superfast crf 20, ")  # the sink's encoding
     assert stats.decoder == "pyav (cpu)"  # a CPU pipeline's decoder (mosaic.video.pipeline_decoder)
     assert 0.0 <= stats.churn <= 1.0 and stats.fidelity > 0
     assert stats.method in ("exact", "windows", "nearest")
@@ -59,6 +60,7 @@ def test_pipeline_decoder():
 # Runs render_video on one clip in a fresh interpreter and prints its peak resident memory.
 _PEAK_RSS_SCRIPT = """
 import resource, sys
+from adapters import SinkError
 from mosaic import MosaicConfig, render_video
 from tests.scenes import photo_pool
 render_video(sys.argv[1], sys.argv[2], photo_pool(300), MosaicConfig(cell=8, device="cpu"),
@@ -87,3 +89,15 @@ def test_memory_stays_flat_however_long_the_video(tmp_path: Path):
     long_peak = peak_rss_kib(long, tmp_path / "60s-out.mp4")
     print(f"peak RSS: 10 s clip {short_peak / 1024:.0f} MiB, 60 s clip {long_peak / 1024:.0f} MiB")
     assert long_peak <= 1.10 * short_peak
+
+
+def test_an_output_no_sink_writes_is_refused_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    def decode(*args, **kwargs):
+        pytest.fail("the input was opened before the output was checked")
+
+    monkeypatch.setattr("mosaic.video.open_source", decode)
+    with pytest.raises(SinkError, match=r"not a video container the sinks write \(\.avi\)"):
+        render_video(tmp_path / "in.mp4", tmp_path / "out.avi", photo_pool(20), progress=False)
+    assert list(tmp_path.iterdir()) == []
