@@ -167,6 +167,7 @@ class PyAVSink(FrameSink):
             self._output.close()  # writes the index (and with faststart moves it to the front)
         except av.error.FFmpegError as error:
             raise self._failure(error) from None
+        self._output = None
 
     def _failure(self, error: Exception) -> SinkError:
         return SinkError(f"PyAV failed writing {self.path}: {_reason(error)}")
@@ -229,6 +230,9 @@ class _AudioTrack:
             packet = self._pending
             if packet.pts is None or packet.time_base is None:  # the empty packet at the end
                 self._pending = None
+                if not self._copy:  # it flushes the decoder
+                    for frame in packet.decode():
+                        self._encode(frame)
                 continue
             offset = self._offset(packet.time_base)
             if seconds is not None and (packet.pts - offset) * packet.time_base > seconds:
@@ -254,7 +258,7 @@ class _AudioTrack:
         self.mux_until(None)
         if not self._copy:
             self._encode(None)
-        self.close()
 
     def close(self) -> None:
+        """Close the input (idempotent)."""
         self._input.close()
