@@ -125,8 +125,8 @@ class FrameSink(ABC):
         check_crf(crf, chosen)
         options = encoder_options(chosen, preset, crf, encoder_threads())
         self.encoder = chosen.name
-        threads = f", {options['threads']} threads" if "threads" in options else ""
-        self.encoding = f"{chosen.name} {preset} crf {crf}{threads} ({self.label})"
+        threads = f"{options['threads']} threads, " if "threads" in options else ""
+        self.encoding = f"{chosen.name} {preset} crf {crf} ({threads}{self.label})"
         self._options = {**options, **COLOUR_TAGS}
         self.audio_from = None if audio_from is None else Path(audio_from)
         self.audio = None if self.audio_from is None else self._audio_mode(self.audio_from)

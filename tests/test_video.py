@@ -30,7 +30,7 @@ def test_stats_describe_the_run(tmp_path: Path):
     assert stats.input_size == stats.output_size == (96, 64)
     assert stats.fps == 10
     assert stats.grid == (8, 12)
-    assert stats.encoder.startswith("libx264 superfast crf 20, ")  # the sink's encoding
+    assert stats.encoder.startswith("libx264 superfast crf 20 (")  # the sink's encoding
     assert stats.decoder == "pyav (cpu)"  # a CPU pipeline's decoder (mosaic.video.pipeline_decoder)
     assert 0.0 <= stats.churn <= 1.0 and stats.fidelity > 0
     assert stats.method in ("exact", "windows", "nearest")

@@ -351,7 +351,7 @@ def test_auto_takes_the_first_encoder_that_works(
     assert sink.encoder == "libx264"
     working["h264_nvenc"] = True
     sink = open_sink(tmp_path / "out.mp4", width=64, height=48, fps=25, backend="pyav")
-    assert sink.encoder == "h264_nvenc" and sink.encoding.startswith("h264_nvenc p4 crf 20")
+    assert sink.encoder == "h264_nvenc" and sink.encoding == "h264_nvenc p4 crf 20 (PyAV)"
     with pytest.raises(SinkError, match=r"PyAV has no working encoder for \.webm"):
         open_sink(tmp_path / "out.webm", width=64, height=48, fps=25, backend="pyav")
     assert list(tmp_path.iterdir()) == []
