@@ -113,6 +113,18 @@ def test_containers_users_expect(
     assert sink.audio == ("copy" if codecs[1] == "aac" else "opus")
 
 
+def test_webm_with_av1(tmp_path: Path, backend: str) -> None:
+    """What ``"auto"`` takes for WebM where VP9 is missing (see the probe test below)."""
+    output = tmp_path / "out.webm"  # 64 rows at least: older SVT-AV1 refuses fewer
+    with open_sink(
+        output, width=64, height=64, fps=25, backend=backend, encoder="libsvtav1"
+    ) as sink:
+        sink.write(gradient_frames(5, height=64))
+    video = probe(output)["video"]
+    assert video["codec_name"] == "av1" and video["packets"] == 5
+    assert sink.encoding.startswith("libsvtav1 12 crf 30 (")
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("pixel_format", ["rgb", "yuv420p"])
 def test_frames_on_cuda(tmp_path: Path, backend: str, pixel_format: str) -> None:
