@@ -112,6 +112,8 @@ class VideoSink(FrameSink):
                 else:
                     self._process.stdin.write(frame)
         except (BrokenPipeError, ValueError):  # ffmpeg exited, or the sink was closed meanwhile
+            if not self._open:
+                raise RuntimeError("the VideoSink was closed") from None
             raise self._failure() from None
 
     def _failure(self) -> SinkError:

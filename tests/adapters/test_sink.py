@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -264,6 +265,30 @@ def test_exception_inside_the_block_leaves_nothing(tmp_path: Path, backend: str)
         raise RuntimeError("render failed")
     assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
     assert output.read_bytes() == b"an older render"
+
+
+def test_closing_while_another_thread_writes(tmp_path: Path, backend: str) -> None:
+    sink = open_sink(tmp_path / "out.mp4", width=64, height=48, fps=25, backend=backend)
+    writing, errors = threading.Event(), []
+
+    def write_until_closed() -> None:
+        try:
+            while True:
+                sink.write(gradient_frames(1))
+                writing.set()
+        except RuntimeError as error:
+            errors.append(error)
+
+    writer = threading.Thread(target=write_until_closed)
+    with pytest.raises(KeyError), sink:
+        writer.start()
+        assert writing.wait(30)
+        raise KeyError("the render failed")
+    writer.join(30)
+    assert not writer.is_alive()
+    [error] = errors  # the writer stopped with a plain error, however far it had got
+    assert "was closed" in str(error) or "needs an open sink" in str(error)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_no_frames_is_an_error(tmp_path: Path, backend: str) -> None:
