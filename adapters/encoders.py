@@ -148,17 +148,11 @@ def pick_encoder(
     )
 
 
-def check_crf(crf: int, encoder: Encoder | None = None) -> None:
-    """Raise ``ValueError`` (one line) for a quality ``crf`` the encoder does not take (with no
-    encoder: one that no encoder takes)."""
-    if encoder is None:
-        low = min(known.crf_range[0] for known in ENCODERS.values())
-        high = max(known.crf_range[1] for known in ENCODERS.values())
-    else:
-        low, high = encoder.crf_range
+def check_crf(encoder: Encoder, crf: int) -> None:
+    """Raise ``ValueError`` (one line) for a quality ``crf`` that ``encoder`` does not take."""
+    low, high = encoder.crf_range
     if not low <= crf <= high:
-        which = "" if encoder is None else f"{encoder.name} "
-        raise ValueError(f"the {which}crf must be from {low} (best) to {high}, got {crf}")
+        raise ValueError(f"the {encoder.name} crf must be from {low} (best) to {high}, got {crf}")
 
 
 def check_preset(encoder: Encoder, preset: str) -> None:

@@ -122,7 +122,7 @@ class FrameSink(ABC):
         preset = chosen.default_preset if preset is None else preset
         crf = chosen.default_crf if crf is None else crf
         check_preset(chosen, preset)
-        check_crf(crf, chosen)
+        check_crf(chosen, crf)
         options = encoder_options(chosen, preset, crf, encoder_threads())
         self.encoder = chosen.name
         threads = f"{options['threads']} threads, " if "threads" in options else ""

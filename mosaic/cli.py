@@ -315,7 +315,7 @@ def _check_encoder_options(args: argparse.Namespace) -> None:
     encoder = video_encoder(args.output)  # the one the output's container gets
     try:
         if args.crf is not None:
-            check_crf(args.crf, encoder)
+            check_crf(encoder, args.crf)
     except ValueError as error:
         raise ValueError(f"--crf: {error}") from None
     try:
