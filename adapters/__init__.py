@@ -1,8 +1,9 @@
 """Video and image I/O: frame readers (decoders), frame sinks (encoders), many-video datasets.
 
 Frames are uint8 RGB tensors, ``(3, H, W)`` for one image and ``(B, 3, H, W)`` (or
-``(B, H, W, 3)`` when asked) for a batch. This package knows nothing of mosaics; it never imports
-``mosaic`` or ``kernels``.
+``(B, H, W, 3)`` when asked) for a batch; a video sink also takes YUV 4:2:0 bytes
+(``adapters.yuv``). This package knows nothing of mosaics; it never imports ``mosaic`` or
+``kernels``.
 
 The names below load with their module on first use (``from adapters import open_source``
 imports ``adapters.sources`` then), so that a program needing only ``adapters.backends`` or
@@ -42,13 +43,20 @@ _EXPORTS = {
     "FileStamp": "adapters.metadata",
     "file_stamp": "adapters.metadata",
     "writable_folder": "adapters.paths",
+    "FrameSink": "adapters.frame_sink",
+    "PyAVSink": "adapters.pyav_sink",
     "PyAVSource": "adapters.pyav_source",
     "VideoSink": "adapters.sink",
+    "SINK_BACKENDS": "adapters.sinks",
+    "check_output": "adapters.sinks",
+    "open_sink": "adapters.sinks",
+    "sink_backend": "adapters.sinks",
     "VIDEO_SUFFIXES": "adapters.sources",
     "find_media": "adapters.sources",
     "open_source": "adapters.sources",
     "probe": "adapters.sources",
     "TorchCodecSource": "adapters.video_source",
+    "rgb_to_yuv420": "adapters.yuv",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,6 +1,6 @@
 """The FFmpeg command-line tools: finding them, asking ffprobe, probing encoders.
 
-FFmpeg is a requirement of the package (the sink pipes frames to ``ffmpeg``); ``ffprobe`` ships
+``VideoSink`` pipes frames to ``ffmpeg`` (``PyAVSink`` needs neither program); ``ffprobe`` ships
 with it. ffprobe answers "is there an audio stream" because it lists every stream of the file,
 whether or not a decoder for it is installed, which is exactly what ``ffmpeg -map`` can copy.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from adapters.errors import AdapterError
 
-__all__ = ["audio_codec", "executable", "ffmpeg_path", "last_line", "nvenc_works"]
+__all__ = ["audio_codec", "encoder_works", "executable", "ffmpeg_path", "last_line"]
 
 _PROBE_TIMEOUT_S = 30
 
@@ -63,8 +63,8 @@ def audio_codec(path: str | Path, error: type[AdapterError]) -> str | None:
 
 
 @functools.cache
-def nvenc_works(ffmpeg: str) -> bool:
-    """Whether ``h264_nvenc`` really encodes a frame with this ``ffmpeg`` (cached per process).
+def encoder_works(ffmpeg: str, encoder: str) -> bool:
+    """Whether this ``ffmpeg`` really encodes a frame with ``encoder`` (cached per process).
 
     ``ffmpeg -encoders`` lists NVENC wherever FFmpeg was built with it, including on GPUs that have
     no NVENC (H100, H200, A100), so only an encode tells.
@@ -72,7 +72,7 @@ def nvenc_works(ffmpeg: str) -> bool:
     command = [
         ffmpeg,
         *("-v", "error", "-nostdin", "-f", "lavfi", "-i", "color=black:size=256x256:rate=1"),
-        *("-frames:v", "1", "-c:v", "h264_nvenc", "-f", "null", "-"),
+        *("-frames:v", "1", "-c:v", encoder, "-f", "null", "-"),
     ]
     try:
         result = subprocess.run(command, capture_output=True, timeout=_PROBE_TIMEOUT_S)

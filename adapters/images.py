@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 from adapters.errors import SinkError, SourceError, first_line
 from adapters.paths import partial_path, remove_quietly
 
-__all__ = ["image_format", "is_image", "read_image", "write_image"]
+__all__ = ["image_format", "is_image", "output_image_format", "read_image", "write_image"]
 
 BACKGROUND_GREY = 128
 _SIXTEEN_BIT_GREY_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
@@ -106,6 +106,16 @@ def _rgb_pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
+def output_image_format(path: str | Path) -> str:
+    """The Pillow format an image output's extension asks for (``"PNG"``, ``"JPEG"``), or a
+    one-line ``SinkError`` when Pillow writes no image of that type (``.mp4``, ``.xyz``)."""
+    path = Path(path)
+    file_format = Image.registered_extensions().get(path.suffix.lower())
+    if file_format is None or file_format not in Image.SAVE:
+        raise SinkError(f"cannot write {path}: unknown image type, use .png, .jpg or .webp")
+    return file_format
+
+
 def write_image(path: str | Path, image: torch.Tensor) -> None:
     """Write a uint8 ``(3, H, W)`` RGB tensor (any device) as an image file, atomically.
 
@@ -121,9 +131,7 @@ def write_image(path: str | Path, image: torch.Tensor) -> None:
     path = Path(path)
     if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be a uint8 (3, H, W) tensor, got {image.dtype} {image.shape}")
-    file_format = Image.registered_extensions().get(path.suffix.lower())
-    if file_format is None or file_format not in Image.SAVE:
-        raise SinkError(f"cannot write {path}: unknown image type, use .png, .jpg or .webp")
+    file_format = output_image_format(path)
     pixels = image.detach().permute(1, 2, 0).contiguous().cpu().numpy()
     temporary = partial_path(path)
     try:

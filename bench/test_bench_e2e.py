@@ -13,7 +13,7 @@ workload is measured two ways, ``ROUNDS`` times:
 - ``pipeline``: ``render_frames`` over frames already decoded in memory, the mosaics discarded
   (no decode, no encode);
 - ``video``: ``render_video`` from an H.264 clip of the same frames written with the project's
-  ``VideoSink``, decode and encode included, in a fresh interpreter, so its peak RSS and the CPU
+  ``open_sink``, decode and encode included, in a fresh interpreter, so its peak RSS and the CPU
   time of its encoder (ffmpeg, a child process) are its own. Needs FFmpeg.
 
 ``extra_info`` records per round the frames/s, the CPU time per frame (the process's, and
@@ -50,7 +50,7 @@ import torch
 from conftest import device_name, synchronize
 from PIL import Image
 
-from adapters import VideoSink, read_image
+from adapters import open_sink, read_image
 from mosaic import MosaicConfig, TilePool
 from mosaic.demo import DEMO_SUBJECT, asset_photos
 from mosaic.engine import FrameRenderer
@@ -156,7 +156,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Workload], dic
             if shutil.which("ffmpeg"):
                 clip = root / f"{workload.name}.mp4"
                 size = {"width": workload.width, "height": workload.height}
-                with VideoSink(clip, **size, fps=FPS, crf=18) as sink:
+                with open_sink(clip, **size, fps=FPS, crf=18) as sink:
                     for frame in generated:
                         sink.write(frame.permute(2, 0, 1))
                         if len(frames) < workload.memory_frames:
@@ -354,7 +354,7 @@ def test_encoder_presets(benchmark, inputs, tmp_path: Path):
         for preset in PRESETS:
             path = tmp_path / f"{preset}.mp4"
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            with VideoSink(
+            with open_sink(
                 path, width=CPU.width, height=CPU.height, fps=FPS, preset=preset
             ) as sink:
                 sink.write(images)
@@ -422,7 +422,7 @@ def short_clip(path: Path) -> Path:
     440 Hz tone as AAC audio."""
     frames, width, height = SHORT_CLIP["frames"], SHORT_CLIP["width"], SHORT_CLIP["height"]
     silent = path.with_name(f"silent-{path.name}")
-    with VideoSink(silent, width=width, height=height, fps=FPS, crf=18) as sink:
+    with open_sink(silent, width=width, height=height, fps=FPS, crf=18) as sink:
         for frame in pan_frames(width, height, frames):
             sink.write(frame.permute(2, 0, 1))
     tone = f"sine=frequency=440:duration={frames / FPS}"

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o",
         "--output",
-        help="output file (.png/.jpg/.webp for an image, .mp4 or .mkv for a video)",
+        help="output file (.png/.jpg/.webp for an image, .mp4/.mkv/.mov/.webm for a video)",
     )
     parser.add_argument("--tiles", metavar="DIR", help="folder of photos to build the mosaic from")
     parser.add_argument(
@@ -316,6 +316,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if kind == "folder":
         _refuse_options(parser, args, ONE_VIDEO_OPTIONS, "for a folder of videos")
     _check_output(output, source, folder=kind == "folder")
+    if kind != "folder":  # a folder's outputs are named by render_folder
+        from adapters.sinks import check_output
+
+        check_output(output, video=kind == "video")  # its container or image type, before any work
     _check_encoder_options(args)
     if kind == "video":
         _probe_video(source, config, args)
@@ -439,16 +443,20 @@ def _refuse_options(
 
 def _check_encoder_options(args: argparse.Namespace) -> None:
     """Fail early, in one line, on a --crf or --encoder-preset the encoder would refuse."""
-    from adapters.sink import check_crf, check_preset, pick_encoder
+    from adapters.encoders import check_crf, check_preset
+    from adapters.sinks import video_encoder
 
+    if args.crf is None and args.encoder_preset is None:
+        return
+    encoder = video_encoder(args.output)  # the one the output's container gets
     try:
         if args.crf is not None:
-            check_crf(args.crf)
+            check_crf(encoder, args.crf)
     except ValueError as error:
         raise ValueError(f"--crf: {error}") from None
     try:
         if args.encoder_preset is not None:
-            check_preset(pick_encoder(), args.encoder_preset)
+            check_preset(encoder, args.encoder_preset)
     except ValueError as error:
         raise ValueError(f"--encoder-preset: {error}") from None
 

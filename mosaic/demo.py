@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from adapters import VideoSink, read_image, writable_folder
+from adapters import open_sink, read_image, writable_folder
 from mosaic.config import MosaicConfig, as_config
 from mosaic.imageops import resize
 from mosaic.pool import TilePool
@@ -57,7 +57,7 @@ def demo_clip(path: Path) -> None:
     height, width = photo.shape[-2:]
     out_w, out_h = DEMO_SIZE
     frames = int(DEMO_SECONDS * DEMO_FPS)
-    with VideoSink(path, width=out_w, height=out_h, fps=DEMO_FPS) as sink:
+    with open_sink(path, width=out_w, height=out_h, fps=DEMO_FPS) as sink:
         for index in range(frames):
             t = index / max(frames - 1, 1)
             zoom = 1.0 - 0.35 * t  # fraction of the photo's width in view

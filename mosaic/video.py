@@ -17,7 +17,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from adapters import VIDEO_BACKENDS, DecodeError, FrameSource, VideoInfo, VideoSink, open_source
+from adapters import (
+    VIDEO_BACKENDS,
+    DecodeError,
+    FrameSource,
+    VideoInfo,
+    check_output,
+    open_sink,
+    open_source,
+)
 from adapters.info import as_fraction
 from adapters.pyav_source import pyav_problem
 from mosaic.config import MosaicConfig, as_config
@@ -249,6 +257,7 @@ def render_video(
     """
     config = as_config(config)
     source, output = Path(source), Path(output)
+    check_output(output, video=True)  # a name no sink writes fails here, before any work
     renderer = FrameRenderer(pool, config)
     timer = StageTimer(renderer.device, enabled=timing)
     started = time.perf_counter()
@@ -291,22 +300,21 @@ def render_video(
         with bar, contextlib.ExitStack() as closing:
             with timer.stage("open"):
                 size = {"width": out_w, "height": out_h}
-                quality = {} if crf is None else {"crf": crf}
                 sink = closing.enter_context(
-                    VideoSink(
+                    open_sink(
                         output,
                         **size,
                         fps=out_fps,
                         audio_from=audio,
                         preset=encoder_preset,
-                        **quality,
+                        crf=crf,
                     )
                 )
             frames = decodable_batches(frames_in, wanted, stopped)
             summary = render_frames(frames, renderer, sink.write, timer=timer, on_batch=advance)
             with timer.stage("flush"):  # the encoder's last frames and the file's index
                 closing.close()
-        encoder = sink.encoder
+        encoder = sink.encoding  # the encoder, its preset, quality and threads
     seconds = time.perf_counter() - started
     ended_at = _ended_early_at(source, info, stopped)
     return VideoStats(

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adapters import SinkError, VideoSink, open_source, read_image
-from adapters.ffmpeg import executable, nvenc_works
+from adapters import open_sink, open_source, read_image
+from adapters.sinks import video_encoder
 from mosaic.cache import folder_cache_dir
 from mosaic.cli import main
 from tests.adapters.media import cut_short, make_clip, probe
@@ -189,21 +189,21 @@ def test_folder_of_videos_skips_finished_and_reports_failures(
 
 @pytest.fixture
 def sinks_opened(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
-    """The keyword arguments of every VideoSink that render_video opens."""
+    """The keyword arguments of every sink that render_video opens."""
     opened: list[dict] = []
 
     def sink(*args, **kwargs):
         opened.append(kwargs)
-        return VideoSink(*args, **kwargs)
+        return open_sink(*args, **kwargs)
 
-    monkeypatch.setattr("mosaic.video.VideoSink", sink)
+    monkeypatch.setattr("mosaic.video.open_sink", sink)
     return opened
 
 
 def encoder_options() -> tuple[list[str], tuple[str, int]]:
-    """--encoder-preset and --crf for the encoder the sink picks (NVENC where it works, else
+    """--encoder-preset and --crf for the encoder an .mp4 gets (NVENC where it works, else
     libx264), and what the sink should receive."""
-    preset = "p1" if nvenc_works(executable("ffmpeg", SinkError)) else "ultrafast"
+    preset = "p1" if video_encoder(Path("out.mp4")).name == "h264_nvenc" else "ultrafast"
     return ["--encoder-preset", preset, "--crf", "35"], (preset, 35)
 
 
@@ -601,3 +601,40 @@ def _truncated_clip(folder: Path) -> Path:
     whole = make_clip(folder / "whole.mp4", size="96x64", rate="10", audio=None)
     data = whole.read_bytes()
     return _write(folder / "truncated.mp4", data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "expected"),
+    [
+        ("video", "out.jpg", "not a video container the sinks write (.jpg)"),
+        ("video", "out.avi", "a video output needs .mp4, .m4v, .mov, .mkv, .webm"),
+        ("image", "out.mp4", "unknown image type"),
+    ],
+)
+def test_output_type_is_refused_before_any_work(
+    tiles: Path,
+    clip: Path,
+    picture: Path,
+    tmp_path: Path,
+    capsys,
+    monkeypatch,
+    kind,
+    name,
+    expected,
+):
+    def load_pool(*args, **kwargs):
+        pytest.fail("the tile pool was loaded before the output was checked")
+
+    monkeypatch.setattr("mosaic.pool.TilePool.from_dir", load_pool)
+    source = clip if kind == "video" else picture
+    assert run(str(source), "-o", str(tmp_path / name), "--tiles", str(tiles)) == 1
+    assert expected in one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_webm_output_is_vp9_with_opus(tiles: Path, clip: Path, tmp_path: Path):
+    output = tmp_path / "out.webm"
+    assert run(str(clip), "-o", str(output), "--tiles", str(tiles)) == 0
+    found = probe(output)
+    assert found["video"]["codec_name"] == "vp9" and found["audio"]["codec_name"] == "opus"
+    assert no_partial_files(tmp_path)

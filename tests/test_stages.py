@@ -166,13 +166,13 @@ def test_render_video_reports_stage_times_only_when_asked(tmp_path: Path):
 
 def test_render_video_passes_the_encoder_preset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     presets = []
-    original = video.VideoSink
+    original = video.open_sink
 
     def sink(*args, **kwargs):
         presets.append(kwargs["preset"])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(video, "VideoSink", sink)
+    monkeypatch.setattr(video, "open_sink", sink)
     source = make_clip(tmp_path / "in.mp4", size="96x64", rate="10", seconds=1)
     config = MosaicConfig(cell=8, device="cpu")
     stats = render_video(

@@ -16,7 +16,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters import DecodeError, VideoSink, open_source
+from adapters import DecodeError, SinkError, open_sink, open_source
 from mosaic import MosaicConfig, render_video
 from mosaic.video import decodable_batches, pipeline_decoder, resampled_indices
 from tests.adapters.media import cut_short, ffmpeg, frame_numbers, make_clip, make_grey_ramp, probe
@@ -36,7 +36,7 @@ def test_stats_describe_the_run(tmp_path: Path):
     assert stats.input_size == stats.output_size == (96, 64)
     assert stats.fps == 10
     assert stats.grid == (8, 12)
-    assert stats.encoder == "libx264"
+    assert stats.encoder.startswith("libx264 superfast crf 20 (")  # the sink's encoding
     assert stats.decoder == "pyav (cpu)"  # a CPU pipeline's decoder (mosaic.video.pipeline_decoder)
     assert 0.0 <= stats.churn <= 1.0 and stats.fidelity > 0
     assert stats.method in ("exact", "windows", "nearest")
@@ -80,7 +80,7 @@ def test_options_reach_the_decoder_and_the_encoder(tmp_path: Path, monkeypatch):
         monkeypatch.setattr(f"mosaic.video.{name}", call)
 
     spy("open_source", open_source)
-    spy("VideoSink", VideoSink)
+    spy("open_sink", open_sink)
     source = make_clip(tmp_path / "in.mp4", size="32x32", rate="10", seconds=0.5, audio=None)
     stats = render_video(
         source,
@@ -94,7 +94,7 @@ def test_options_reach_the_decoder_and_the_encoder(tmp_path: Path, monkeypatch):
     )
     assert stats.reuse == 1  # the "photo" look: each tile at most once
     assert opened["open_source"]["decode_device"] == "cpu"
-    assert (opened["VideoSink"]["preset"], opened["VideoSink"]["crf"]) == ("ultrafast", 30)
+    assert (opened["open_sink"]["preset"], opened["open_sink"]["crf"]) == ("ultrafast", 30)
 
 
 def test_progress_reports_every_frame(tmp_path: Path):
@@ -241,3 +241,15 @@ def test_memory_stays_flat_however_long_the_video(tmp_path: Path):
     long_peak = peak_rss_kib(long, tmp_path / "60s-out.mp4")
     print(f"peak RSS: 10 s clip {short_peak / 1024:.0f} MiB, 60 s clip {long_peak / 1024:.0f} MiB")
     assert long_peak <= 1.10 * short_peak
+
+
+def test_an_output_no_sink_writes_is_refused_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    def decode(*args, **kwargs):
+        pytest.fail("the input was opened before the output was checked")
+
+    monkeypatch.setattr("mosaic.video.open_source", decode)
+    with pytest.raises(SinkError, match=r"not a video container the sinks write \(\.avi\)"):
+        render_video(tmp_path / "in.mp4", tmp_path / "out.avi", photo_pool(20), progress=False)
+    assert list(tmp_path.iterdir()) == []
