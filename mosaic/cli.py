@@ -298,7 +298,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.demo or nothing_given:
         from mosaic.demo import run_demo
 
-        _check_encoder_options(args)
+        _check_encoder_options(args, Path("demo.mp4"))  # the demo writes an .mp4
         stats = run_demo(config, quiet=args.quiet, timing=args.timing, **video_options)
         return _report_video(stats, args)
     if args.input is not None and args.frames is not None:
@@ -320,7 +320,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from adapters.sinks import check_output
 
         check_output(output, video=kind == "video")  # its container or image type, before any work
-    _check_encoder_options(args)
+    # A folder's videos are written as .mp4 (mosaic.batch.output_path).
+    _check_encoder_options(args, output / "video.mp4" if kind == "folder" else output)
     if kind == "video":
         _probe_video(source, config, args)
 
@@ -441,14 +442,15 @@ def _refuse_options(
         parser.error(f"{', '.join(given)}: only for a video output, not {where}")
 
 
-def _check_encoder_options(args: argparse.Namespace) -> None:
-    """Fail early, in one line, on a --crf or --encoder-preset the encoder would refuse."""
+def _check_encoder_options(args: argparse.Namespace, video: Path) -> None:
+    """Fail early, in one line, on a --crf or --encoder-preset the encoder of the output file
+    ``video`` would refuse."""
     from adapters.encoders import check_crf, check_preset
     from adapters.sinks import video_encoder
 
     if args.crf is None and args.encoder_preset is None:
         return
-    encoder = video_encoder(args.output)  # the one the output's container gets
+    encoder = video_encoder(video)  # the one the output's container gets
     try:
         if args.crf is not None:
             check_crf(encoder, args.crf)
