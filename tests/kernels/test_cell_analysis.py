@@ -260,8 +260,15 @@ def test_reference_at_720p_matches_float64(reference_path):
 
 @needs_compiled_cuda
 @pytest.mark.cuda
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize(("cell", "grid"), [(16, 2), (12, 2), (36, 3)])
+@pytest.mark.parametrize(
+    ("cell", "grid", "layout"),
+    [
+        (16, 2, "channels_last"),  # the engine's default on a decoder's frame
+        (16, 2, "contiguous"),
+        (12, 2, "channels_last"),  # cells padded to 16 lanes
+        (36, 3, "channels_last"),  # the CPU workload's cell
+    ],
+)
 def test_cuda_1080p_frame(cell, grid, layout):
     rgb = with_grid_layout(random_pixels((1, 3, 1080, 1920), torch.uint8, seed=5), layout)
     check_analysis(rgb.cuda(), cell, grid, True, f"cuda 1080p {layout} {cell}/{grid}")
