@@ -11,11 +11,10 @@ The kernel shares ``grid_reduce``'s tiling (``kernels/grid.py``): a program cove
 cells of one cell row and walks their pixel rows. Each row is ``TILE_OW * CW_CHUNK`` lanes, a
 lane per pixel column (cells padded to a power of two), three channels loaded per lane (an HWC
 frame: bytes 3 apart, so a warp's load covers 96 contiguous bytes; CHW: vectors of up to 16
-bytes). A lane decodes its pixel through ``srgb_decode_table`` held in
-shared memory (``tl.gather``: a bank-conflicted but cheap read, where a gather from global
-memory costs one L1 pass per 128-byte line the warp touches, up to 8 for noise), converts it to
-Oklab in registers and adds it to per-lane sums; blocks and cells are summed from the lanes once
-per block row.
+bytes). A lane decodes its pixel through ``srgb_decode_table`` held in shared memory
+(``tl.gather``: a bank-conflicted but cheap read, where a gather from global memory costs one L1
+pass per 128-byte line the warp touches, up to 8 for noise), converts it to Oklab in registers
+and adds it to per-lane sums; blocks and cells are summed from the lanes once per block row.
 
 Statistics without cancellation: a lane keeps its column's first pixel ``K`` and the sums of
 ``x - K`` and ``(x - K)**2``; the column's mean and squared deviations follow with a relative

@@ -272,3 +272,21 @@ def test_reference_at_720p_matches_float64(reference_path):
 def test_cuda_1080p_frame(cell, grid, layout):
     rgb = with_grid_layout(random_pixels((1, 3, 1080, 1920), torch.uint8, seed=5), layout)
     check_analysis(rgb.cuda(), cell, grid, True, f"cuda 1080p {layout} {cell}/{grid}")
+
+
+@needs_compiled_cuda
+@pytest.mark.cuda
+def test_cuda_analysis_does_not_synchronise_with_the_host():
+    """The frame path's step: no ``.item()``, ``nonzero`` or data-dependent shape (torch raises
+    on any synchronising operation in this mode), once the first call has compiled the kernels
+    and moved the decode table."""
+    rgb = random_pixels((1, 1080, 1920, 3), torch.uint8, seed=7).cuda().permute(0, 3, 1, 2)
+    for statistics in (True, False):
+        analyse_cells(rgb, 16, 2, statistics=statistics)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for statistics in (True, False):
+            analyse_cells(rgb, 16, 2, statistics=statistics)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
