@@ -1,11 +1,11 @@
 """Microbenchmarks of ``grid_reduce`` and ``cell_features`` on uint8 frames.
 
 8 x 1080p on CUDA (never zeros: random codes): blocks 2 to 32, powers of two (one reshaped run
-of columns per tile row) and 3 and 12 (blocks padded to a power of two of lanes), on CHW planes
-and on HWC frames (a decoder's batch seen as CHW); beside the eager-torch references at block 4
-(for ``cell_features`` the unfused ``srgb_to_oklab`` then block sums). On a CPU only the
-references run, on one 720p frame, so the file finishes in seconds. Bytes are the floor: the
-pixels read once plus the float32 means written.
+of columns per tile row) and 3 and 12 (a run of columns, gathered into blocks), on CHW planes
+and on HWC frames (a decoder's batch seen as CHW, always gathered); beside the eager-torch
+references at block 4 (for ``cell_features`` the unfused ``srgb_to_oklab`` then block sums). On
+a CPU only the references run, on one 720p frame, so the file finishes in seconds. Bytes are the
+floor: the pixels read once plus the float32 means written.
 
 ``cell_features`` also converts every pixel to Oklab, so it may be bound by instruction issue or
 by the MUFU ops rather than by memory. Its ``extra_info`` states the roofline, the lowest of

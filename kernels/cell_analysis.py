@@ -34,6 +34,7 @@ from kernels._math import linear_srgb_to_lms_cbrt, lms_cbrt_to_oklab
 from kernels._triton import tl, triton
 from kernels.dispatch import use_triton
 from kernels.grid import (
+    LaunchPlan,
     cell_tiling,
     check_cell_counts,
     grid_reduce_reference,
@@ -55,10 +56,6 @@ __all__ = [
 
 MAX_STATISTICS_CELL = 1024
 """Largest cell side with statistics: a program holds a whole cell row in registers."""
-
-# Lanes per thread on a GPU: statistics keep 12 float32 sums per lane, block means 3.
-_STATISTICS_LANES_PER_THREAD = 4
-_MEANS_LANES_PER_THREAD = 8
 
 
 class CellAnalysis(NamedTuple):
@@ -425,23 +422,29 @@ def _cell_oklab_kernel(
 # --------------------------------------------------------------------------- launchers
 
 
-def _launch(
+def lanes_per_thread(statistics: bool) -> int:
+    """Lanes a GPU thread holds: statistics keep 12 float32 sums a lane, block means 3."""
+    return 4 if statistics else 8
+
+
+def cell_oklab_plan(
     rgb: torch.Tensor,
-    blocks: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
+    outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    decode_table: torch.Tensor,
     cell: tuple[int, int],
-    cells: tuple[int, int],
     grid: int,
+    step: int,
+    min_programs: int,
     *,
     statistics: bool,
-    pad: bool,
-) -> None:
-    """Launch ``_cell_oklab_kernel`` for ``cells = (OH, OW)`` cells of ``cell = (h, w)``."""
+) -> LaunchPlan:
+    """How ``_cell_oklab_kernel`` analyses ``rgb`` ``(N, 3, H, W)`` in cells of ``cell = (h, w)``
+    pixels, ``grid`` blocks a side, into ``outputs = (blocks, mean, std)`` (their shapes give the
+    cell counts; the frame is padded when they reach past it), with the tiling step and programs
+    of ``kernels.grid.launch_step``."""
+    blocks, mean, std = outputs
     n, _, height, width = rgb.shape
-    out_h, out_w = cells
-    lanes_per_thread = _STATISTICS_LANES_PER_THREAD if statistics else _MEANS_LANES_PER_THREAD
-    step, min_programs = launch_step(rgb, lanes_per_thread)
+    out_h, out_w = blocks.shape[-2] // grid, blocks.shape[-1] // grid
     cw_chunk = triton.next_power_of_2(cell[1])
     if not statistics:
         cw_chunk = min(cw_chunk, step)
@@ -449,31 +452,41 @@ def _launch(
     # One cell row per program: the tiling of a single row, as many programs per row as the
     # launch needs to fill the device.
     _, tile_ow = cell_tiling(cw_chunk, out_w, 1, step, -(-min_programs // num_rows))
-    _cell_oklab_kernel[tile_grid(num_rows, out_w, 1, tile_ow)](
-        rgb,
-        srgb_decode_table(rgb.device),
-        blocks,
-        mean,
-        std,
-        out_h,
-        out_w,
-        height,
-        width,
-        *rgb.stride(),
-        *blocks.stride()[:3],
-        *mean.stride()[:3],
-        CELL_H=cell[0],
-        CELL_W=cell[1],
-        GRID=grid,
-        STATISTICS=statistics,
-        PAD=pad,
-        TILE_OW=tile_ow,
-        CW_CHUNK=cw_chunk,
+    args = (
+        rgb, decode_table, blocks, mean, std, out_h, out_w, height, width,
+        *rgb.stride(), *blocks.stride()[:3], *mean.stride()[:3],
+    )  # fmt: skip
+    keywords = {
+        "CELL_H": cell[0],
+        "CELL_W": cell[1],
+        "GRID": grid,
+        "STATISTICS": statistics,
+        "PAD": out_h * cell[0] > height or out_w * cell[1] > width,
+        "TILE_OW": tile_ow,
+        "CW_CHUNK": cw_chunk,
         # Block means alone are bound by MUFU throughput: one cube root on the FMA pipe. With
         # statistics the kernel is bound by instruction issue, where that would cost more.
-        FMA_CUBE_ROOTS=0 if statistics else 1,
-        num_warps=max(2, warps_for(tile_ow * cw_chunk, lanes_per_thread)),
+        "FMA_CUBE_ROOTS": 0 if statistics else 1,
+        "num_warps": max(2, warps_for(tile_ow * cw_chunk, lanes_per_thread(statistics))),
+    }
+    return LaunchPlan(_cell_oklab_kernel, tile_grid(num_rows, out_w, 1, tile_ow), args, keywords)
+
+
+def _launch(
+    rgb: torch.Tensor,
+    outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    cell: tuple[int, int],
+    grid: int,
+    *,
+    statistics: bool,
+) -> None:
+    """Run ``cell_oklab_plan`` on ``rgb``'s device."""
+    step, min_programs = launch_step(rgb, lanes_per_thread(statistics))
+    decode_table = srgb_decode_table(rgb.device)
+    plan = cell_oklab_plan(
+        rgb, outputs, decode_table, cell, grid, step, min_programs, statistics=statistics
     )
+    plan.kernel[plan.grid](*plan.args, **plan.keywords)
 
 
 def oklab_block_means_triton(
@@ -487,9 +500,8 @@ def oklab_block_means_triton(
     blocks = empty_output((n, 3, *out_size), torch.float32, rgb.device)
     if blocks.numel() == 0:
         return blocks
-    pad = out_size[0] * block[0] > rgb.shape[-2] or out_size[1] * block[1] > rgb.shape[-1]
     unused = blocks[:, :1].permute(0, 2, 3, 1)  # no statistics: any float32 (N, OH, OW, 1)
-    _launch(rgb, blocks, unused, unused, block, out_size, 1, statistics=False, pad=pad)
+    _launch(rgb, (blocks, unused, unused), block, 1, statistics=False)
     return blocks
 
 
@@ -505,5 +517,5 @@ def _analyse_cells_triton(
     std = empty_output((n, rows, cols, 3), torch.float32, device)
     if n == 0:
         return CellAnalysis(blocks, mean, std)
-    _launch(rgb, blocks, mean, std, (cell, cell), (rows, cols), grid, statistics=True, pad=True)
+    _launch(rgb, (blocks, mean, std), (cell, cell), grid, statistics=True)
     return CellAnalysis(blocks, mean, std)

@@ -5,24 +5,28 @@ row of blocks (``bh`` pixel rows) of one image plane; a program covers ``TILE_R`
 ``TILE_OW`` consecutive blocks and walks their ``bh`` pixel rows, adding each to per-column sums
 in registers; only after the last row are the columns summed into blocks.
 
-How a pixel row is loaded depends on the block width:
+How a pixel row is loaded depends on the layout and the block width:
 
-- a power of two (up to the step): the ``TILE_OW * bw`` columns are one contiguous run, loaded as
-  a ``(TILE_R, TILE_OW * bw)`` block and reshaped into blocks at the end. When the row is
-  contiguous each thread loads 16 bytes at once and a warp 512: four whole cache lines.
-- otherwise: ``(TILE_R, TILE_OW, BW_CHUNK)``, each block's columns padded to a power of two
-  (masked) and, if wider than the step, taken in chunks. A warp's load still covers one
-  contiguous run of memory, in narrower pieces.
+- a contiguous row, power-of-two blocks (up to the step): the ``TILE_OW * bw`` columns are one
+  run, loaded as a ``(TILE_R, TILE_OW * bw)`` block and reshaped into blocks at the end. Each
+  thread loads 16 bytes at once, a warp 512: four whole cache lines.
+- a contiguous memory row otherwise, other block widths and HWC frames (channels interleaved,
+  channel stride 1, pixel stride C): ``_grid_reduce_span_kernel`` loads a run of the memory row
+  the same way, one tile row per program, and only after the last pixel row gathers each
+  block's columns (per channel) from the column sums, through shared memory (``tl.gather``).
+- any other strides (or blocks wider than the step): ``(TILE_R, TILE_OW, BW_CHUNK)``, each
+  block's columns padded to a power of two (masked) and, if wider than the step, chunked; a
+  warp's load still covers one contiguous run of elements, in narrower pieces.
 
-An HWC frame seen as ``(N, C, H, W)`` (channel stride 1) has its channels interleaved in one
-memory row: a program then takes every channel of its tile, one after another, so the later
-channels read lines the first brought into L1. Sums stay in registers, in int32 for uint8
-(exact) or float32, with one division per block at the end.
+Sums stay in registers, in int32 for uint8 (exact) or float32, with one division per block.
 """
 
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -109,9 +113,11 @@ def launch_step(tensor: torch.Tensor, lanes_per_thread: int) -> tuple[int, int]:
 
 
 def lanes_per_thread_for(x: torch.Tensor) -> int:
-    """Lanes a thread of ``grid_reduce`` holds: a 16-byte vector where rows are contiguous, else
-    4 (element loads: more lanes would only hold more addresses in registers)."""
-    return VECTOR_BYTES // x.element_size() if x.stride(-1) == 1 else 4
+    """Lanes a thread of ``grid_reduce`` holds: a 16-byte vector where the memory rows are
+    contiguous (planes of stride 1, HWC frames), else 4 (element loads: more lanes would only
+    hold more addresses in registers)."""
+    contiguous_rows = x.stride(3) == 1 or (interleaved_channels(x) and x.stride(3) == x.shape[1])
+    return VECTOR_BYTES // x.element_size() if contiguous_rows else 4
 
 
 def warps_for(lanes: int, lanes_per_thread: int) -> int:
@@ -132,6 +138,26 @@ def check_cell_counts(num_rows: int, out_w: int) -> None:
 def tile_grid(num_rows: int, out_w: int, tile_r: int, tile_ow: int) -> tuple[int]:
     """Launch grid of a tiled kernel: one program per tile, 1-D, a row's tiles adjacent."""
     return (triton.cdiv(num_rows, tile_r) * triton.cdiv(out_w, tile_ow),)
+
+
+def span_tiling(
+    block_w: int, pixel_elements: int, out_w: int, num_rows: int, step: int, min_programs: int
+) -> tuple[int, int] | None:
+    """``(SPAN, TILE_OW)`` of ``_grid_reduce_span_kernel``: ``TILE_OW`` blocks of ``block_w``
+    pixels of ``pixel_elements`` elements in a span of ``SPAN`` elements (a power of two), one
+    tile row of ``out_w`` blocks per program, ``num_rows`` of them. Spans start 16-element
+    aligned (``TILE_OW`` a multiple of the blocks that fill 16 elements), so the loads stay
+    vectorised; they hold at most ``step`` elements, fewer (whole aligned groups) while the launch
+    has fewer than ``min_programs`` programs. None when one aligned group is wider than the step.
+    """
+    elements = block_w * pixel_elements
+    group = min(16 // math.gcd(16, elements), out_w)
+    cells = min(step // elements // group * group, out_w)
+    if cells == 0:
+        return None
+    while cells > group and num_rows * triton.cdiv(out_w, cells) < min_programs:
+        cells = max(group, cells // 2 // group * group)
+    return triton.next_power_of_2(cells * elements), cells
 
 
 def _is_power_of_two(n: int) -> bool:
@@ -244,6 +270,79 @@ def _grid_reduce_kernel(
         tl.store(out_pointers, means, mask=out_mask)
 
 
+@triton.jit(do_not_specialize=["planes", "out_h", "out_w"])
+def _grid_reduce_span_kernel(
+    x_ptr,
+    out_ptr,
+    planes,
+    out_h,
+    out_w,
+    used_elements,
+    x_stride_n,
+    x_stride_c,
+    x_stride_h,
+    out_stride_n,
+    out_stride_c,
+    out_stride_h,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+    PIXEL_ELEMENTS: tl.constexpr,
+    SPAN: tl.constexpr,
+    TILE_OW: tl.constexpr,
+    TILE_OW_PAD: tl.constexpr,
+    BW_PAD: tl.constexpr,
+    SUM_DTYPE: tl.constexpr,
+):
+    """Block means of ``x`` ``(N, C, H, W)`` into float32 ``out`` ``(N, C, OH, OW)``, for memory
+    rows that are contiguous: planar (``W`` stride 1, ``planes = C``, ``PIXEL_ELEMENTS = 1``) or
+    HWC (channel stride 1, pixel stride ``PIXEL_ELEMENTS = C``, ``planes = 1``).
+
+    ``x_ptr``: any dtype of ``IMAGE_DTYPES``, strides ``x_stride_n``, ``x_stride_c``,
+    ``x_stride_h``; ``out_ptr``: float32, strides ``out_stride_n``, ``out_stride_c``,
+    ``out_stride_h`` and 1. ``used_elements = OW * BLOCK_W * PIXEL_ELEMENTS``: the elements of a
+    memory row the blocks cover.
+
+    A program takes one tile row (image, plane, block row) and ``TILE_OW`` blocks, ``SPAN``
+    elements of its memory rows (``span_tiling``), adding ``BLOCK_H`` rows of them in
+    ``SUM_DTYPE`` (int32 for uint8, else float32); then for each channel it gathers every block's
+    columns from these sums, ``BW_PAD`` lanes a block (``BLOCK_W`` padded to a power of two),
+    ``TILE_OW_PAD`` blocks (a power of two), and sums them. Launch grid: ``(N * planes * OH *
+    ceil(OW / TILE_OW),)``, at least two warps (``tl.gather`` through shared memory).
+    """
+    row, first_cell = tile_start(out_w, 1, TILE_OW)
+    plane_row = row // out_h
+    cell_row = (row % out_h).to(tl.int64)
+    image = (plane_row // planes).to(tl.int64)
+    plane = (plane_row % planes).to(tl.int64)
+    span_start = first_cell * BLOCK_W * PIXEL_ELEMENTS
+    first_row = x_ptr + image * x_stride_n + cell_row * BLOCK_H * x_stride_h
+    if PIXEL_ELEMENTS == 1:
+        # Planes are memory rows of their own. (Interleaved, the plane is 0: leaving its channel
+        # stride of 1 out keeps the row's 16-byte alignment visible to the compiler.)
+        first_row += plane * x_stride_c
+    elements = span_start + tl.arange(0, SPAN)
+    pointers = first_row + elements
+    mask = elements < used_elements
+    column_sums = tl.zeros((SPAN,), SUM_DTYPE)
+    for _ in tl.range(BLOCK_H, loop_unroll_factor=ROW_UNROLL):
+        column_sums += tl.load(pointers, mask=mask, other=0).to(SUM_DTYPE)
+        pointers += x_stride_h
+
+    lane = tl.arange(0, TILE_OW_PAD * BW_PAD)
+    lane_pixel = (lane // BW_PAD) * BLOCK_W + lane % BW_PAD
+    in_block = lane % BW_PAD < BLOCK_W
+    cells = tl.arange(0, TILE_OW_PAD)
+    out_mask = (cells < TILE_OW) & (first_cell + cells < out_w)
+    out_row = out_ptr + image * out_stride_n + plane * out_stride_c + cell_row * out_stride_h
+    out_row += first_cell + cells
+    for channel in tl.static_range(PIXEL_ELEMENTS):
+        index = tl.minimum(lane_pixel * PIXEL_ELEMENTS + channel, SPAN - 1)
+        values = tl.where(in_block, tl.gather(column_sums, index, axis=0), 0)
+        sums = tl.sum(tl.reshape(values, (TILE_OW_PAD, BW_PAD)), axis=1)
+        means = sums.to(tl.float32) / (BLOCK_H * BLOCK_W)
+        tl.store(out_row + channel * out_stride_c, means, mask=out_mask)
+
+
 def interleaved_channels(x: torch.Tensor) -> bool:
     """Whether the channels of ``x`` ``(N, C, H, W)`` are interleaved in memory: an HWC frame
     seen as CHW (channel stride 1, pixel stride C up to 4)."""
@@ -259,41 +358,84 @@ def _sum_dtype(dtype: torch.dtype, block_pixels: int) -> tl.dtype:
     return tl.float32
 
 
-def _grid_reduce_triton(x: torch.Tensor, block_h: int, block_w: int) -> torch.Tensor:
-    """Launch ``_grid_reduce_kernel`` on a checked ``x`` and a normalised block; any strides."""
-    n, channels, height, width = x.shape
-    out_h, out_w = height // block_h, width // block_w
+class LaunchPlan(NamedTuple):
+    """A kernel launch decided by a launcher's heuristics: ``kernel[grid](*args, **keywords)``
+    (``keywords``: its constexprs and ``num_warps``)."""
+
+    kernel: Callable
+    grid: tuple[int]
+    args: tuple
+    keywords: dict[str, object]
+
+
+def grid_reduce_plan(
+    x: torch.Tensor, out: torch.Tensor, block: tuple[int, int], step: int, min_programs: int
+) -> LaunchPlan:
+    """How ``grid_reduce`` reduces ``x`` ``(N, C, H, W)`` into ``out`` ``(N, C, OH, OW)`` in
+    ``block = (bh, bw)`` blocks, with the tiling step and programs of ``launch_step``."""
+    block_h, block_w = block
+    n, channels, out_h, out_w = out.shape
     channels_per_row = channels if interleaved_channels(x) else 1
     planes = channels // channels_per_row
+    num_rows = n * planes * out_h
+    lanes_per_thread = lanes_per_thread_for(x)
+    sum_dtype = _sum_dtype(x.dtype, block_h * block_w)
+    # Memory rows without gaps: one run of elements per tile row.
+    pixel_elements = x.stride(3) if channels_per_row > 1 or x.stride(3) == 1 else 0
+    by_reshape = pixel_elements == 1 and _is_power_of_two(block_w) and block_w <= step
+    span = None
+    if pixel_elements == channels_per_row and not by_reshape:
+        span = span_tiling(block_w, pixel_elements, out_w, num_rows, step, min_programs)
+    if span is not None:
+        span_elements, tile_ow = span
+        args = (
+            x, out, planes, out_h, out_w, out_w * block_w * pixel_elements,
+            *x.stride()[:3], *out.stride()[:3],
+        )  # fmt: skip
+        keywords = {
+            "BLOCK_H": block_h,
+            "BLOCK_W": block_w,
+            "PIXEL_ELEMENTS": pixel_elements,
+            "SPAN": span_elements,
+            "TILE_OW": tile_ow,
+            "TILE_OW_PAD": triton.next_power_of_2(tile_ow),
+            "BW_PAD": triton.next_power_of_2(block_w),
+            "SUM_DTYPE": sum_dtype,
+            "num_warps": max(2, warps_for(span_elements, lanes_per_thread)),
+        }
+        grid = tile_grid(num_rows, out_w, 1, tile_ow)
+        return LaunchPlan(_grid_reduce_span_kernel, grid, args, keywords)
+    bw_chunk = min(triton.next_power_of_2(block_w), step)
+    tile_r, tile_ow = cell_tiling(bw_chunk, out_w, num_rows, step, min_programs)
+    args = (x, out, num_rows, planes, out_h, out_w, out_w * block_w, *x.stride(), *out.stride()[:3])
+    keywords = {
+        "BLOCK_H": block_h,
+        "BLOCK_W": block_w,
+        "CHANNELS_PER_ROW": channels_per_row,
+        "BY_RESHAPE": by_reshape,
+        "TILE_R": tile_r,
+        "TILE_OW": tile_ow,
+        "BW_CHUNK": bw_chunk,
+        "SUM_DTYPE": sum_dtype,
+        "num_warps": warps_for(tile_r * tile_ow * bw_chunk, lanes_per_thread),
+    }
+    return LaunchPlan(
+        _grid_reduce_kernel, tile_grid(num_rows, out_w, tile_r, tile_ow), args, keywords
+    )
+
+
+def _grid_reduce_triton(x: torch.Tensor, block_h: int, block_w: int) -> torch.Tensor:
+    """Launch ``grid_reduce_plan`` on a checked ``x`` and a normalised block; any strides."""
+    n, channels, height, width = x.shape
+    out_h, out_w = height // block_h, width // block_w
+    planes = 1 if interleaved_channels(x) else channels
     check_cell_counts(n * planes * out_h, out_w)
     out = empty_output((n, channels, out_h, out_w), torch.float32, x.device)
     if out.numel() == 0:
         return out
-    lanes_per_thread = lanes_per_thread_for(x)
-    step, min_programs = launch_step(x, lanes_per_thread)
-    bw_chunk = min(triton.next_power_of_2(block_w), step)
-    num_rows = n * planes * out_h
-    tile_r, tile_ow = cell_tiling(bw_chunk, out_w, num_rows, step, min_programs)
-    _grid_reduce_kernel[tile_grid(num_rows, out_w, tile_r, tile_ow)](
-        x,
-        out,
-        num_rows,
-        planes,
-        out_h,
-        out_w,
-        out_w * block_w,
-        *x.stride(),
-        *out.stride()[:3],
-        BLOCK_H=block_h,
-        BLOCK_W=block_w,
-        CHANNELS_PER_ROW=channels_per_row,
-        BY_RESHAPE=bw_chunk == block_w and _is_power_of_two(block_w),
-        TILE_R=tile_r,
-        TILE_OW=tile_ow,
-        BW_CHUNK=bw_chunk,
-        SUM_DTYPE=_sum_dtype(x.dtype, block_h * block_w),
-        num_warps=warps_for(tile_r * tile_ow * bw_chunk, lanes_per_thread),
-    )
+    step, min_programs = launch_step(x, lanes_per_thread_for(x))
+    plan = grid_reduce_plan(x, out, (block_h, block_w), step, min_programs)
+    plan.kernel[plan.grid](*plan.args, **plan.keywords)
     return out
 
 

@@ -228,42 +228,30 @@ def grid_scenes(dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, tuple[int, 
     return scenes
 
 
+def plan_launch(plan: grid.LaunchPlan, label: str) -> Launch:
+    """The ``Launch`` of a launcher's ``LaunchPlan`` (at Triton's default pipelining depth)."""
+    kernel = jit_function(plan.kernel)
+    keywords = {**plan.keywords, "num_stages": DEFAULT_STAGES}
+    return Launch(
+        f"{kernel.fn.__module__}:{kernel.fn.__name__}", label, launch_args(*plan.args), keywords
+    )
+
+
 def grid_reduce_launches() -> Iterator[Launch]:
     """Full: uint8 (frames) and float32 (Oklab tiles), every scene. Trimmed: the other dtypes,
-    ``CHW/16x16``. One configuration each: the launcher's tiling for a 132-SM GPU."""
+    ``CHW/16x16``. One configuration each: ``grid.grid_reduce_plan`` for a 132-SM GPU."""
     for dtype in IMAGE_DTYPES:
         full = dtype in (torch.uint8, torch.float32)
         for scene, (x, block) in grid_scenes(dtype).items():
             if not full and scene != "CHW/16x16":
                 continue
             n, channels, height, width = x.shape
-            out_h, out_w = height // block[0], width // block[1]
-            out = meta(n, channels, out_h, out_w)
-            channels_per_row = channels if grid.interleaved_channels(x) else 1
-            lanes_per_thread = grid.lanes_per_thread_for(x)
-            step = grid.GPU_WARPS * 32 * lanes_per_thread
-            bw_chunk = min(triton.next_power_of_2(block[1]), step)
-            num_rows = n * (channels // channels_per_row) * out_h
-            tile_r, tile_ow = grid.cell_tiling(bw_chunk, out_w, num_rows, step, MIN_PROGRAMS)
-            keywords = {
-                "BLOCK_H": block[0],
-                "BLOCK_W": block[1],
-                "CHANNELS_PER_ROW": channels_per_row,
-                "BY_RESHAPE": bw_chunk == block[1] and block[1] & (block[1] - 1) == 0,
-                "TILE_R": tile_r,
-                "TILE_OW": tile_ow,
-                "BW_CHUNK": bw_chunk,
-                "SUM_DTYPE": grid._sum_dtype(dtype, block[0] * block[1]),
-                "num_warps": grid.warps_for(tile_r * tile_ow * bw_chunk, lanes_per_thread),
-                "num_stages": DEFAULT_STAGES,
-            }
-            shown = ("TILE_R", "TILE_OW", "BW_CHUNK")
-            label = f"{type_name(dtype)} {scene} {config_text(keywords, shown)}"
-            args = (
-                x, out, num_rows, channels // channels_per_row, out_h, out_w, out_w * block[1],
-                *x.stride(), *out.stride()[:3],
-            )  # fmt: skip
-            yield Launch("kernels.grid:_grid_reduce_kernel", label, launch_args(*args), keywords)
+            out = meta(n, channels, height // block[0], width // block[1])
+            step = grid.GPU_WARPS * 32 * grid.lanes_per_thread_for(x)
+            plan = grid.grid_reduce_plan(x, out, block, step, MIN_PROGRAMS)
+            keywords = plan.keywords | {"num_stages": DEFAULT_STAGES}
+            shown = tuple(k for k in ("TILE_R", "TILE_OW", "BW_CHUNK", "SPAN") if k in keywords)
+            yield plan_launch(plan, f"{type_name(dtype)} {scene} {config_text(keywords, shown)}")
 
 
 def cell_oklab_scenes() -> dict[str, tuple[torch.Tensor, tuple[int, int], int, bool]]:
@@ -290,48 +278,23 @@ def cell_oklab_scenes() -> dict[str, tuple[torch.Tensor, tuple[int, int], int, b
 
 
 def cell_oklab_launches() -> Iterator[Launch]:
-    """Every scene of ``cell_oklab_scenes``, in the configuration its launcher picks."""
+    """Every scene of ``cell_oklab_scenes``: ``cell_analysis.cell_oklab_plan`` for a 132-SM GPU."""
     decode_table = meta(256)
     for scene, (rgb, cell, cells_grid, statistics) in cell_oklab_scenes().items():
         n, _, height, width = rgb.shape
-        pad = statistics or scene.endswith("padded")
-        if pad:
+        if statistics or scene.endswith("padded"):
             out_h, out_w = -(-height // cell[0]), -(-width // cell[1])
         else:
             out_h, out_w = height // cell[0], width // cell[1]
         blocks = meta(n, 3, out_h * cells_grid, out_w * cells_grid)
         stats = meta(n, out_h, out_w, 3)
-        lanes_per_thread = (
-            cell_analysis._STATISTICS_LANES_PER_THREAD
-            if statistics
-            else cell_analysis._MEANS_LANES_PER_THREAD
-        )
-        step = grid.GPU_WARPS * 32 * lanes_per_thread
-        cw_chunk = triton.next_power_of_2(cell[1])
-        if not statistics:
-            cw_chunk = min(cw_chunk, step)
-        programs_per_row = -(-MIN_PROGRAMS // (n * out_h))
-        _, tile_ow = grid.cell_tiling(cw_chunk, out_w, 1, step, programs_per_row)
-        keywords = {
-            "CELL_H": cell[0],
-            "CELL_W": cell[1],
-            "GRID": cells_grid,
-            "STATISTICS": statistics,
-            "PAD": pad,
-            "TILE_OW": tile_ow,
-            "CW_CHUNK": cw_chunk,
-            "FMA_CUBE_ROOTS": 0 if statistics else 1,
-            "num_warps": max(2, grid.warps_for(tile_ow * cw_chunk, lanes_per_thread)),
-            "num_stages": DEFAULT_STAGES,
-        }
-        label = f"{scene} {config_text(keywords, ('TILE_OW', 'CW_CHUNK'))}"
-        args = (
-            rgb, decode_table, blocks, stats, stats, out_h, out_w, height, width,
-            *rgb.stride(), *blocks.stride()[:3], *stats.stride()[:3],
+        step = grid.GPU_WARPS * 32 * cell_analysis.lanes_per_thread(statistics)
+        plan = cell_analysis.cell_oklab_plan(
+            rgb, (blocks, stats, stats), decode_table, cell, cells_grid, step, MIN_PROGRAMS,
+            statistics=statistics,
         )  # fmt: skip
-        yield Launch(
-            "kernels.cell_analysis:_cell_oklab_kernel", label, launch_args(*args), keywords
-        )
+        keywords = plan.keywords | {"num_stages": DEFAULT_STAGES}
+        yield plan_launch(plan, f"{scene} {config_text(keywords, ('TILE_OW', 'CW_CHUNK'))}")
 
 
 def feature_pairs(dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

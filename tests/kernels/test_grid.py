@@ -1,13 +1,16 @@
 """Property tests for ``kernels/grid.py``: ``grid_reduce`` and the cell tiling it shares with
 the Oklab cell kernel.
 
-The Triton kernel (in the interpreter on CPU, compiled on CUDA) against the pure-torch reference
+The Triton kernels (in the interpreter on CPU, compiled on CUDA) against the pure-torch reference
 and an independent numpy oracle (float64 reshape and mean), over blocks with tails, square and
-not (reshaped runs of columns and padded lanes), dtypes and strided layouts (HWC frames with
-their channels interleaved among them). Outputs start NaN-poisoned, so an unwritten cell fails.
+not, dtypes and strided layouts, so that each way of loading a row runs: reshaped runs of
+columns (power-of-two blocks), spans gathered into blocks (other blocks, HWC frames), padded
+lanes (other strides). Outputs start NaN-poisoned, so an unwritten cell fails.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -25,6 +28,7 @@ from kernels.grid import (
     cell_tiling,
     grid_reduce_reference,
     interleaved_channels,
+    span_tiling,
 )
 from tests.kernels.compare import (
     FEW_SHAPES,
@@ -169,6 +173,29 @@ def test_tiling_is_powers_of_two_within_the_step(
     assert tile_r <= triton.next_power_of_2(num_rows)
     programs = triton.cdiv(num_rows, tile_r) * triton.cdiv(out_w, tile_ow)
     assert programs >= min_programs or tile_r == tile_ow == 1
+
+
+@given(
+    block_w=st.integers(1, 40),
+    pixel_elements=st.sampled_from([1, 3, 4]),
+    out_w=st.integers(1, 3_000),
+    num_rows=st.integers(1, 10**5),
+    step=st.sampled_from([512, 2048, 4096]),
+    min_programs=st.sampled_from([1, 528]),
+)
+def test_span_tiling_keeps_spans_aligned_within_the_step(
+    block_w, pixel_elements, out_w, num_rows, step, min_programs
+):
+    tiling = span_tiling(block_w, pixel_elements, out_w, num_rows, step, min_programs)
+    elements = block_w * pixel_elements
+    if tiling is None:  # one aligned group of blocks is wider than the step
+        assert 16 // math.gcd(16, elements) * elements > step or elements > step
+        return
+    span, tile_ow = tiling
+    assert span == triton.next_power_of_2(tile_ow * elements) <= max(step, 16 * elements)
+    assert 1 <= tile_ow <= out_w
+    # Every span starts 16-element aligned, unless a single span covers the row.
+    assert tile_ow * elements % 16 == 0 or tile_ow == out_w
 
 
 # --------------------------------------------------------------------------- real sizes
