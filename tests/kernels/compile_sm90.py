@@ -219,11 +219,15 @@ def frame(
 def grid_scenes(dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, tuple[int, int]]]:
     """Images and block sizes of ``grid_reduce``: 8 frames of 1080p (the benchmark; the largest
     tiles) with every power-of-two block of 2 to 32 (one reshaped run of columns per tile row),
-    blocks 3, 6 and 12 (padded lanes), HWC frames (channels interleaved), and 1024 tiles of
-    64 x 64, one block each (the engine's tile statistics)."""
+    blocks 3, 6 and 12 and HWC frames (spans gathered into blocks), strides with gaps (padded
+    lanes), and 1024 tiles of 64 x 64, one block each (the engine's tile statistics)."""
     batch = {layout: frame(layout, dtype, count=8) for layout in ("CHW", "HWC")}
     scenes = {f"CHW/{b}x{b}": (batch["CHW"], (b, b)) for b in (2, 4, 8, 16, 32, 3, 6, 12)}
     scenes |= {f"HWC/{b}x{b}": (batch["HWC"], (b, b)) for b in (4, 16, 12)}
+    # Padded lanes: every other column, and the RGB of RGBA frames (a gap after each pixel).
+    scenes["CHW::2/8x8"] = (batch["CHW"][..., ::2], (8, 8))
+    rgba = meta(8, 1080, 1920, 4, dtype=dtype).permute(0, 3, 1, 2)
+    scenes["RGBA-view/12x12"] = (rgba[:, :3], (12, 12))
     scenes["tiles64/64x64"] = (meta(1024, 3, 64, 64, dtype=dtype), (64, 64))
     return scenes
 
