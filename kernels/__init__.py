@@ -4,12 +4,15 @@ Tensors in, tensors out: no files, no video, no policy. Every function takes CPU
 and returns tensors on the same device; ``kernels.dispatch`` says which implementation runs.
 """
 
+from kernels.cell_analysis import CellAnalysis, analyse_cells
 from kernels.cost import cost_matrix, cost_topk
 from kernels.features import cell_features
 from kernels.grid import grid_reduce
 from kernels.oklab import oklab_to_srgb, srgb_to_oklab
 
 __all__ = [
+    "CellAnalysis",
+    "analyse_cells",
     "cell_features",
     "cost_matrix",
     "cost_topk",

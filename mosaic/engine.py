@@ -7,19 +7,13 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels import cell_features, grid_reduce, srgb_to_oklab
+from kernels import analyse_cells, srgb_to_oklab
 from mosaic.assign import Assignment, assign_tiles, resolve_reuse
 from mosaic.config import ConfigError, MosaicConfig
 from mosaic.descriptors import block_descriptors
-from mosaic.imageops import pad_to_multiple, resize
+from mosaic.imageops import resize
 from mosaic.pool import TilePool
-from mosaic.render import (
-    CellStats,
-    ColourHold,
-    cell_stats_from_oklab,
-    render_mosaic,
-    tile_stats,
-)
+from mosaic.render import CellStats, ColourHold, render_mosaic, tile_stats
 from mosaic.stages import NO_TIMER, StageTimer
 from mosaic.temporal import TemporalCoherence
 
@@ -110,23 +104,20 @@ class FrameRenderer:
         """Descriptors and colour statistics of a uint8 ``(3, H, W)`` frame (moved to the
         processing device if needed; any strides).
 
-        With colour transfer the frame is converted to Oklab once, and both come from it.
+        One pass over the pixels (``kernels.analyse_cells``), the frame read as if padded to a
+        multiple of the cell by repeating its last row and column; the cell statistics only with
+        colour transfer.
         """
         config = self.config
         frame = frame.to(self.device)
         with timer.stage("features"):
-            padded = pad_to_multiple(frame, config.cell)
-            block = config.cell // config.grid
+            analysis = analyse_cells(
+                frame[None], config.cell, config.grid, statistics=config.color > 0
+            )
             stats = None
             if config.color > 0:
-                lab = srgb_to_oklab(padded)
-                block_means = grid_reduce(lab[None], block)
-                # Last: the statistics use ``lab`` as scratch space.
-                stats = cell_stats_from_oklab(lab, config.cell, block_means)
-                stats = stats.saturated(config.saturation)
-            else:
-                block_means = cell_features(padded[None], block)
-            features = block_descriptors(block_means, config.grid, config.lightness_weight)
+                stats = CellStats(analysis.mean[0], analysis.std[0]).saturated(config.saturation)
+            features = block_descriptors(analysis.block_means, config.grid, config.lightness_weight)
             grid = self.grid_shape(*frame.shape[-2:])
             return FrameAnalysis(frame, grid, features.reshape(-1, features.shape[-1]), stats)
 

@@ -29,7 +29,7 @@ from numbers import Real
 
 import torch
 
-from kernels import grid_reduce, oklab_to_srgb, srgb_to_oklab
+from kernels import analyse_cells, grid_reduce, oklab_to_srgb, srgb_to_oklab
 from mosaic.stages import NO_TIMER, StageTimer
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "CellStats",
     "ColourHold",
     "cell_stats",
-    "cell_stats_from_oklab",
     "render_mosaic",
     "tile_stats",
 ]
@@ -140,29 +139,8 @@ def cell_stats(frame: torch.Tensor, cell: int) -> CellStats:
     """
     _check_image(frame, "frame", ndim=3)
     _check_cell(frame, cell)
-    return cell_stats_from_oklab(srgb_to_oklab(frame), cell)
-
-
-def cell_stats_from_oklab(
-    lab: torch.Tensor, cell: int, block_means: torch.Tensor | None = None
-) -> CellStats:
-    """``cell_stats`` of a frame already in Oklab (a video renderer converts each frame once, for
-    this and the descriptors).
-
-    Args:
-        lab: contiguous float32 ``(3, H, W)``, ``H`` and ``W`` multiples of ``cell``. Used as
-            scratch space: its values are lost.
-        cell: cell side in pixels.
-        block_means: ``grid_reduce(lab[None], cell // g)``, float32 ``(1, 3, g * H // cell,
-            g * W // cell)``, when the caller has it (the descriptors' block means): the cell
-            means are then averaged from it, one pass over the frame fewer.
-    """
-    _check_cell(lab, cell)
-    mean = None
-    if block_means is not None:
-        mean = grid_reduce(block_means, block_means.shape[-1] * cell // lab.shape[-1])
-    mean, std = _block_mean_std(lab[None], cell, overwrite=True, mean=mean)
-    return CellStats(mean[0].permute(1, 2, 0).contiguous(), std[0].permute(1, 2, 0).contiguous())
+    analysis = analyse_cells(frame[None], cell)
+    return CellStats(analysis.mean[0], analysis.std[0])
 
 
 def tile_stats(
@@ -304,7 +282,7 @@ def _assemble(picked: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
 
 
 def _block_mean_std(
-    lab: torch.Tensor, block: int, *, overwrite: bool = False, mean: torch.Tensor | None = None
+    lab: torch.Tensor, block: int, *, overwrite: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and population standard deviation of every ``block x block`` block.
 
@@ -314,14 +292,12 @@ def _block_mean_std(
     Args:
         lab: contiguous float32 ``(N, 3, H, W)`` Oklab, ``H`` and ``W`` multiples of ``block``.
         overwrite: work in ``lab`` itself (its values are lost) instead of a copy.
-        mean: the block means when the caller already has them.
 
     Returns:
         ``(mean, std)``, each float32 ``(N, 3, H // block, W // block)``.
     """
     n, _, height, width = lab.shape
-    if mean is None:
-        mean = grid_reduce(lab, block)
+    mean = grid_reduce(lab, block)
     rows, cols = mean.shape[-2:]
     blocks = lab.view(n, 3, rows, block, cols, block)
     block_mean = mean[:, :, :, None, :, None]

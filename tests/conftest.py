@@ -35,7 +35,13 @@ settings.register_profile(
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "interpreter"))
+# On a GPU an example costs little to run but about a second to compile whenever it needs a new
+# kernel specialisation: few examples, drawn from few shapes (``tests.kernels.compare.FEW_SHAPES``).
+settings.register_profile("cuda", settings.get_profile("interpreter"), max_examples=6)
+COMPILED_ON_GPU = torch.cuda.is_available() and os.environ["TRITON_INTERPRET"] != "1"
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE", "cuda" if COMPILED_ON_GPU else "interpreter")
+)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -63,6 +69,12 @@ def _private_cache_home(cache_home: Path, monkeypatch: pytest.MonkeyPatch) -> No
 def reference_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """Send CPU tensors to the pure-torch references instead of the interpreter."""
     monkeypatch.setenv("TRITON_INTERPRET", "0")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The interpreter evaluates ``log2(0) = -inf`` (a black pixel's cube root) with numpy, which
+    warns; that value is intended."""
+    config.addinivalue_line("filterwarnings", "ignore:divide by zero encountered in log2")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

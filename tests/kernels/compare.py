@@ -12,11 +12,27 @@ from kernels.dispatch import interpreting
 # Tails around a block size: 1, primes, and block - 1, block, block + 1 for the usual blocks.
 SMALL_PRIMES = (2, 3, 5, 7, 11, 13, 17)
 
+FEW_SHAPES = torch.cuda.is_available() and not interpreting()
+"""Compiled kernels on a GPU: every new block size, tile shape or argument divisibility compiles a
+kernel again (about a second each), so there the strategies draw from a few fixed sizes, the
+same in every test, and most examples reuse a compiled kernel (with the ``cuda`` hypothesis
+profile of ``tests/conftest.py``, few examples). The interpreter keeps every tail."""
+GPU_SIZES = (1, 5, 16, 33)  # one, a prime, a multiple of 16, and past two 16s
+GPU_BLOCKS = (2, 3)
+
 
 def sizes_around(block: int) -> st.SearchStrategy[int]:
-    """Sizes that exercise tails: 1, small primes and ``block - 1 .. block + 1`` (at least 1)."""
+    """Sizes that exercise tails: 1, small primes and ``block - 1 .. block + 1`` (at least 1);
+    with ``FEW_SHAPES``, ``GPU_SIZES``, ``block`` and ``2 * block + 1``."""
+    if FEW_SHAPES:
+        return st.sampled_from(sorted({*GPU_SIZES, block, 2 * block + 1}))
     candidates = {1, *SMALL_PRIMES, max(1, block - 1), block, block + 1, 2 * block + 1}
     return st.sampled_from(sorted(candidates))
+
+
+def block_sizes(max_block: int) -> st.SearchStrategy[int]:
+    """Block sides ``1 .. max_block``; with ``FEW_SHAPES``, ``GPU_BLOCKS``."""
+    return st.sampled_from(GPU_BLOCKS) if FEW_SHAPES else st.integers(1, max_block)
 
 
 def assert_close(
@@ -126,8 +142,8 @@ def grid_specs(
     Blocks are square or not; each image side is 1, a small prime or ``block - 1 .. 2 * block + 1``
     (at least the block), so most images have remainder rows or columns and some equal the block.
     """
-    block_h = draw(st.integers(1, max_block))
-    block_w = block_h if draw(st.booleans()) else draw(st.integers(1, max_block))
+    block_h = draw(block_sizes(max_block))
+    block_w = block_h if draw(st.booleans()) else draw(block_sizes(max_block))
     height = draw(sizes_around(block_h).filter(lambda side: side >= block_h))
     width = draw(sizes_around(block_w).filter(lambda side: side >= block_w))
     batch = draw(st.integers(1, 3))

@@ -14,7 +14,8 @@ compile or spills. Nothing is cached between runs (a fresh ``TRITON_CACHE_DIR`` 
 
 Configurations: the block sizes of the launchers' GPU heuristics (called here, for a 132-SM GPU)
 with every autotune config of each kernel (those its ``early_config_prune`` keeps for the
-launch), over the dtypes and layouts the launchers accept.
+launch), over the dtypes and layouts the launchers accept; kernels without autotuning in the one
+configuration their launcher's heuristics pick.
 Inputs are meta tensors passed through the launchers' own argument code, and ``ast_source``
 specialises like a real launch (16-divisible ints and aligned pointers, ints equal to 1). To
 stay well under a minute on two cores the cross product is trimmed: each kernel takes every
@@ -48,13 +49,13 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime import Autotuner, JITFunction
 
-from kernels import cost, features, grid, oklab
+from kernels import cell_analysis, cost, grid, oklab
 from kernels._launch import FLOAT_DTYPES, IMAGE_DTYPES
 
 TARGET = GPUTarget("cuda", 90, 32)
 # H100 and H200 both have 132 SMs; the grid heuristics size tiles by it.
 SM_COUNT = 132
-KERNEL_MODULES = (cost, features, grid, oklab)
+KERNEL_MODULES = (cell_analysis, cost, grid, oklab)
 POINTER_TYPES = {
     torch.uint8: "*u8",
     torch.float16: "*fp16",
@@ -68,6 +69,9 @@ POINTER_TYPES = {
 CELLS, TILES, SPLITS = 8160, 20000, 4
 CUDA = torch.device("cuda")  # only its type is read: the launchers' GPU block sizes
 DOT_KEYWORDS = {"BLOCK_D": cost._BLOCK_D, "DOT_PRECISION": cost._DOT_PRECISION}
+# What the tiled launchers ask of a 132-SM GPU, and Triton's default pipelining depth.
+MIN_PROGRAMS = grid.PROGRAMS_PER_SM * SM_COUNT
+DEFAULT_STAGES = 3
 
 
 @dataclass(frozen=True)
@@ -202,74 +206,99 @@ def oklab_launches() -> Iterator[Launch]:
                 yield pixel_launch("_oklab_to_srgb_kernel", frame, config, label)
 
 
-def cell_scenes(dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, tuple[int, int]]]:
-    """Images and block sizes of the engine's cell reductions.
-
-    1080p CHW with 8 x 8 blocks (descriptors, cell 16 / grid 2) and 16 x 16 (cell statistics); an
-    HWC frame with 12 x 12 blocks (block width not a power of two: masked chunks, pixel stride 3);
-    a batch of 1024 64 x 64 tiles, one block each (tile statistics).
-    """
-    frame = meta(1, 3, 1080, 1920, dtype=dtype)
-    hwc = meta(1, 1080, 1920, 3, dtype=dtype).permute(0, 3, 1, 2)
-    return {
-        "1080p/8x8": (frame, (8, 8)),
-        "1080p/16x16": (frame, (16, 16)),
-        "HWC/12x12": (hwc, (12, 12)),
-        "tiles64/64x64": (meta(1024, 3, 64, 64, dtype=dtype), (64, 64)),
-    }
+def frame(
+    layout: str, dtype: torch.dtype = torch.uint8, height: int = 1080, count: int = 1
+) -> torch.Tensor:
+    """``count`` frames ``(count, 3, height, 1920)``: ``"CHW"`` contiguous, ``"HWC"`` a decoder's
+    frames seen as CHW (channel stride 1, pixel stride 3)."""
+    if layout == "HWC":
+        return meta(count, height, 1920, 3, dtype=dtype).permute(0, 3, 1, 2)
+    return meta(count, 3, height, 1920, dtype=dtype)
 
 
-def tiled_keywords(config: dict, block: tuple[int, int], out_w: int, num_rows: int) -> dict:
-    """A ``cell_tiled`` config with the tile shape its heuristics pick on a 132-SM GPU."""
-    min_programs = grid.PROGRAMS_PER_SM * SM_COUNT
-    tile = grid.cell_tiling(block[1], out_w, num_rows, config["STEP_PIXELS"], min_programs)
-    shape = dict(zip(("TILE_R", "TILE_OW", "BW_CHUNK"), tile, strict=True))
-    return {**config, "BLOCK_H": block[0], "BLOCK_W": block[1], **shape}
+def grid_scenes(dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, tuple[int, int]]]:
+    """Images and block sizes of ``grid_reduce``: 8 frames of 1080p (the benchmark; the largest
+    tiles) with every power-of-two block of 2 to 32 (one reshaped run of columns per tile row),
+    blocks 3, 6 and 12 and HWC frames (spans gathered into blocks), strides with gaps (padded
+    lanes), and 1024 tiles of 64 x 64, one block each (the engine's tile statistics)."""
+    batch = {layout: frame(layout, dtype, count=8) for layout in ("CHW", "HWC")}
+    scenes = {f"CHW/{b}x{b}": (batch["CHW"], (b, b)) for b in (2, 4, 8, 16, 32, 3, 6, 12)}
+    scenes |= {f"HWC/{b}x{b}": (batch["HWC"], (b, b)) for b in (4, 16, 12)}
+    # Padded lanes: every other column, and the RGB of RGBA frames (a gap after each pixel).
+    scenes["CHW::2/8x8"] = (batch["CHW"][..., ::2], (8, 8))
+    rgba = meta(8, 1080, 1920, 4, dtype=dtype).permute(0, 3, 1, 2)
+    scenes["RGBA-view/12x12"] = (rgba[:, :3], (12, 12))
+    scenes["tiles64/64x64"] = (meta(1024, 3, 64, 64, dtype=dtype), (64, 64))
+    return scenes
+
+
+def plan_launch(plan: grid.LaunchPlan, label: str) -> Launch:
+    """The ``Launch`` of a launcher's ``LaunchPlan`` (at Triton's default pipelining depth)."""
+    kernel = jit_function(plan.kernel)
+    keywords = {**plan.keywords, "num_stages": DEFAULT_STAGES}
+    return Launch(
+        f"{kernel.fn.__module__}:{kernel.fn.__name__}", label, launch_args(*plan.args), keywords
+    )
 
 
 def grid_reduce_launches() -> Iterator[Launch]:
-    """Full: float32 (what the engine reduces), every scene and config. Trimmed: the other
-    dtypes (uint8 sums in int32), 16 x 16 blocks, first config."""
+    """Full: uint8 (frames) and float32 (Oklab tiles), every scene. Trimmed: the other dtypes,
+    ``CHW/16x16``. One configuration each: ``grid.grid_reduce_plan`` for a 132-SM GPU."""
     for dtype in IMAGE_DTYPES:
-        full = dtype == torch.float32
-        for scene, (x, block) in cell_scenes(dtype).items():
-            if not full and scene != "1080p/16x16":
+        full = dtype in (torch.uint8, torch.float32)
+        for scene, (x, block) in grid_scenes(dtype).items():
+            if not full and scene != "CHW/16x16":
                 continue
             n, channels, height, width = x.shape
-            out_h, out_w = height // block[0], width // block[1]
-            out = meta(n, channels, out_h, out_w)
-            num_rows = n * channels * out_h
-            sum_dtype = grid._sum_dtype(dtype, block[0] * block[1])
-            for config in tuned_configs(grid._grid_reduce_kernel, full):
-                keywords = {
-                    **tiled_keywords(config, block, out_w, num_rows),
-                    "SUM_DTYPE": sum_dtype,
-                }
-                shown = ("STEP_PIXELS", "TILE_R", "TILE_OW", "BW_CHUNK")
-                label = f"{type_name(dtype)} {scene} {config_text(keywords, shown)}"
-                args = (x, out, num_rows, channels, out_h, out_w, *x.stride(), *out.stride()[:3])
-                yield Launch(
-                    "kernels.grid:_grid_reduce_kernel", label, launch_args(*args), keywords
-                )
+            out = meta(n, channels, height // block[0], width // block[1])
+            step = grid.GPU_WARPS * 32 * grid.lanes_per_thread_for(x)
+            plan = grid.grid_reduce_plan(x, out, block, step, MIN_PROGRAMS)
+            keywords = plan.keywords | {"num_stages": DEFAULT_STAGES}
+            shown = tuple(k for k in ("TILE_R", "TILE_OW", "BW_CHUNK", "SPAN") if k in keywords)
+            yield plan_launch(plan, f"{type_name(dtype)} {scene} {config_text(keywords, shown)}")
 
 
-def cell_features_launches() -> Iterator[Launch]:
-    """Every scene and config (uint8 is the only dtype)."""
+def cell_oklab_scenes() -> dict[str, tuple[torch.Tensor, tuple[int, int], int, bool]]:
+    """``(frame, cell, grid, statistics)`` of the engine's and ``cell_features``' launches.
+
+    Statistics (the frame path, one 1080p frame): cell 16 / grid 2 (the default, 1080 rows padded
+    to 1088), cell 12 / grid 2 (cell width not a power of two) and cell 36 / grid 3 (the CPU
+    workload's cell), on HWC and CHW frames. Means only: ``cell_features`` on 8 frames at blocks
+    4 and 16 (the benchmarks) and 12 (padded lanes), 8 x 8 blocks of padded cells of 16
+    (``analyse_cells`` without colour transfer), and 1024 tiles of 64 x 64, one block each (the
+    pool's descriptors).
+    """
+    scenes = {}
+    for layout in ("HWC", "CHW"):
+        scenes[f"{layout} stats 16/2"] = (frame(layout), (16, 16), 2, True)
+        scenes[f"{layout} stats 12/2"] = (frame(layout), (12, 12), 2, True)
+        scenes[f"{layout} stats 36/3"] = (frame(layout, height=720), (36, 36), 3, True)
+        for block in (4, 16, 12):
+            batch = frame(layout, count=8)
+            scenes[f"{layout} means {block}"] = (batch, (block, block), 1, False)
+    scenes["HWC means 8 padded"] = (frame("HWC"), (8, 8), 1, False)
+    scenes["tiles64 means 64"] = (meta(1024, 3, 64, 64, dtype=torch.uint8), (64, 64), 1, False)
+    return scenes
+
+
+def cell_oklab_launches() -> Iterator[Launch]:
+    """Every scene of ``cell_oklab_scenes``: ``cell_analysis.cell_oklab_plan`` for a 132-SM GPU."""
     decode_table = meta(256)
-    for scene, (rgb, block) in cell_scenes(torch.uint8).items():
-        n, channels, height, width = rgb.shape
-        out_h, out_w = height // block[0], width // block[1]
-        out = meta(n, channels, out_h, out_w)
-        for config in tuned_configs(features._cell_features_kernel):
-            keywords = tiled_keywords(config, block, out_w, n * out_h)
-            label = f"u8 {scene} {config_text(keywords, ('STEP_PIXELS', 'TILE_R', 'TILE_OW'))}"
-            args = (rgb, out, n * out_h, out_h, out_w, *rgb.stride(), *out.stride()[:3])
-            yield Launch(
-                "kernels.features:_cell_features_kernel",
-                label,
-                launch_args(*args, decode_table),
-                keywords,
-            )
+    for scene, (rgb, cell, cells_grid, statistics) in cell_oklab_scenes().items():
+        n, _, height, width = rgb.shape
+        if statistics or scene.endswith("padded"):
+            out_h, out_w = -(-height // cell[0]), -(-width // cell[1])
+        else:
+            out_h, out_w = height // cell[0], width // cell[1]
+        blocks = meta(n, 3, out_h * cells_grid, out_w * cells_grid)
+        stats = meta(n, out_h, out_w, 3)
+        step = grid.GPU_WARPS * 32 * cell_analysis.lanes_per_thread(statistics)
+        plan = cell_analysis.cell_oklab_plan(
+            rgb, (blocks, stats, stats), decode_table, cell, cells_grid, step, MIN_PROGRAMS,
+            statistics=statistics,
+        )  # fmt: skip
+        keywords = plan.keywords | {"num_stages": DEFAULT_STAGES}
+        yield plan_launch(plan, f"{scene} {config_text(keywords, ('TILE_OW', 'CW_CHUNK'))}")
 
 
 def feature_pairs(dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -370,18 +399,21 @@ def all_launches() -> list[Launch]:
         *cost_topk_launches(),
         *cost_matrix_launches(),
         *merge_splits_launches(),
-        *cell_features_launches(),
+        *cell_oklab_launches(),
         *grid_reduce_launches(),
         *oklab_launches(),
     ]
 
 
 def launched_kernels() -> set[str]:
-    """``"module:name"`` of every kernel a launcher runs: those wrapped in ``triton.autotune``."""
+    """``"module:name"`` of every kernel a launcher runs: those wrapped in ``triton.autotune``,
+    and the ``@triton.jit`` functions named ``*_kernel``."""
     found = set()
     for module in KERNEL_MODULES:
-        for value in vars(module).values():
-            if isinstance(value, Autotuner):
+        for name, value in vars(module).items():
+            if isinstance(value, Autotuner) or (
+                isinstance(value, JITFunction) and name.endswith("_kernel")
+            ):
                 kernel = jit_function(value)
                 found.add(f"{kernel.fn.__module__}:{kernel.fn.__name__}")
     return found

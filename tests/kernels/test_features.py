@@ -1,4 +1,5 @@
-"""Property tests for ``kernels/features.py``: ``cell_features``, sRGB -> Oklab block means fused.
+"""Property tests for ``kernels/features.py``: ``cell_features``, sRGB -> Oklab block means fused
+(the kernel of ``kernels/cell_analysis.py`` without statistics).
 
 The Triton kernel (in the interpreter on CPU, compiled on CUDA) against the pure-torch reference
 (``grid_reduce(srgb_to_oklab(rgb))``, unfused) and an independent oracle: numpy float64 block
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+import triton
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kernels import cell_features, grid_reduce, srgb_to_oklab
 from kernels.features import cell_features_reference
-from kernels.grid import INTERPRETER_STEP_PIXELS, cell_tiling
+from kernels.grid import INTERPRETER_STEP, cell_tiling
 from kernels.oklab import srgb_to_oklab_reference
 from tests.kernels.compare import (
     assert_close,
@@ -28,8 +30,9 @@ from tests.kernels.compare import (
 )
 
 SEEDS = st.integers(0, 2**31 - 1)
-# Per pixel, kernel and reference Oklab differ by float32 rounding (a decode table and exp2/log2
-# cube roots vs torch.pow; approximate MUFU ops on GPUs): <= 7e-7 measured in the interpreter.
+# Per pixel, kernel and reference Oklab differ by float32 rounding (exp2/log2 cube roots, one of
+# them through exp2_fma, vs exp(log / 3); approximate MUFU ops on GPUs, within 2 ulp): <= 5e-7
+# measured in the interpreter.
 PIXEL_ATOL = 5e-6
 
 
@@ -61,12 +64,12 @@ def test_matches_reference_and_numpy(device, spec, seed, extremes):
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("block", [(4, 4), (3, 1)])
 def test_several_programs_with_partial_tiles(device, block, layout):
-    """Several tiles of the interpreter's config in each direction, the last one partial,
-    remainder pixels on both sides, and tiles of rows that straddle two images."""
+    """Three tiles of the interpreter's config along W, the last one of a single cell, and
+    remainder pixels on both sides, in two images."""
     block_h, block_w = block
-    tile_r, tile_ow, _ = cell_tiling(block_w, 2**20, 2**20, INTERPRETER_STEP_PIXELS)
-    out_h, out_w = tile_r // 2 + 1, 2 * tile_ow + 1
-    shape = (3, 3, out_h * block_h + block_h - 1, out_w * block_w + block_w - 1)
+    _, tile_ow = cell_tiling(triton.next_power_of_2(block_w), 2**20, 1, INTERPRETER_STEP)
+    out_h, out_w = 1, 2 * tile_ow + 1
+    shape = (2, 3, out_h * block_h + block_h - 1, out_w * block_w + block_w - 1)
     rgb = with_grid_layout(random_pixels(shape, torch.uint8, seed=sum(block)).to(device), layout)
     assert_cell_features(rgb, block, name=f"cell_features {layout} {shape} {block}")
 
@@ -79,6 +82,7 @@ def test_several_programs_with_partial_tiles(device, block, layout):
         ((1, 3, 121, 245), 120),  # big cells: the chunk overhangs the block
         ((2, 3, 37, 53), (37, 53)),  # block == image
         ((1, 3, 3, 5003), (2, 5000)),  # wider than a step: two chunks per cell
+        ((1, 3, 5, 40), (5, 1)),  # one pixel wide
     ],
 )
 def test_large_and_whole_image_blocks(device, shape, block):
@@ -128,8 +132,8 @@ def test_reference_at_1080p_matches_numpy(reference_path, block):
 @needs_compiled_cuda
 @pytest.mark.cuda
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("block", [4, 16])
-def test_cuda_8_frames_1080p(block, layout):
-    rgb = random_pixels((8, 3, 1080, 1920), torch.uint8, seed=5).cuda()
+@pytest.mark.parametrize("block", [2, 12, 32])
+def test_cuda_frames_1080p(block, layout):
+    rgb = random_pixels((2, 3, 1080, 1920), torch.uint8, seed=5).cuda()
     rgb = with_grid_layout(rgb, layout)
-    assert_cell_features(rgb, block, name=f"cell_features cuda 8x1080p {layout} {block}")
+    assert_cell_features(rgb, block, name=f"cell_features cuda 2x1080p {layout} {block}")

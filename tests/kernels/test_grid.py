@@ -1,12 +1,16 @@
 """Property tests for ``kernels/grid.py``: ``grid_reduce`` and the cell tiling it shares with
-``cell_features``.
+the Oklab cell kernel.
 
-The Triton kernel (in the interpreter on CPU, compiled on CUDA) against the pure-torch reference
+The Triton kernels (in the interpreter on CPU, compiled on CUDA) against the pure-torch reference
 and an independent numpy oracle (float64 reshape and mean), over blocks with tails, square and
-not, dtypes and strided layouts. Outputs start NaN-poisoned, so an unwritten cell fails.
+not, dtypes and strided layouts, so that each way of loading a row runs: reshaped runs of
+columns (power-of-two blocks), spans gathered into blocks (other blocks, HWC frames), padded
+lanes (other strides). Outputs start NaN-poisoned, so an unwritten cell fails.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -19,12 +23,15 @@ from kernels import grid_reduce
 from kernels._launch import IMAGE_DTYPES
 from kernels.dispatch import use_triton
 from kernels.grid import (
-    INTERPRETER_STEP_PIXELS,
+    INTERPRETER_STEP,
     MAX_CELL_INDEX,
     cell_tiling,
     grid_reduce_reference,
+    interleaved_channels,
+    span_tiling,
 )
 from tests.kernels.compare import (
+    FEW_SHAPES,
     assert_close,
     block_mean_atol,
     block_means_numpy,
@@ -63,14 +70,32 @@ def test_matches_reference_and_numpy(device, spec, dtype, seed):
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("block", [(4, 4), (3, 1), (2, 5)])
 def test_several_programs_with_partial_tiles(device, block, layout):
-    """Several tiles of the interpreter's config in each direction, the last one partial,
-    remainder pixels on both sides, and tiles of rows that straddle two planes."""
+    """Three tiles of the interpreter's config along W, the last one of a single cell, and
+    remainder pixels on both sides. (Small images test tiles of rows that straddle planes.)"""
     block_h, block_w = block
-    tile_r, tile_ow, _ = cell_tiling(block_w, 2**20, 2**20, INTERPRETER_STEP_PIXELS)
-    out_h, out_w = tile_r + 1, 2 * tile_ow + 1
+    _, tile_ow = cell_tiling(triton.next_power_of_2(block_w), 2**20, 2**20, INTERPRETER_STEP)
+    out_h, out_w = 2, 2 * tile_ow + 1
     shape = (1, 3, out_h * block_h + block_h - 1, out_w * block_w + block_w - 1)
     x = with_grid_layout(random_pixels(shape, torch.uint8, seed=sum(block)).to(device), layout)
     assert_block_means(x, block, name=f"grid_reduce {layout} {shape} {block}")
+
+
+# On a GPU test_cuda_frames_1080p covers the powers of two and 12, one compile each.
+FRAME_BLOCKS = [3, (5, 7)] if FEW_SHAPES else [2, 4, 8, 16, 32, 3, 6, 12, (5, 7)]
+
+
+@pytest.mark.parametrize("block", FRAME_BLOCKS)
+def test_engine_block_sizes_on_a_frame(device, block):
+    """Blocks of 2 to 32, powers of two or not, on a small frame in each frame layout: planar,
+    and HWC (channels interleaved in memory, taken by one program) and its RGBA view."""
+    frames = random_pixels((2, 4, 37, 70), torch.uint8, seed=9).to(device)
+    for layout, x in {
+        "CHW": frames[:, :3],
+        "HWC": with_grid_layout(frames[:, :3], "channels_last"),
+        "RGBA view": with_grid_layout(frames, "channels_last")[:, :3],
+    }.items():
+        assert interleaved_channels(x) == (layout != "CHW")
+        assert_block_means(x, block, name=f"grid_reduce {layout} {block}")
 
 
 @pytest.mark.parametrize(
@@ -131,24 +156,46 @@ def test_too_many_cells_for_int32_indices_raise_before_allocating(device):
 
 
 @given(
-    block_w=st.integers(1, 10_000),
+    lanes_per_cell=st.sampled_from([1, 2, 4, 16, 64, 1024, 8192]),
     out_w=st.integers(1, 5_000),
     num_rows=st.integers(1, 10**7),
-    step_pixels=st.sampled_from([1024, 2048, 4096, 8192]),
-    min_programs=st.sampled_from([1, 264]),
+    step=st.sampled_from([512, 1024, 2048, 4096]),
+    min_programs=st.sampled_from([1, 528]),
 )
 def test_tiling_is_powers_of_two_within_the_step(
-    block_w, out_w, num_rows, step_pixels, min_programs
+    lanes_per_cell, out_w, num_rows, step, min_programs
 ):
-    tile_r, tile_ow, bw_chunk = cell_tiling(block_w, out_w, num_rows, step_pixels, min_programs)
-    for size in (tile_r, tile_ow, bw_chunk):
+    tile_r, tile_ow = cell_tiling(lanes_per_cell, out_w, num_rows, step, min_programs)
+    for size in (tile_r, tile_ow):
         assert size == triton.next_power_of_2(size)
-    assert tile_r * tile_ow * bw_chunk <= step_pixels
-    assert bw_chunk == min(triton.next_power_of_2(block_w), step_pixels)
+    assert tile_r * tile_ow * lanes_per_cell <= max(step, lanes_per_cell)
     assert tile_ow <= triton.next_power_of_2(out_w)
     assert tile_r <= triton.next_power_of_2(num_rows)
     programs = triton.cdiv(num_rows, tile_r) * triton.cdiv(out_w, tile_ow)
-    assert programs >= min_programs or tile_r == 1
+    assert programs >= min_programs or tile_r == tile_ow == 1
+
+
+@given(
+    block_w=st.integers(1, 40),
+    pixel_elements=st.sampled_from([1, 3, 4]),
+    out_w=st.integers(1, 3_000),
+    num_rows=st.integers(1, 10**5),
+    step=st.sampled_from([512, 2048, 4096]),
+    min_programs=st.sampled_from([1, 528]),
+)
+def test_span_tiling_keeps_spans_aligned_within_the_step(
+    block_w, pixel_elements, out_w, num_rows, step, min_programs
+):
+    tiling = span_tiling(block_w, pixel_elements, out_w, num_rows, step, min_programs)
+    elements = block_w * pixel_elements
+    if tiling is None:  # one aligned group of blocks is wider than the step
+        assert 16 // math.gcd(16, elements) * elements > step or elements > step
+        return
+    span, tile_ow = tiling
+    assert span == triton.next_power_of_2(tile_ow * elements) <= max(step, 16 * elements)
+    assert 1 <= tile_ow <= out_w
+    # Every span starts 16-element aligned, unless a single span covers the row.
+    assert tile_ow * elements % 16 == 0 or tile_ow == out_w
 
 
 # --------------------------------------------------------------------------- real sizes
@@ -164,7 +211,7 @@ def test_reference_at_1080p_matches_numpy(reference_path, block):
 @needs_compiled_cuda
 @pytest.mark.cuda
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("block", [4, 16])
-def test_cuda_8_frames_1080p(block, layout):
-    x = with_grid_layout(random_pixels((8, 3, 1080, 1920), torch.uint8, seed=5).cuda(), layout)
-    assert_block_means(x, block, name=f"grid_reduce cuda 8x1080p {layout} {block}")
+@pytest.mark.parametrize("block", [2, 4, 12, 16, 32])
+def test_cuda_frames_1080p(block, layout):
+    x = with_grid_layout(random_pixels((2, 3, 1080, 1920), torch.uint8, seed=5).cuda(), layout)
+    assert_block_means(x, block, name=f"grid_reduce cuda 2x1080p {layout} {block}")
