@@ -4,13 +4,16 @@ Tensors in, tensors out: no files, no video, no policy. Every function takes CPU
 and returns tensors on the same device; ``kernels.dispatch`` says which implementation runs.
 """
 
+from kernels.composite import ColourTransfer, composite_tiles
 from kernels.cost import cost_matrix, cost_topk
 from kernels.features import cell_features
 from kernels.grid import grid_reduce
 from kernels.oklab import oklab_to_srgb, srgb_to_oklab
 
 __all__ = [
+    "ColourTransfer",
     "cell_features",
+    "composite_tiles",
     "cost_matrix",
     "cost_topk",
     "grid_reduce",
