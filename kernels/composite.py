@@ -103,15 +103,15 @@ _V_ROUNDING = (28, 258_011_295, 2_007_870)  # V = (28 S + 258011295) // 2007870
 
 
 def transfer_coefficients_reference(
-    transfer: ColourTransfer, tiles: torch.Tensor, cells: torch.Tensor | None = None
+    transfer: ColourTransfer, tile_index: torch.Tensor, cells: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """float32 ``(n, 3)`` ``(scale, offset)`` of the cells ``cells`` (int64 ``(n,)`` row-major
-    indices; all cells when ``None``) showing tiles ``tiles`` (int64 ``(n,)``)."""
+    indices; all cells when ``None``) showing the tiles ``tile_index`` (int64 ``(n,)``)."""
     cell_mean = transfer.cell_mean.reshape(-1, 3)
     cell_std = transfer.cell_std.reshape(-1, 3)
     if cells is not None:
         cell_mean, cell_std = cell_mean[cells], cell_std[cells]
-    tile_mean, tile_std = transfer.tile_mean[tiles], transfer.tile_std[tiles]
+    tile_mean, tile_std = transfer.tile_mean[tile_index], transfer.tile_std[tile_index]
     strength = transfer.strength
     gain = (cell_std / tile_std.clamp_min(transfer.spread_floor)).clamp_max_(transfer.max_gain)
     scale = gain.mul_(strength).add_(1.0 - strength)
@@ -147,8 +147,8 @@ def composite_tiles_reference(
     previous: torch.Tensor | None = None,
     changed: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Pure-torch ``composite_tiles`` (arguments checked by it): tiles gathered, converted and
-    arranged with whole-tensor operations.
+    """Pure-torch ``composite_tiles`` (arguments as it checks them): tiles gathered, converted
+    and arranged with whole-tensor operations.
 
     It is the CPU path of a video, so it spares what it can: given ``previous`` and ``changed``,
     only the changed cells are converted, the others copied from ``previous``. The RGB result
@@ -230,11 +230,12 @@ def composite_tiles(
         size: ``(H, W)`` of the output picture, at most ``(rows * t, cols * t)``: the mosaic is
             cropped at the bottom and right. Default: the whole mosaic.
         pixel_format: one of ``PIXEL_FORMATS`` (YUV: module docstring).
-        previous: uint8 ``(3, H, W)`` RGB output of an earlier call with the same tiles, grid,
-            size and transfer except in the cells ``changed`` (bool ``(rows, cols)``): the
-            others may be copied from it. A hint, RGB output with a transfer only: the
-            reference then converts only the changed cells (a CPU's time goes there); the
-            kernel recomputes every cell, which gives the same pixels.
+        previous: uint8 ``(3, H, W)``, the RGB output of an earlier call with the same
+            arguments except in the cells ``changed``: the other cells may be copied from it.
+            A hint, for RGB output with a transfer only: the reference then converts only the
+            changed cells (where a CPU's time goes); the kernel recomputes every cell, which
+            gives the same pixels.
+        changed: bool ``(rows, cols)``, given with ``previous``.
 
     Returns:
         uint8 ``(3, H, W)`` (``"rgb"``) or ``(H' * 3 // 2, W')`` (``"yuv420p"``, ``H'`` and
@@ -482,7 +483,21 @@ def _weighted(
     return WEIGHT_R * red + WEIGHT_G * green + WEIGHT_B * blue
 
 
-@triton.jit
+# Only the output's row pitch is specialised on (16-divisible rows store as vectors): each other
+# size or stride divisibility, and every int equal to 1, would compile the kernel once more.
+_UNSPECIALISED = [
+    "height",
+    "out_rows",
+    *(f"tile_stride_{d}" for d in "mchw"),
+    *(f"lab_stride_{d}" for d in "mchw"),
+    "choice_stride_r",
+    "choice_stride_c",
+    *(f"tile_{stat}_stride_{d}" for stat in ("mean", "std") for d in "mc"),
+    *(f"cell_{stat}_stride_{d}" for stat in ("mean", "std") for d in "rck"),
+]
+
+
+@triton.jit(do_not_specialize=_UNSPECIALISED)
 def _composite_kernel(
     tiles_ptr,
     lab_ptr,
@@ -578,6 +593,8 @@ def _composite_kernel(
         right = tl.minimum(left + 1, width - 1)  # an odd width repeats its last column
         u_sum = tl.zeros((BLOCK_R, BLOCK_W), tl.int32)
         v_sum = tl.zeros((BLOCK_R, BLOCK_W), tl.int32)
+        # The integers of _LUMA_WEIGHTS ... _V_ROUNDING (jit code reads no Python tuples); the
+        # tests pin this frame to rgb_to_yuv420_reference bit for bit.
         for dy in tl.static_range(2):
             luma_rows = 2 * block_rows + dy
             ys = tl.minimum(luma_rows, height - 1)[:, None]  # an odd height repeats its last row
@@ -616,8 +633,8 @@ def _composite_kernel(
 
 
 # On a GPU a few block shapes are tuned once per frame size and variant, all at 2 or 4 elements
-# (pixels, or YUV chroma samples of four pixels each) a thread: at 8, YUV needs 244 registers a
-# thread on sm_90, at 4 128, at 2 72 (tests/kernels/compile_sm90.py). The interpreter runs one.
+# (pixels, or YUV chroma samples of four pixels each) a thread: on sm_90 YUV takes 80 and 138
+# registers a thread at those, 244 at 8 (tests/kernels/compile_sm90.py). The interpreter runs one.
 _GPU_CONFIGS = [
     triton.Config({"BLOCK_R": rows, "BLOCK_W": cols}, num_warps=warps)
     for rows, cols, warps in ((2, 128, 4), (4, 128, 4), (2, 256, 8), (4, 256, 8))
