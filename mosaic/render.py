@@ -298,6 +298,7 @@ def render_mosaic_unchecked(
             shape = (3, *(size or (rows * side, cols * side)))
             if pixel_format == "rgb" and hold.frame is not None and hold.frame.shape == shape:
                 previous = hold.frame
+            hold.frame = None  # matches the hold's statistics only once this frame is drawn
         transfer = ColourTransfer(
             color_strength, *tile_stats, mean, std, MAX_SPREAD_GAIN, SPREAD_EPS
         )

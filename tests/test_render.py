@@ -340,6 +340,23 @@ def test_colour_hold_starts_afresh_on_another_grid():
         assert torch.equal(out, render_mosaic(tiles, choice, color_strength=1.0, cell_stats=stats))
 
 
+def test_colour_hold_recolours_correctly_after_a_yuv_frame():
+    """A frame drawn as YUV leaves no stale RGB frame behind: the next RGB frame, whose cells
+    are all held from the YUV one, must not copy them from the RGB frame before it."""
+    generator = torch.Generator().manual_seed(11)
+    tiles = textured_tiles(8, 4, generator)
+    choice = torch.arange(6).reshape(2, 3)
+    first, second = (
+        CellStats(torch.rand(2, 3, 3, generator=generator), torch.zeros(2, 3, 3)) for _ in range(2)
+    )
+    options = {"color_strength": 1.0, "tile_stats": tile_stats(tiles)}
+    hold = ColourHold(0.0)
+    render_mosaic(tiles, choice, cell_stats=first, hold=hold, **options)
+    render_mosaic(tiles, choice, cell_stats=second, hold=hold, pixel_format="yuv420p", **options)
+    held = render_mosaic(tiles, choice, cell_stats=second, hold=hold, **options)
+    assert torch.equal(held, render_mosaic(tiles, choice, cell_stats=second, **options))
+
+
 def test_colour_hold_refuses_a_negative_tolerance():
     with pytest.raises(ValueError, match="tolerance"):
         ColourHold(-0.1)
