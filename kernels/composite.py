@@ -632,16 +632,14 @@ def _composite_kernel(
         tl.store(pixel + 2 * plane, blue.to(tl.uint8), mask=mask)
 
 
-# On a GPU a few block shapes are tuned once per frame size and variant, all at 2 or 4 elements
-# (pixels, or YUV chroma samples of four pixels each) a thread: on sm_90 YUV takes 80 and 138
-# registers a thread at those, 244 at 8 (tests/kernels/compile_sm90.py). The interpreter runs one.
-_GPU_CONFIGS = [
-    triton.Config({"BLOCK_R": rows, "BLOCK_W": cols}, num_warps=warps)
-    for rows, cols, warps in ((2, 128, 4), (4, 128, 4), (2, 256, 8), (4, 256, 8))
-]
-_composite_tuned = triton.autotune(
-    _GPU_CONFIGS, key=["out_rows", "out_cols", "TILE", "TRANSFER", "LAB_INPUT", "YUV"]
-)(_composite_kernel)
+# On a GPU two block shapes are tuned once per tile size and variant (the best hardly depends on
+# the frame size), at 2 and 4 elements a thread (pixels, or YUV chroma samples of four pixels):
+# on sm_90 YUV takes 80 and 138 registers a thread at those, 244 at 8
+# (tests/kernels/compile_sm90.py). The interpreter runs one.
+_GPU_CONFIGS = [triton.Config({"BLOCK_R": rows, "BLOCK_W": 128}, num_warps=4) for rows in (2, 4)]
+_composite_tuned = triton.autotune(_GPU_CONFIGS, key=["TILE", "TRANSFER", "LAB_INPUT", "YUV"])(
+    _composite_kernel
+)
 
 # Interpreter time grows with the number of programs, hardly with their size.
 _INTERPRETER_BLOCK_PIXELS = 8192

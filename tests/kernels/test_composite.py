@@ -31,7 +31,7 @@ from kernels.composite import (
     transfer_coefficients_reference,
 )
 from kernels.oklab import srgb_to_oklab_reference
-from tests.kernels.compare import assert_close, shares_device_fixture, with_layout
+from tests.kernels.compare import assert_close, needs_compiled_cuda, with_layout
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # colour-science warns on import that matplotlib is missing
@@ -136,7 +136,6 @@ def unfused_composite(tiles, choice, transfer, tile_lab, size) -> torch.Tensor:
 # --------------------------------------------------------------------------- RGB
 
 
-@shares_device_fixture
 @example(
     spec={
         "pool": 3, "side": 16, "grid": (2, 9), "size": (31, 143), "tile_layout": "channels_last",
@@ -144,8 +143,13 @@ def unfused_composite(tiles, choice, transfer, tile_lab, size) -> torch.Tensor:
     }
 )  # fmt: skip
 @given(spec=mosaic_specs())
-def test_rgb_matches_reference_and_the_unfused_path(device, spec):
-    tiles, choice, transfer, tile_lab, size = make_inputs(spec, device)
+def test_rgb_matches_reference_and_the_unfused_path(spec):
+    assert_rgb_matches(*make_inputs(spec, "cpu"), name=str(spec))
+
+
+def assert_rgb_matches(tiles, choice, transfer, tile_lab, size, name: str) -> None:
+    """The kernel's RGB frame against the reference and the unfused path: every element
+    written, bit-exact for a copy, else within one level."""
     frame = composite_with_output_fill(
         tiles, choice, transfer, tile_lab=tile_lab, size=size, fill=0
     )
@@ -161,8 +165,8 @@ def test_rgb_matches_reference_and_the_unfused_path(device, spec):
     if transfer is None:  # a plain copy: bit-exact everywhere
         assert torch.equal(frame, expected) and torch.equal(frame, unfused)
     else:
-        assert_within_one_level(frame, expected, f"kernel vs reference {spec}")
-        assert_within_one_level(frame, unfused, f"kernel vs unfused {spec}")
+        assert_within_one_level(frame, expected, f"kernel vs reference {name}")
+        assert_within_one_level(frame, unfused, f"kernel vs unfused {name}")
 
 
 @given(spec=mosaic_specs())
@@ -206,12 +210,14 @@ def float64_mosaic(tiles, choice, transfer) -> torch.Tensor:
 # --------------------------------------------------------------------------- YUV 4:2:0
 
 
-@shares_device_fixture
 @given(spec=mosaic_specs())
-def test_yuv_is_exactly_the_conversion_of_the_rgb_frame(device, spec):
+def test_yuv_is_exactly_the_conversion_of_the_rgb_frame(spec):
+    assert_yuv_matches(*make_inputs(spec, "cpu"), name=str(spec))
+
+
+def assert_yuv_matches(tiles, choice, transfer, tile_lab, size, name: str) -> None:
     """The kernel's I420 frame equals the reference conversion of its own RGB frame, bit for bit
     (exact integer arithmetic on both sides), and the reference's within one level."""
-    tiles, choice, transfer, tile_lab, size = make_inputs(spec, device)
     options = {"tile_lab": tile_lab, "size": size}
     yuv = composite_with_output_fill(
         tiles, choice, transfer, **options, fill=0, pixel_format="yuv420p"
@@ -230,7 +236,7 @@ def test_yuv_is_exactly_the_conversion_of_the_rgb_frame(device, spec):
     if transfer is None:
         assert torch.equal(yuv, expected)
     else:
-        assert_close(yuv, expected, atol=1, name=f"kernel vs reference {spec}")
+        assert_close(yuv, expected, atol=1, name=f"kernel vs reference {name}")
 
 
 @given(
@@ -287,6 +293,43 @@ def test_yuv_of_primaries_and_greys():
         rgb = torch.tensor([red, green, blue], dtype=torch.uint8).view(3, 1, 1).expand(3, 2, 2)
         yuv = rgb_to_yuv420_reference(rgb.contiguous())
         assert tuple(yuv.flatten()[[0, 4, 5]].tolist()) == expected, (red, green, blue)
+
+
+# --------------------------------------------------------------------------- compiled, on CUDA
+
+# The engine's 1080p frame (68 x 120 cells of 16 px, cropped) with the tiles in Oklab and as a
+# plain copy, and tails: 5-px tiles, an odd crop, channels-last tiles and strided statistics.
+# Few distinct variants: each (tile size, transfer, Oklab input, YUV) compiles twice (autotune).
+CUDA_CASES = {
+    "1080p transfer": {"side": 16, "grid": (68, 120), "size": (1080, 1920), "strength": 0.6},
+    "1080p copy": {"side": 16, "grid": (68, 120), "size": (1080, 1920), "strength": None},
+    "tails": {
+        "side": 5,
+        "grid": (7, 27),
+        "size": (33, 131),
+        "strength": 1.0,
+        "lab": False,
+        "tile_layout": "channels_last",
+        "strided": True,
+    },
+}
+
+
+@needs_compiled_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", list(CUDA_CASES))
+def test_cuda_frames_match_the_reference(case):
+    spec = {
+        "pool": 300,
+        "tile_layout": "contiguous",
+        "strided": False,
+        "lab": True,
+        "seed": 7,
+        **CUDA_CASES[case],
+    }
+    inputs = make_inputs(spec, "cuda")
+    assert_rgb_matches(*inputs, name=f"cuda {case}")
+    assert_yuv_matches(*inputs, name=f"cuda {case}")
 
 
 # --------------------------------------------------------------------------- the CPU hint
