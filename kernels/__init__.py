@@ -5,6 +5,7 @@ and returns tensors on the same device; ``kernels.dispatch`` says which implemen
 """
 
 from kernels.cell_analysis import CellAnalysis, analyse_cells
+from kernels.composite import ColourTransfer, composite_tiles
 from kernels.cost import cost_matrix, cost_topk
 from kernels.features import cell_features
 from kernels.grid import grid_reduce
@@ -12,8 +13,10 @@ from kernels.oklab import oklab_to_srgb, srgb_to_oklab
 
 __all__ = [
     "CellAnalysis",
+    "ColourTransfer",
     "analyse_cells",
     "cell_features",
+    "composite_tiles",
     "cost_matrix",
     "cost_topk",
     "grid_reduce",

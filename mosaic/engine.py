@@ -13,7 +13,7 @@ from mosaic.config import ConfigError, MosaicConfig
 from mosaic.descriptors import block_descriptors
 from mosaic.imageops import resize
 from mosaic.pool import TilePool
-from mosaic.render import CellStats, ColourHold, render_mosaic, tile_stats
+from mosaic.render import CellStats, ColourHold, render_mosaic_unchecked, tile_stats
 from mosaic.stages import NO_TIMER, StageTimer
 from mosaic.temporal import TemporalCoherence
 
@@ -164,12 +164,19 @@ class FrameRenderer:
         choice: torch.Tensor,
         timer: StageTimer = NO_TIMER,
         hold: ColourHold | None = None,
+        pixel_format: str = "rgb",
     ) -> torch.Tensor:
-        """uint8 ``(3, H_out, W_out)`` mosaic of the analysed frame with tiles ``choice``
-        (int64 ``(rows, cols)``). A video passes its ``colour_hold()``, frame after frame in
-        order."""
+        """The mosaic of the analysed frame with tiles ``choice`` (int64 ``(rows, cols)``),
+        cropped to the frame's size at the output tile size: uint8 ``(3, H_out, W_out)``, or
+        with ``pixel_format="yuv420p"`` the I420 bytes ``(H_out' * 3 // 2, W_out')`` a video
+        encoder takes (sizes rounded up to even; ``kernels.composite_tiles``). A video passes
+        its ``colour_hold()``, frame after frame in order. Reads nothing back from the device.
+        """
         config = self.config
-        image = render_mosaic(
+        height, width = analysis.frame.shape[-2:]
+        tile = self.tiles.shape[-1]
+        size = (max(1, height * tile // config.cell), max(1, width * tile // config.cell))
+        return render_mosaic_unchecked(
             self.tiles,
             choice,
             color_strength=config.color,
@@ -177,11 +184,10 @@ class FrameRenderer:
             tile_stats=self.tile_stats,
             tile_lab=self.tile_lab,
             hold=hold,
+            size=size,
+            pixel_format=pixel_format,
             timer=timer,
         )
-        height, width = analysis.frame.shape[-2:]
-        tile = self.tiles.shape[-1]
-        return image[:, : height * tile // config.cell, : width * tile // config.cell]
 
     def render(
         self,

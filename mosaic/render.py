@@ -14,12 +14,15 @@ and spread, except that a tile's spread is at most multiplied by ``MAX_SPREAD_GA
 tile would otherwise have its JPEG noise and banding amplified into visible grain. Spread may
 shrink without limit, so at ``s = 1`` a flat source cell gets a flat tile.
 
-Everything runs on the tensors' device with whole-frame tensor ops (no per-cell Python loop),
-through the ``kernels`` colour conversions and block means. A renderer that draws many frames
-with one pool converts the tiles to Oklab once (``tile_lab``), so a frame only pays for the way
-back to sRGB. A video also passes a ``ColourHold``: a cell that keeps its tile and whose source
-statistics stay within a tolerance of those it was last coloured with keeps its pixels, so noise
-in the source does not make the tiles shimmer, and only the cells that changed are converted.
+The frame is drawn by one fused operation, ``kernels.composite_tiles``: on a GPU one kernel
+gathers every cell's tile, applies the transfer and writes sRGB (or YUV 4:2:0 for an encoder)
+straight into the frame; on a CPU its pure-torch reference does the same with whole-frame tensor
+operations. A renderer that draws many frames with one pool converts the tiles to Oklab once
+(``tile_lab``). A video also passes a ``ColourHold``: a cell that keeps its tile and whose source
+statistics stay within a tolerance of those it was last coloured with is coloured with those same
+statistics again, so its pixels do not change and noise in the source does not make the tiles
+shimmer. The hold is a few fixed-shape tensors on the device: a GPU frame reads nothing back.
+On a CPU only the cells that changed are converted, the others copied from the previous frame.
 """
 
 from __future__ import annotations
@@ -29,7 +32,13 @@ from numbers import Real
 
 import torch
 
-from kernels import analyse_cells, grid_reduce, oklab_to_srgb, srgb_to_oklab
+from kernels import (
+    ColourTransfer,
+    analyse_cells,
+    composite_tiles,
+    grid_reduce,
+    srgb_to_oklab,
+)
 from mosaic.stages import NO_TIMER, StageTimer
 
 __all__ = [
@@ -39,6 +48,7 @@ __all__ = [
     "ColourHold",
     "cell_stats",
     "render_mosaic",
+    "render_mosaic_unchecked",
     "tile_stats",
 ]
 
@@ -78,53 +88,53 @@ class ColourHold:
 
     A cell is coloured afresh when its tile changed, or when its source mean or spread moved by
     more than ``tolerance`` in some Oklab channel from the values it was last coloured with;
-    otherwise it keeps its pixels. A just-noticeable Oklab difference is about 0.02, and the
-    rendered colour moves by at most ``strength`` times the source's, so a tolerance well below
-    that is invisible as lag, while sensor noise no longer makes the tiles shimmer. With
-    ``tolerance=0`` only cells whose tile and statistics are exactly unchanged are held. Frames
-    must come in order; a frame of another grid or tile size starts afresh.
+    otherwise it is coloured with those values again, and its pixels stay exactly as they were.
+    A just-noticeable Oklab difference is about 0.02, and the rendered colour moves by at most
+    ``strength`` times the source's, so a tolerance well below that is invisible as lag, while
+    sensor noise no longer makes the tiles shimmer. With ``tolerance=0`` only cells whose tile
+    and statistics are exactly unchanged are held.
+
+    The state is fixed-shape tensors on the frames' device, updated by elementwise operations:
+    nothing is read back to the host. It also keeps the last RGB frame drawn with it, from which
+    the CPU path copies the cells that did not change. Frames must come in order, from one
+    renderer (the same tiles and strength); a frame of another grid or tile size starts afresh.
     """
 
     def __init__(self, tolerance: float) -> None:
         if not tolerance >= 0:  # also refuses NaN
             raise ValueError(f"the colour hold tolerance must be >= 0, got {tolerance}")
         self.tolerance = tolerance
+        self._side: int | None = None  # tile side in pixels of the frames held
         self._tiles: torch.Tensor | None = None  # (rows, cols) int64 tile of each cell
-        self._mean: torch.Tensor | None = None  # (N, 3) statistics it was coloured with
+        self._mean: torch.Tensor | None = None  # (rows, cols, 3) statistics it was coloured with
         self._std: torch.Tensor | None = None
-        self._pixels: torch.Tensor | None = None  # (N, 3, t, t) uint8 coloured tiles
+        self.frame: torch.Tensor | None = None  # uint8 (3, H, W), the last RGB frame drawn
 
-    def stale(
+    def statistics(
         self, choice: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, side: int
-    ) -> torch.Tensor:
-        """bool ``(N,)``: the cells to colour afresh, given this frame's tiles ``choice`` (int64
-        ``(rows, cols)``, ``N = rows * cols``), its cells' source statistics ``mean`` and ``std``
-        (float32 ``(N, 3)``) and the tile side in pixels."""
-        held = self._pixels
-        if held is None or self._tiles.shape != choice.shape or held.shape[-1] != side:
-            return torch.ones(choice.numel(), dtype=torch.bool, device=choice.device)
-        drift = torch.maximum((mean - self._mean).abs(), (std - self._std).abs()).amax(1)
-        return (choice.reshape(-1) != self._tiles.reshape(-1)) | (drift > self.tolerance)
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The statistics to colour this frame's cells with, and which cells changed.
 
-    def update(
-        self,
-        cells: torch.Tensor,
-        coloured: torch.Tensor,
-        choice: torch.Tensor,
-        mean: torch.Tensor,
-        std: torch.Tensor,
-    ) -> torch.Tensor:
-        """Record the cells coloured afresh (int64 ``(n,)`` indices, ``coloured`` uint8
-        ``(n, 3, t, t)``) of the frame ``stale`` was just asked about (same arguments); returns
-        its uint8 ``(N, 3, t, t)`` tiles, held ones included (kept by the hold: read only)."""
-        if self._pixels is None or cells.numel() == choice.numel():
-            self._pixels, self._mean, self._std = coloured, mean.clone(), std.clone()
+        Args:
+            choice: int64 ``(rows, cols)``, this frame's tiles.
+            mean: float32 ``(rows, cols, 3)``, its cells' source Oklab means.
+            std: float32 ``(rows, cols, 3)``, their standard deviations.
+            side: the tile side in pixels.
+
+        Returns:
+            ``(mean, std, changed)``: the given statistics where ``changed`` (bool
+            ``(rows, cols)``), the held ones elsewhere; recorded for the next frame.
+        """
+        if self._tiles is None or self._tiles.shape != choice.shape or self._side != side:
+            changed = torch.ones(choice.shape, dtype=torch.bool, device=choice.device)
+            mean, std, self.frame = mean.clone(), std.clone(), None
         else:
-            self._pixels[cells] = coloured
-            self._mean[cells] = mean[cells]
-            self._std[cells] = std[cells]
-        self._tiles = choice.clone()
-        return self._pixels
+            drift = torch.maximum((mean - self._mean).abs(), (std - self._std).abs()).amax(-1)
+            changed = (choice != self._tiles) | (drift > self.tolerance)
+            mean = torch.where(changed[..., None], mean, self._mean)
+            std = torch.where(changed[..., None], std, self._std)
+        self._side, self._tiles, self._mean, self._std = side, choice.clone(), mean, std
+        return mean, std, changed
 
 
 def cell_stats(frame: torch.Tensor, cell: int) -> CellStats:
@@ -173,6 +183,9 @@ def tile_stats(
     return mean, std
 
 
+_pool_stats = tile_stats  # what render_mosaic calls, its parameter of that name shadowing it
+
+
 def render_mosaic(
     tiles: torch.Tensor,
     choice: torch.Tensor,
@@ -182,6 +195,8 @@ def render_mosaic(
     tile_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
     tile_lab: torch.Tensor | None = None,
     hold: ColourHold | None = None,
+    size: tuple[int, int] | None = None,
+    pixel_format: str = "rgb",
     timer: StageTimer = NO_TIMER,
 ) -> torch.Tensor:
     """Composite the chosen tiles into one frame, optionally colour-matched to the source cells.
@@ -189,23 +204,28 @@ def render_mosaic(
     Args:
         tiles: uint8 ``(M, 3, t, t)`` tile pixels; any strides.
         choice: int64 ``(rows, cols)`` tile index per cell, each in ``[0, M)``; any strides.
-            Checking the range reads two numbers back from the device (one sync).
+            Checking the range reads two numbers back from the device (one sync; a caller whose
+            indices are right by construction calls ``render_mosaic_unchecked``).
         color_strength: ``s`` in [0, 1], how far each tile moves toward its cell's colour
             statistics (see the module docstring).
         cell_stats: the source frame's ``cell_stats`` on the same ``rows x cols`` grid; required
             when ``color_strength > 0``.
-        tile_stats: ``tile_stats(tiles)``, precomputed once per pool; when omitted, the chosen
-            tiles' statistics are computed from their Oklab pixels.
+        tile_stats: ``tile_stats(tiles)``, precomputed once per pool; computed here (for the
+            whole pool) when omitted.
         tile_lab: float32 ``(M, 3, t, t)``, ``srgb_to_oklab(tiles)`` precomputed once per pool;
             when omitted, the chosen tiles are converted.
         hold: a video's ``ColourHold``, which keeps the colour of cells that did not change
-            since the previous frame it was given (updated here; one sync on GPU).
-        timer: records the colour transfer as stage ``"colour"`` and the arrangement of the
-            tiles into the frame as ``"render"``.
+            since the previous frame it was given (updated here).
+        size: ``(H, W)`` to crop the mosaic to (at the bottom and right); default the whole.
+        pixel_format: ``"rgb"``, or ``"yuv420p"`` for the I420 bytes a video encoder takes
+            (``kernels.composite_tiles``).
+        timer: records the cells' colour statistics (the hold) as stage ``"colour"`` and
+            drawing the frame (tiles, colour transfer, sRGB) as ``"render"``.
 
     Returns:
-        uint8 ``(3, rows * t, cols * t)`` on the tiles' device: tile ``choice[r, c]`` at block
-        ``(r, c)``.
+        uint8 ``(3, H, W)`` on the tiles' device, ``(rows * t, cols * t)`` uncropped: tile
+        ``choice[r, c]`` at block ``(r, c)``; with ``"yuv420p"`` uint8 ``(H' * 3 // 2, W')``,
+        the sizes rounded up to even.
     """
     _check_tiles(tiles)
     _check_choice(choice, tiles)
@@ -213,72 +233,73 @@ def render_mosaic(
         raise TypeError(f"color_strength must be a number, got {type(color_strength).__name__}")
     if not 0.0 <= color_strength <= 1.0:
         raise ValueError(f"color_strength must be in [0, 1], got {color_strength}")
-
-    if color_strength == 0.0:
-        with timer.stage("render"):
-            return _assemble(tiles.index_select(0, choice.reshape(-1)), choice.shape)
-
-    _check_cell_stats(cell_stats, tiles, choice.shape)
-    if tile_stats is not None:
+    if color_strength > 0:
+        _check_cell_stats(cell_stats, tiles, choice.shape)
+        if tile_stats is None:
+            tile_stats = _pool_stats(tiles, tile_lab)
         _check_tile_stats(tile_stats, tiles)
-    if tile_lab is not None:
-        _check_tile_lab(tile_lab, tiles)
-    index = choice.reshape(-1)
-    cell_mean, cell_std = cell_stats.mean.reshape(-1, 3), cell_stats.std.reshape(-1, 3)
-    with timer.stage("colour"):
-        if hold is None:
-            picked = _transfer(
-                tiles, index, cell_mean, cell_std, color_strength, tile_stats, tile_lab
-            )
-        else:
-            cells = hold.stale(choice, cell_mean, cell_std, tiles.shape[-1]).nonzero().squeeze(1)
-            coloured = _transfer(
-                tiles,
-                index[cells],
-                cell_mean[cells],
-                cell_std[cells],
-                color_strength,
-                tile_stats,
-                tile_lab,
-            )
-            picked = hold.update(cells, coloured, choice, cell_mean, cell_std)
-    with timer.stage("render"):
-        return _assemble(picked, choice.shape)
+    return render_mosaic_unchecked(
+        tiles,
+        choice,
+        color_strength=color_strength,
+        cell_stats=cell_stats,
+        tile_stats=tile_stats,
+        tile_lab=tile_lab,
+        hold=hold,
+        size=size,
+        pixel_format=pixel_format,
+        timer=timer,
+    )
 
 
-def _transfer(
+def render_mosaic_unchecked(
     tiles: torch.Tensor,
-    index: torch.Tensor,
-    cell_mean: torch.Tensor,
-    cell_std: torch.Tensor,
-    strength: float,
+    choice: torch.Tensor,
+    *,
+    color_strength: float,
+    cell_stats: CellStats | None,
     tile_stats: tuple[torch.Tensor, torch.Tensor] | None,
-    tile_lab: torch.Tensor | None,
+    tile_lab: torch.Tensor | None = None,
+    hold: ColourHold | None = None,
+    size: tuple[int, int] | None = None,
+    pixel_format: str = "rgb",
+    timer: StageTimer = NO_TIMER,
 ) -> torch.Tensor:
-    """uint8 ``(n, 3, t, t)``: tiles ``index`` (int64 ``(n,)``) colour-matched to cells of
-    statistics ``cell_mean`` and ``cell_std`` (float32 ``(n, 3)``), as ``render_mosaic``."""
-    if index.numel() == 0:
-        return tiles[:0]
-    # The colour math runs on the chosen tiles, (n, 3, t, t), a fresh tensor (changed in place).
-    if tile_lab is None:
-        lab = srgb_to_oklab(tiles.index_select(0, index))
-    else:
-        lab = tile_lab.index_select(0, index)
-    if tile_stats is None:
-        tile_mean, tile_std = (x.reshape(-1, 3) for x in _block_mean_std(lab, tiles.shape[-1]))
-    else:
-        tile_mean, tile_std = tile_stats[0][index], tile_stats[1][index]
-    scale, offset = _transfer_coefficients(tile_mean, tile_std, cell_mean, cell_std, strength)
-    return oklab_to_srgb(lab.mul_(scale[:, :, None, None]).add_(offset[:, :, None, None]))
-
-
-def _assemble(picked: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Contiguous ``(3, rows * t, cols * t)`` frame of ``picked`` ``(rows * cols, 3, t, t)``, the
-    tile of each cell in row-major order."""
-    rows, cols = grid
-    side = picked.shape[-1]
-    blocks = picked.view(rows, cols, 3, side, side).permute(2, 0, 3, 1, 4)
-    return blocks.reshape(3, rows * side, cols * side).contiguous()
+    """``render_mosaic`` without the checks only it makes (the index range, the strength, the
+    statistics' presence), for a caller whose arguments are right by construction: nothing is
+    read back from the device. ``tile_stats`` is required when ``color_strength > 0``."""
+    if color_strength == 0:
+        with timer.stage("render"):
+            return composite_tiles(tiles, choice, size=size, pixel_format=pixel_format)
+    side = tiles.shape[-1]
+    mean, std = cell_stats.mean, cell_stats.std
+    previous = changed = None
+    with timer.stage("colour"):
+        if hold is not None:
+            mean, std, changed = hold.statistics(choice, mean, std, side)
+            # The CPU path copies the unchanged cells from the last frame, if it is one like this.
+            rows, cols = choice.shape
+            shape = (3, *(size or (rows * side, cols * side)))
+            if pixel_format == "rgb" and hold.frame is not None and hold.frame.shape == shape:
+                previous = hold.frame
+            hold.frame = None  # matches the hold's statistics only once this frame is drawn
+        transfer = ColourTransfer(
+            color_strength, *tile_stats, mean, std, MAX_SPREAD_GAIN, SPREAD_EPS
+        )
+    with timer.stage("render"):
+        image = composite_tiles(
+            tiles,
+            choice,
+            transfer,
+            tile_lab=tile_lab,
+            size=size,
+            pixel_format=pixel_format,
+            previous=previous,
+            changed=changed if previous is not None else None,
+        )
+    if hold is not None and pixel_format == "rgb":
+        hold.frame = image
+    return image
 
 
 def _block_mean_std(
@@ -304,24 +325,6 @@ def _block_mean_std(
     deviation = blocks.sub_(block_mean) if overwrite else blocks - block_mean
     variance = grid_reduce(deviation.square_().view(n, 3, height, width), block)
     return mean, variance.sqrt_()
-
-
-def _transfer_coefficients(
-    tile_mean: torch.Tensor,
-    tile_std: torch.Tensor,
-    cell_mean: torch.Tensor,
-    cell_std: torch.Tensor,
-    strength: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-cell affine map ``out = tile * scale + offset`` of the module docstring's transfer.
-
-    All inputs and both outputs are float32 ``(cells, 3)``: each cell's chosen tile's and its
-    source's statistics.
-    """
-    gain = (cell_std / tile_std.clamp_min(SPREAD_EPS)).clamp_max_(MAX_SPREAD_GAIN)
-    scale = gain.mul_(strength).add_(1.0 - strength)
-    offset = tile_mean * (1.0 - scale) + strength * (cell_mean - tile_mean)
-    return scale, offset
 
 
 # --------------------------------------------------------------------------- argument checks

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from kernels import cost_matrix, srgb_to_oklab
+from kernels.composite import rgb_to_yuv420_reference
+from kernels.dispatch import use_triton
+from mosaic import MosaicConfig
+from mosaic.engine import FrameRenderer
 from mosaic.metrics import fidelity
 from mosaic.render import (
     MAX_SPREAD_GAIN,
@@ -17,9 +24,14 @@ from mosaic.render import (
     render_mosaic,
     tile_stats,
 )
-from tests.scenes import add_noise, landscape
+from mosaic.temporal import TemporalCoherence
+from tests.scenes import add_noise, landscape, photo_pool
 
 pytestmark = pytest.mark.usefixtures("reference_path")
+
+# Whether the kernels were decorated for the interpreter (tests/conftest.py, before any import of
+# kernels): only then can CPU tensors run them.
+KERNELS_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def textured_tiles(
@@ -328,8 +340,143 @@ def test_colour_hold_starts_afresh_on_another_grid():
         assert torch.equal(out, render_mosaic(tiles, choice, color_strength=1.0, cell_stats=stats))
 
 
+def test_colour_hold_recolours_correctly_after_a_yuv_frame():
+    """A frame drawn as YUV leaves no stale RGB frame behind: the next RGB frame, whose cells
+    are all held from the YUV one, must not copy them from the RGB frame before it."""
+    generator = torch.Generator().manual_seed(11)
+    tiles = textured_tiles(8, 4, generator)
+    choice = torch.arange(6).reshape(2, 3)
+    first, second = (
+        CellStats(torch.rand(2, 3, 3, generator=generator), torch.zeros(2, 3, 3)) for _ in range(2)
+    )
+    options = {"color_strength": 1.0, "tile_stats": tile_stats(tiles)}
+    hold = ColourHold(0.0)
+    render_mosaic(tiles, choice, cell_stats=first, hold=hold, **options)
+    render_mosaic(tiles, choice, cell_stats=second, hold=hold, pixel_format="yuv420p", **options)
+    held = render_mosaic(tiles, choice, cell_stats=second, hold=hold, **options)
+    assert torch.equal(held, render_mosaic(tiles, choice, cell_stats=second, **options))
+
+
 def test_colour_hold_refuses_a_negative_tolerance():
     with pytest.raises(ValueError, match="tolerance"):
         ColourHold(-0.1)
     with pytest.raises(ValueError, match="tolerance"):
         ColourHold(float("nan"))
+
+
+# --------------------------------------------------------------------------- the kernel path
+
+
+def use_kernels(device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From here on, run the Triton kernels: compiled on CUDA, in the interpreter on CPU."""
+    if device == "cpu" and not KERNELS_INTERPRETED:
+        pytest.skip("CPU tensors run the Triton kernels only in the interpreter")
+    monkeypatch.setenv("TRITON_INTERPRET", "1" if device == "cpu" else "0")
+    assert use_triton(torch.empty(0, device=device))
+
+
+class HostSyncs(TorchDispatchMode):
+    """Records the torch operations that read a device's values back to the host (on a GPU each
+    waits for the queued work): scalars, lists, copies to the CPU, data-dependent shapes and
+    boolean-mask indexing. ``tolist`` and ``numpy`` do not dispatch on a CPU, so those two
+    methods are wrapped while recording."""
+
+    SYNCING = frozenset(
+        {
+            torch.ops.aten._local_scalar_dense.default,  # .item(), bool(), int(), float()
+            torch.ops.aten.is_nonzero.default,
+            torch.ops.aten.equal.default,
+            torch.ops.aten.nonzero.default,
+            torch.ops.aten.masked_select.default,
+            torch.ops.aten.argwhere.default,
+            torch.ops.aten._unique2.default,
+            torch.ops.aten.unique_consecutive.default,
+            torch.ops.aten.repeat_interleave.Tensor,
+        }
+    )
+    MASK_INDEXED = frozenset({torch.ops.aten.index.Tensor, torch.ops.aten.index_put_.default})
+    COPIES = frozenset({torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+        self._wrapped = pytest.MonkeyPatch()
+
+    def __enter__(self) -> HostSyncs:
+        for name in ("tolist", "numpy"):
+            method = getattr(torch.Tensor, name)
+
+            def recorded(tensor, *args, _method=method, _name=name, **kwargs):
+                self.found.append(f"Tensor.{_name}")
+                return _method(tensor, *args, **kwargs)
+
+            self._wrapped.setattr(torch.Tensor, name, recorded)
+        return super().__enter__()
+
+    def __exit__(self, *exc_info) -> None:
+        self._wrapped.undo()
+        return super().__exit__(*exc_info)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        indices = args[1] if func in self.MASK_INDEXED else ()
+        to_host = func in self.COPIES and _devices(args, kwargs, result) > {"cpu"}
+        if func in self.SYNCING or to_host or any(_is_mask(i) for i in indices):
+            self.found.append(str(func))
+        return result
+
+
+def _is_mask(index: object) -> bool:
+    return isinstance(index, torch.Tensor) and index.dtype == torch.bool
+
+
+def _devices(args: tuple, kwargs: dict, result: object) -> set[str]:
+    """The device types of a copy's source and result, when the result is on the CPU."""
+    tensors = [x for x in (*args, result) if isinstance(x, torch.Tensor)]
+    if not tensors or tensors[-1].device.type != "cpu":
+        return set()
+    return {x.device.type for x in tensors}
+
+
+def test_composing_video_frames_reads_nothing_back_from_the_device(device, monkeypatch):
+    """FrameRenderer.compose with a colour hold, frame after frame (RGB and YUV): not one
+    operation that makes a GPU wait, on the path a GPU runs. The size is not a multiple of the
+    cell (cropped), and odd in the output (YUV padded)."""
+    config = MosaicConfig(cell=8, color=0.6, tile_size=6, device=device)
+    renderer = FrameRenderer(photo_pool(60, tile_size=8), config)
+    frames = [add_noise(landscape(37, 45, seed=2), sigma=3, seed=i) for i in range(4)]
+    temporal = TemporalCoherence(config.temporal)
+    analyses = [renderer.analyse(frame) for frame in frames]
+    choices = [renderer.choose(a, temporal)[0].tiles.reshape(a.grid) for a in analyses]
+    hold = renderer.colour_hold()
+    use_kernels(device, monkeypatch)
+    with HostSyncs() as syncs:
+        images = [renderer.compose(a, c, hold=hold) for a, c in zip(analyses, choices, strict=True)]
+        yuv = renderer.compose(analyses[-1], choices[-1], pixel_format="yuv420p")
+    assert syncs.found == []
+    assert images[-1].shape == (3, 27, 33) and yuv.shape == (42, 34)
+    assert torch.equal(yuv, rgb_to_yuv420_reference(renderer.compose(analyses[-1], choices[-1])))
+
+
+def test_held_cells_keep_their_pixels_on_the_kernel_path(device, monkeypatch):
+    """The kernel recolours every cell, held ones from the statistics the hold kept: their
+    pixels come out identical, while a changed tile is drawn afresh."""
+    generator = torch.Generator().manual_seed(9)
+    tiles = textured_tiles(8, 6, generator).to(device)
+    choice = torch.tensor([[0, 1, 2], [3, 4, 5]], device=device)
+    mean = torch.rand(2, 3, 3, generator=generator) * 0.2 + torch.tensor([0.5, -0.05, -0.05])
+    std = torch.rand(2, 3, 3, generator=generator) * 0.05
+    use_kernels(device, monkeypatch)
+    options = {"color_strength": 0.8, "tile_stats": tile_stats(tiles)}
+    hold = ColourHold(0.01)
+    first = render_mosaic(tiles, choice, cell_stats=CellStats(mean, std), hold=hold, **options)
+    drifted = CellStats((mean + 0.004).to(device), (std + 0.004).to(device))  # within 0.01
+    moved = choice.clone()
+    moved[1, 2] = 7
+    second = render_mosaic(tiles, moved, cell_stats=drifted, hold=hold, **options)
+    fresh = render_mosaic(tiles, moved, cell_stats=drifted, **options)
+    before, after, recoloured = (cell_blocks(x.cpu(), 6) for x in (first, second, fresh))
+    assert torch.equal(after[:5], before[:5])
+    assert torch.equal(after[5], recoloured[5]) and not torch.equal(after[5], before[5])
+    assert not torch.equal(after[:5], recoloured[:5])  # the held cells really differ from fresh

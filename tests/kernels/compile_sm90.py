@@ -49,13 +49,13 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime import Autotuner, JITFunction
 
-from kernels import cell_analysis, cost, grid, oklab
+from kernels import cell_analysis, composite, cost, grid, oklab
 from kernels._launch import FLOAT_DTYPES, IMAGE_DTYPES
 
 TARGET = GPUTarget("cuda", 90, 32)
 # H100 and H200 both have 132 SMs; the grid heuristics size tiles by it.
 SM_COUNT = 132
-KERNEL_MODULES = (cell_analysis, cost, grid, oklab)
+KERNEL_MODULES = (cell_analysis, composite, cost, grid, oklab)
 POINTER_TYPES = {
     torch.uint8: "*u8",
     torch.float16: "*fp16",
@@ -393,11 +393,49 @@ def merge_splits_launches() -> Iterator[Launch]:
             yield Launch("kernels.cost:_merge_splits_kernel", label, launch_args(*args), keywords)
 
 
+def composite_launches() -> Iterator[Launch]:
+    """The 1080p mosaic (68 x 120 cells of 16 px cropped to 1080 x 1920, 10k tiles) in each
+    variant. Full: colour transfer from the tiles in Oklab (the renderer's pool fits), RGB and
+    YUV, every config. Trimmed, first config: plain copies, the transfer converting uint8
+    tiles, channels-last tiles (strides 3) with 32 px tiles, and an odd crop (1079 x 1919)."""
+    rows, cols, pool = 68, 120, 10_000
+    choice = meta(rows, cols, dtype=torch.int64)
+    cell_stats = (meta(rows, cols, 3), meta(rows, cols, 3))
+
+    def launches(tiles, tile_lab, size, transfer, pixel_format, every, scene):
+        lab = meta(*tiles.shape) if tile_lab else None
+        colour = None
+        if transfer:
+            colour = composite.ColourTransfer(
+                0.5, meta(pool, 3), meta(pool, 3), *cell_stats, 2.0, 1e-4
+            )
+        call = composite._kernel_call(tiles, choice, colour, lab, size, pixel_format)
+        for config in tuned_configs(composite._composite_tuned, every):
+            keywords = {**config, **call.variant}
+            shown = ("BLOCK_R", "BLOCK_W", "TRANSFER", "LAB_INPUT", "YUV")
+            label = f"{scene} {config_text(keywords, shown)}"
+            yield Launch(
+                "kernels.composite:_composite_kernel", label, launch_args(*call.args), keywords
+            )
+
+    tiles16 = meta(pool, 3, 16, 16, dtype=torch.uint8)
+    tiles32_hwc = meta(pool, 32, 32, 3, dtype=torch.uint8).permute(0, 3, 1, 2)
+    full = (1080, 1920)
+    for pixel_format in composite.PIXEL_FORMATS:
+        yield from launches(tiles16, True, full, True, pixel_format, True, "1080p")
+        yield from launches(tiles16, False, full, True, pixel_format, False, "1080p")
+        yield from launches(tiles16, False, full, False, pixel_format, False, "1080p")
+        yield from launches(
+            tiles32_hwc, True, (2159, 3839), True, pixel_format, False, "HWC t32 odd"
+        )
+
+
 def all_launches() -> list[Launch]:
     """Every launch, the slowest kernels (top-k) first so the process pool ends evenly."""
     return [
         *cost_topk_launches(),
         *cost_matrix_launches(),
+        *composite_launches(),
         *merge_splits_launches(),
         *cell_oklab_launches(),
         *grid_reduce_launches(),
