@@ -514,7 +514,7 @@ def test_short_clip_cli(benchmark, tmp_path_factory: pytest.TempPathFactory):
 
 # --------------------------------------------------------------------------- scaling
 
-# Assignment alone, on image-like descriptors (``mosaic.synthetic``, D = 12 as grid 2): the first
+# Assignment alone, on image-like descriptors (``tests.synthetic``, D = 12 as grid 2): the first
 # frame, then the steady state (the same frame with noise 0.01, the first frame's tiles as
 # incumbents, a bonus of the mean cost as the engine gives it), and the cost stage alone
 # (``cost_topk``, k = 1 and 16). In a fresh interpreter, torch on one thread as in the video
@@ -525,7 +525,7 @@ _ASSIGN_SCRIPT = (
 import json, sys, time, torch
 from kernels import cost_topk
 from mosaic.assign import assign_tiles
-from mosaic.synthetic import image_like_instance
+from tests.synthetic import image_like_instance
 
 def seconds(fn, rounds):
     times = []

@@ -123,25 +123,47 @@ def _distances(a32: torch.Tensor, b32: torch.Tensor, b_squared: torch.Tensor) ->
 
 
 def cost_topk_reference(
-    a: torch.Tensor, b: torch.Tensor, k: int
+    a: torch.Tensor,
+    b: torch.Tensor,
+    k: int,
+    *,
+    bias: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
+    out: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pure-torch ``cost_topk``: float32 ``(N, k)`` ascending values, int64 ``(N, k)`` indices.
+    """Pure-torch ``cost_topk`` (same arguments): float32 ``(N, k)`` ascending values, int64
+    ``(N, k)`` indices.
 
     Chunked over rows (``_REFERENCE_CHUNK_ELEMENTS``, ``_REFERENCE_CHUNK_ROWS``); ``|b|^2`` is
-    computed once for all chunks.
+    computed once for all chunks. Every row is computed; with ``rows`` the unselected
+    ones are then taken back from ``out``, so shapes never depend on the data.
     """
     a32, b32 = a.to(torch.float32), b.to(torch.float32)
     b_squared = (b32 * b32).sum(dim=1)
+    bias32 = None if bias is None else bias.to(torch.float32)
     rows_per_chunk = max(_REFERENCE_CHUNK_ROWS, _REFERENCE_CHUNK_ELEMENTS // max(1, b.shape[0]))
     values, indices = [], []
     for start in range(0, a.shape[0], rows_per_chunk):
+        # The distance is clamped at 0 first, then the bias added, as in the kernel.
         cost = _distances(a32[start : start + rows_per_chunk], b32, b_squared)
+        if bias32 is not None:
+            cost.add_(bias32)
         chunk_values, chunk_indices = _smallest(cost, k)
         values.append(chunk_values)
         indices.append(chunk_indices)
     if not values:
-        return a.new_empty((0, k), dtype=torch.float32), a.new_empty((0, k), dtype=torch.int64)
-    return torch.cat(values), torch.cat(indices)
+        values = [a.new_empty((0, k), dtype=torch.float32)]
+        indices = [a.new_empty((0, k), dtype=torch.int64)]
+    values, indices = torch.cat(values), torch.cat(indices)
+    if out is None:
+        return values, indices
+    if rows is not None:
+        keep = ~rows[:, None]
+        values = torch.where(keep, out[0], values)
+        indices = torch.where(keep, out[1], indices)
+    out[0].copy_(values)
+    out[1].copy_(indices)
+    return out
 
 
 def _smallest(cost: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,27 +201,80 @@ def cost_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return cost_matrix_reference(a, b)
 
 
-def cost_topk(a: torch.Tensor, b: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def cost_topk(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    k: int,
+    *,
+    bias: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
+    out: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` smallest squared distances of each row of ``a`` to the rows of ``b``.
 
     The ``N x M`` matrix is never stored.
 
     Args:
         a: ``(N, D)`` float (any strides). b: ``(M, D)`` float, same device. k: ``1 <= k <= M``.
+        bias: optional float ``(M,)``, added to every distance to row ``j`` of ``b`` before the
+            selection (an assignment's tile prices): the result ranks ``distance + bias``. Must
+            be non-negative and finite (not checked: that would read it back from the device);
+            other values rank wrongly.
+        rows: optional bool ``(N,)``: compute only these rows of ``a``; the others keep what
+            ``out`` holds (a fixed-shape update of a few rows, no gather). Needs ``out``.
+        out: optional ``(values, indices)``, float32 and int64 ``(N, k)`` with unit stride along
+            k, written in place and returned.
 
     Returns:
-        ``(values, indices)``: float32 ``(N, k)`` ascending, int64 ``(N, k)`` rows of ``b``.
-        Equal distances may come back in any order (the kernel gives the lower index first).
-        ``k > 64`` runs the pure-torch reference on the inputs' device.
+        ``(values, indices)``: float32 ``(N, k)`` ascending (``distance + bias`` with a bias),
+        int64 ``(N, k)`` rows of ``b``. Equal values may come back in any order (the kernel
+        gives the lower index first). ``k > 64`` runs the pure-torch reference on the inputs'
+        device.
     """
     _check_pair(a, b)
     if isinstance(k, bool) or not isinstance(k, int):
         raise TypeError(f"k must be an int, got {type(k).__name__}")
     if not 1 <= k <= b.shape[0]:
         raise ValueError(f"k must be in [1, M={b.shape[0]}], got {k}")
+    _check_topk_options(a, b, k, bias, rows, out)
     if use_triton(a) and k <= _KERNEL_MAX_K:
-        return _cost_topk_triton(a, b, k)
-    return cost_topk_reference(a, b, k)
+        return _cost_topk_triton(a, b, k, bias, rows, out)
+    return cost_topk_reference(a, b, k, bias=bias, rows=rows, out=out)
+
+
+def _check_topk_options(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    k: int,
+    bias: torch.Tensor | None,
+    rows: torch.Tensor | None,
+    out: tuple[torch.Tensor, torch.Tensor] | None,
+) -> None:
+    """One clear line for a ``bias``, ``rows`` or ``out`` that ``cost_topk`` cannot take."""
+    n, m = a.shape[0], b.shape[0]
+    if bias is not None:
+        check_tensor(bias, "bias", dtypes=FLOAT_DTYPES, ndim=1)
+        check_same_device(a=a, bias=bias)
+        if bias.shape[0] != m:
+            raise ValueError(f"bias must have one value per row of b ({m}), got {bias.shape[0]}")
+    if rows is not None:
+        if out is None:
+            raise ValueError("rows needs out: the unselected rows keep what out holds")
+        check_tensor(rows, "rows", dtypes=(torch.bool,), ndim=1)
+        check_same_device(a=a, rows=rows)
+        if rows.shape[0] != n:
+            raise ValueError(f"rows must have one flag per row of a ({n}), got {rows.shape[0]}")
+    if out is not None:
+        values, indices = out
+        check_tensor(values, "out values", dtypes=(torch.float32,), ndim=2)
+        check_tensor(indices, "out indices", dtypes=(torch.int64,), ndim=2)
+        check_same_device(a=a, values=values, indices=indices)
+        for name, x in (("values", values), ("indices", indices)):
+            if x.shape != (n, k) or (k > 1 and x.stride(1) != 1):
+                raise ValueError(
+                    f"out {name} must be ({n}, {k}) with unit stride along k, got shape "
+                    f"{tuple(x.shape)} and strides {x.stride()}"
+                )
 
 
 # --- Triton helpers --------------------------------------------------------------------------
@@ -334,21 +409,32 @@ def _cost_matrix_kernel(
 
 @triton.jit(do_not_specialize=["N", "M", "cols_per_split"])
 def _cost_topk_kernel(
-    a_ptr, b_ptr, values_ptr, indices_ptr, partial_ptr, N, M, D, cols_per_split,
-    stride_an, stride_ad, stride_bm, stride_bd, stride_vn, stride_in,
+    a_ptr, b_ptr, values_ptr, indices_ptr, partial_ptr, bias_ptr, selected_ptr,
+    N, M, D, cols_per_split,
+    stride_an, stride_ad, stride_bm, stride_bd, stride_vn, stride_in, stride_bias,
     K: tl.constexpr, K_PAD: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
     DOT_PRECISION: tl.constexpr, WRITE_PARTIAL: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_ROWS: tl.constexpr,
 ):  # fmt: skip
     """Top-k of ``BLOCK_N`` rows over one column split. Grid: (row blocks, splits).
 
-    With ``WRITE_PARTIAL`` the split's k keys go, unsorted, to ``partial`` int64
-    ``(N, splits, K)`` for ``_merge_splits_kernel``; otherwise the final values and indices.
+    ``a`` float ``(N, D)`` and ``b`` float ``(M, D)``, any strides. With ``HAS_BIAS``, float
+    ``bias (M,)`` (stride ``stride_bias``) is added to each column's distances before the
+    selection. With ``HAS_ROWS``, only rows whose uint8 ``selected (N,)`` flag is set are
+    computed and written; a program without one skips its column loop. With ``WRITE_PARTIAL`` the
+    split's k keys go, unsorted, to ``partial`` int64 ``(N, splits, K)`` for
+    ``_merge_splits_kernel``; otherwise the final float32 values and int64 indices ``(N, K)``
+    (row strides ``stride_vn``, ``stride_in``).
     """
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_mask = rows < N
     col_begin = tl.program_id(1).to(tl.int64) * cols_per_split
     col_end = tl.minimum(col_begin + cols_per_split, M)
+    if HAS_ROWS:
+        row_mask &= tl.load(selected_ptr + rows, mask=row_mask, other=0) != 0
+        # No selected row: an empty column range, and every store below is masked off.
+        col_end = tl.where(tl.max(row_mask.to(tl.int32), axis=0) > 0, col_end, col_begin)
     top = _empty_top(BLOCK_N, K, K_PAD)
     for col_start in range(col_begin, col_end, BLOCK_M):
         cols = col_start + tl.arange(0, BLOCK_M)
@@ -358,6 +444,9 @@ def _cost_topk_kernel(
             stride_an, stride_ad, stride_bm, stride_bd,
             BLOCK_N, BLOCK_M, BLOCK_D, DOT_PRECISION,
         )  # fmt: skip
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + cols * stride_bias, mask=col_mask, other=0.0)
+            distances += bias.to(tl.float32)[None, :]
         keys = _distance_keys(distances, cols, row_mask[:, None] & col_mask[None, :])
         top = _merge_tile(top, keys)
     if WRITE_PARTIAL:
@@ -373,15 +462,21 @@ def _cost_topk_kernel(
 
 @triton.jit(do_not_specialize=["N", "candidates_per_row"])
 def _merge_splits_kernel(
-    partial_ptr, values_ptr, indices_ptr, N, candidates_per_row, stride_vn, stride_in,
+    partial_ptr, values_ptr, indices_ptr, selected_ptr, N, candidates_per_row, stride_vn,
+    stride_in,
     K: tl.constexpr, K_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
+    HAS_ROWS: tl.constexpr,
 ):  # fmt: skip
-    """Final top-k of ``BLOCK_N`` rows from their ``splits * K`` partial keys.
+    """Final top-k of ``BLOCK_N`` rows from their ``splits * K`` partial keys (int64
+    ``partial (N, splits * K)``), written as float32 values and int64 indices ``(N, K)``; with
+    ``HAS_ROWS`` only the rows whose uint8 ``selected (N,)`` flag is set.
 
     Grid: (row blocks,).
     """
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_mask = rows < N
+    if HAS_ROWS:
+        row_mask &= tl.load(selected_ptr + rows, mask=row_mask, other=0) != 0
     top = _empty_top(BLOCK_N, K, K_PAD)
     for start in range(0, candidates_per_row, BLOCK_M):
         cols = start + tl.arange(0, BLOCK_M)
@@ -418,13 +513,13 @@ _cost_matrix_kernel_tuned = triton.autotune(_GPU_CONFIGS, key=["D"], cache_resul
 )
 _cost_topk_kernel_tuned = triton.autotune(
     _GPU_CONFIGS,
-    key=["D", "K_PAD", "WRITE_PARTIAL"],
+    key=["D", "K_PAD", "WRITE_PARTIAL", "HAS_BIAS", "HAS_ROWS"],
     prune_configs_by={"early_config_prune": _topk_configs},
     cache_results=True,
 )(_cost_topk_kernel)
-_merge_splits_kernel_tuned = triton.autotune(_GPU_CONFIGS, key=["K_PAD"], cache_results=True)(
-    _merge_splits_kernel
-)
+_merge_splits_kernel_tuned = triton.autotune(
+    _GPU_CONFIGS, key=["K_PAD", "HAS_ROWS"], cache_results=True
+)(_merge_splits_kernel)
 
 
 # --- launch heuristics -----------------------------------------------------------------------
@@ -507,36 +602,52 @@ def _cost_matrix_triton(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _cost_topk_triton(
-    a: torch.Tensor, b: torch.Tensor, k: int
+    a: torch.Tensor,
+    b: torch.Tensor,
+    k: int,
+    bias: torch.Tensor | None,
+    rows: torch.Tensor | None,
+    out: tuple[torch.Tensor, torch.Tensor] | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     n, m, d = a.shape[0], b.shape[0], a.shape[1]
     if m > _MAX_COLUMNS:
         raise ValueError(f"cost_topk supports at most {_MAX_COLUMNS} rows in b, got {m}")
-    values = empty_output((n, k), torch.float32, a.device)
-    indices = empty_output((n, k), torch.int64, a.device)
+    if out is None:
+        out = (
+            empty_output((n, k), torch.float32, a.device),
+            empty_output((n, k), torch.int64, a.device),
+        )
+    values, indices = out
     if n == 0:
-        return values, indices
+        return out
     k_pad = triton.next_power_of_2(k)
     block_n, block_m = _topk_blocks(k_pad, a.device)
     row_blocks = triton.cdiv(n, block_n)
     splits, tiles_per_split = _column_splits(
         row_blocks, triton.cdiv(m, block_m), block_m, k_pad, _parallel_programs(a.device)
     )
-    # Without a split the kernel writes the outputs itself and never touches `partial`.
+    # Without a split the kernel writes the outputs itself and never touches `partial`; an
+    # absent bias or row selection passes a tensor the kernel never reads.
     partial = (
         torch.empty((n, splits, k), dtype=torch.int64, device=a.device) if splits > 1 else indices
     )
+    selected = indices if rows is None else rows.view(torch.uint8)
+    bias_values = b if bias is None else bias
+    bias_stride = 0 if bias is None else bias.stride(0)
     kernel = _for_device(_cost_topk_kernel, _cost_topk_kernel_tuned, a.device)
     kernel[(row_blocks, splits)](
-        a, b, values, indices, partial, n, m, d, tiles_per_split * block_m,
-        *a.stride(), *b.stride(), values.stride(0), indices.stride(0),
+        a, b, values, indices, partial, bias_values, selected, n, m, d, tiles_per_split * block_m,
+        *a.stride(), *b.stride(), values.stride(0), indices.stride(0), bias_stride,
         K=k, K_PAD=k_pad, BLOCK_N=block_n, BLOCK_M=block_m, BLOCK_D=_BLOCK_D,
-        DOT_PRECISION=_DOT_PRECISION, WRITE_PARTIAL=splits > 1,
+        DOT_PRECISION=_DOT_PRECISION, WRITE_PARTIAL=splits > 1, HAS_BIAS=bias is not None,
+        HAS_ROWS=rows is not None,
     )  # fmt: skip
     if splits > 1:
         merge = _for_device(_merge_splits_kernel, _merge_splits_kernel_tuned, a.device)
         merge[(triton.cdiv(n, _MERGE_BLOCK_N),)](
-            partial, values, indices, n, splits * k, values.stride(0), indices.stride(0),
+            partial, values, indices, selected, n, splits * k, values.stride(0),
+            indices.stride(0),
             K=k, K_PAD=k_pad, BLOCK_N=_MERGE_BLOCK_N, BLOCK_M=block_m,
+            HAS_ROWS=rows is not None,
         )  # fmt: skip
-    return values, indices
+    return out

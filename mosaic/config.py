@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
+# The assignment solvers (mosaic.assign): "auto" picks by problem size.
+METHODS = ("auto", "exact", "windows", "auction")
+
 
 class ConfigError(ValueError):
     """A setting is out of range or inconsistent with another one."""
@@ -82,7 +85,8 @@ class MosaicConfig:
             1.3 makes colours punchier). Only has an effect with ``color > 0``.
         lightness_weight: weight of Oklab L against a and b in the matching distance.
         method: assignment solver: ``"auto"`` picks by problem size, ``"exact"`` solves the
-            global problem, ``"windows"`` the scalable batched solver.
+            global problem, ``"windows"`` the scalable batched solver, ``"auction"`` the
+            sync-free auction with a certified gap (prices carried from frame to frame).
         seed: seed of every random choice (augmentation order, ties), for reproducible output.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         temporal: how videos keep tiles from frame to frame (``TemporalSettings``).
@@ -122,8 +126,8 @@ class MosaicConfig:
             raise ConfigError(f"saturation must be between 0 and 3, got {self.saturation}")
         if not float(self.lightness_weight) > 0.0:
             raise ConfigError(f"lightness_weight must be > 0, got {self.lightness_weight}")
-        if self.method not in ("auto", "exact", "windows"):
-            raise ConfigError(f'method must be "auto", "exact" or "windows", got {self.method!r}')
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.preset is not None and self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from kernels import analyse_cells, srgb_to_oklab
-from mosaic.assign import Assignment, assign_tiles, resolve_reuse
+from mosaic.assign import Assignment, make_problem, resolve_reuse, resolved_method, solve
 from mosaic.config import ConfigError, MosaicConfig
 from mosaic.descriptors import block_descriptors
 from mosaic.imageops import resize
@@ -49,14 +49,15 @@ class FrameResult:
         choice: int64 ``(rows, cols)`` tile index per cell.
         cell_features: float32 ``(rows * cols, D)`` descriptors of the source cells.
         assignment: what the solver returned (total cost, method).
-        scene_cut: whether temporal coherence saw a scene cut before this frame.
+        scene_cut: whether temporal coherence saw a scene cut before this frame (a ``()`` bool
+            tensor on the processing device, or ``False`` when there was nothing to compare).
     """
 
     image: torch.Tensor
     choice: torch.Tensor
     cell_features: torch.Tensor
     assignment: Assignment
-    scene_cut: bool = False
+    scene_cut: torch.Tensor | bool = False
 
 
 class FrameRenderer:
@@ -126,29 +127,36 @@ class FrameRenderer:
         analysis: FrameAnalysis,
         temporal: TemporalCoherence | None = None,
         timer: StageTimer = NO_TIMER,
-    ) -> tuple[Assignment, bool]:
-        """The tile of every cell, and whether temporal coherence saw a scene cut.
+    ) -> tuple[Assignment, torch.Tensor | bool]:
+        """The tile of every cell, and whether temporal coherence saw a scene cut (a bool tensor
+        on the device, or ``False`` when there was nothing to compare).
 
         A video passes its ``temporal`` state, which gives each cell's incumbent tile its
-        switching bonus and records this frame's choice; a still image passes none.
+        switching bonus, carries the auction's prices and records this frame's choice; a still
+        image passes none. The features come from this renderer, so nothing is checked again
+        (checks read values back from the device).
         """
         config = self.config
         height, width = analysis.frame.shape[-2:]
         features = analysis.features
         with timer.stage("assignment"):
             plan = temporal.plan(features) if temporal is not None else None
-            assignment = assign_tiles(
-                features,
-                self.tile_features,
-                analysis.grid,
-                reuse=self.reuse_for(height, width),
-                method=config.method,
-                min_distance=config.min_distance,
-                incumbent=plan.incumbent if plan else None,
-                switch_bonus=plan.bonus if plan else 0.0,
+            n = features.shape[0]
+            incumbent = torch.full((n,), -1, dtype=torch.int64, device=features.device)
+            bonus = torch.zeros((), device=features.device)
+            if plan is not None and plan.incumbent is not None:
+                incumbent, bonus = plan.incumbent, torch.as_tensor(plan.bonus)
+            problem = make_problem(features, self.tile_features, incumbent, bonus)
+            reuse = self.reuse_for(height, width)
+            method = resolved_method(config.method, reuse, n, self.pool_size)
+            warm_start = None
+            if method == "auction" and temporal is not None:
+                warm_start = temporal.auction_state(problem, min(reuse, n))
+            assignment = solve(
+                problem, analysis.grid, reuse, method, config.min_distance, warm_start
             )
             if temporal is not None:
-                temporal.update(features, assignment.tiles, assignment.cost)
+                temporal.update(features, assignment.tiles, assignment.total)
         return assignment, plan.scene_cut if plan else False
 
     def colour_hold(self) -> ColourHold | None:

@@ -31,10 +31,11 @@ from adapters.pyav_source import pyav_problem
 from mosaic.config import MosaicConfig, as_config
 from mosaic.engine import FrameAnalysis, FrameRenderer
 from mosaic.image import ProgressCallback, assignment_summary, warn_if_repetitive
-from mosaic.metrics import churn, fidelity
+from mosaic.metrics import fidelity
 from mosaic.pool import TilePool
 from mosaic.stages import NO_TIMER, StageTimer, timed_iteration
 from mosaic.streaming import BackgroundConsumer, Prefetcher
+from mosaic.tally import FrameTally
 from mosaic.temporal import TemporalCoherence
 
 # The fidelity metric converts the source and the mosaic to Oklab again, as much work as a
@@ -49,9 +50,13 @@ class VideoStats:
     """What ``render_video`` did.
 
     ``churn`` is the mean fraction of cells whose tile changed between consecutive frames
-    (``churn_p95`` its 95th percentile over frame pairs); ``fidelity`` the mean Oklab distance
-    between each cell of the source and of the mosaic, averaged over the first frame and every
-    ``FIDELITY_EVERY``-th after it. ``stage_seconds`` is the wall-clock time of each pipeline
+    (``churn_p95`` its 95th percentile over frame pairs, to 0.1 %; scene cuts excluded);
+    ``fidelity`` the mean Oklab distance between each cell of the source and of the mosaic,
+    averaged over the first frame and every
+    ``FIDELITY_EVERY``-th after it. ``gap_mean`` and ``gap_max`` are the mean and largest
+    certified gap of the assignment over the frames (method ``"auction"``: an upper bound on how
+    far each frame's assignment is above its optimum, as a fraction; 0 for exact methods;
+    ``None`` for ``"windows"``). ``stage_seconds`` is the wall-clock time of each pipeline
     stage (``"open"``: the decoder and encoder starting, ``"decode"``, ``"features"``,
     ``"assignment"``, ``"colour"``, ``"render"``, ``"encode"``, ``"metrics"``, the main thread's
     ``"waiting_input"`` and ``"waiting_output"``, and ``"flush"``: the last frames through the
@@ -79,6 +84,8 @@ class VideoStats:
     fidelity: float
     scene_cuts: int
     ended_early_at: int | None = None
+    gap_mean: float | None = None
+    gap_max: float | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -92,7 +99,9 @@ class VideoStats:
             f"encode {self.encoder}, {self.device}); "
             f"{assignment_summary(self.grid, self.method, self.reuse)}; "
             f"churn {100 * self.churn:.1f} %, fidelity {self.fidelity:.4f}, "
-            f"scene cuts {self.scene_cuts}{ended_note}"
+            f"scene cuts {self.scene_cuts}"
+            + ("" if self.gap_max is None else f", certified gap <= {100 * self.gap_max:.2f} %")
+            + ended_note
         )
 
     def as_dict(self) -> dict:
@@ -103,8 +112,8 @@ class VideoStats:
 
 @dataclass(frozen=True)
 class FramesSummary:
-    """What ``render_frames`` measured: frames rendered, the solver that ran, and the temporal
-    and fidelity metrics of ``VideoStats``."""
+    """What ``render_frames`` measured: frames rendered, the solver that ran, and the temporal,
+    fidelity and certified-gap metrics of ``VideoStats``."""
 
     frames: int
     method: str
@@ -112,6 +121,8 @@ class FramesSummary:
     churn_p95: float
     fidelity: float
     scene_cuts: int
+    gap_mean: float | None = None
+    gap_max: float | None = None
 
 
 def render_frames(
@@ -137,9 +148,9 @@ def render_frames(
     """
     temporal = TemporalCoherence(renderer.config.temporal)
     hold = renderer.colour_hold()
-    churns: list[float] = []
+    tally = FrameTally(renderer.device)
     fidelities: list[float] = []
-    scene_cuts, frames, method = 0, 0, ""
+    frames, method = 0, ""
     previous: torch.Tensor | None = None
 
     def analyse(batches: Iterable[torch.Tensor]) -> Iterator[list[FrameAnalysis]]:
@@ -178,9 +189,7 @@ def render_frames(
                 for analysis in batch:
                     assignment, scene_cut = renderer.choose(analysis, temporal, timer)
                     choice = assignment.tiles.reshape(analysis.grid)
-                    if previous is not None and not scene_cut:
-                        churns.append(churn(previous, choice))
-                    scene_cuts += scene_cut
+                    tally.add(previous, choice, scene_cut, assignment.gap)
                     previous, method = choice, assignment.method
                     choices.append(choice)
                 with timer.stage("waiting_output"):
@@ -195,14 +204,16 @@ def render_frames(
             composer.close()
             writer.close()
             prefetcher.close()
-    churn_values = torch.tensor(churns or [0.0])
+    reading = tally.read()
     return FramesSummary(
         frames=frames,
         method=method,
-        churn=float(churn_values.mean()),
-        churn_p95=float(churn_values.quantile(0.95)),
+        churn=reading.churn,
+        churn_p95=reading.churn_p95,
         fidelity=sum(fidelities) / max(len(fidelities), 1),
-        scene_cuts=scene_cuts,
+        scene_cuts=reading.scene_cuts,
+        gap_mean=reading.gap_mean,
+        gap_max=reading.gap_max,
     )
 
 
@@ -335,6 +346,8 @@ def render_video(
         fidelity=summary.fidelity,
         scene_cuts=summary.scene_cuts,
         ended_early_at=ended_at,
+        gap_mean=summary.gap_mean,
+        gap_max=summary.gap_max,
         stage_seconds=dict(timer.seconds),
         stage_cpu_seconds=dict(timer.cpu_seconds),
     )

@@ -4,7 +4,7 @@ switching bonus, errors and determinism.
 Optimality is checked on the dense problem with copied columns (a tile allowed ``k`` uses is ``k``
 identical columns), solved by ``scipy.optimize.linear_sum_assignment`` on the same cost values
 (``kernels.cost_matrix``). Image-like instances (a sky gradient, a building, objects) come from
-``mosaic.synthetic``: random features understate how hard the problem is.
+``tests.synthetic``: random features understate how hard the problem is.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from mosaic.assign import (
     assign_tiles,
     resolve_reuse,
 )
-from mosaic.assign_windows import kd_windows
-from mosaic.synthetic import image_like_instance
+from mosaic.assign.windows import kd_windows
+from tests.synthetic import image_like_instance
 
 pytestmark = pytest.mark.usefixtures("reference_path")
 
@@ -309,7 +309,7 @@ def test_pool_too_small_error_says_what_is_needed(monkeypatch):
     def no_solver(*args, **kwargs):
         raise AssertionError("a solver ran before the pool was checked")
 
-    for solver in ("cost_topk", "cost_matrix", "solve_batch", "solve_windows"):
+    for solver in ("solve_nearest", "solve_exact", "solve_windows", "solve_auction"):
         monkeypatch.setattr(f"mosaic.assign.{solver}", no_solver)
     cells, tiles = random_instance(100, 30)
     with pytest.raises(PoolTooSmallError) as error:
@@ -340,7 +340,7 @@ def test_invalid_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="grid 4 x 4 does not match 20 cells"):
         assign_tiles(cells, tiles, (4, 4))
     with pytest.raises(ValueError, match="method must be one of"):
-        assign_tiles(cells, tiles, (4, 5), method="auction")
+        assign_tiles(cells, tiles, (4, 5), method="hungarian")
     with pytest.raises(ValueError, match="incumbent tiles must be"):
         assign_tiles(cells, tiles, (4, 5), incumbent=torch.full((20,), 30), switch_bonus=1.0)
     with pytest.raises(ValueError, match="switch_bonus must be finite and >= 0"):
@@ -357,7 +357,7 @@ def test_a_solver_failure_is_reported_as_a_bug(monkeypatch):
     def infeasible(cost):
         raise ValueError("cost matrix is infeasible")
 
-    monkeypatch.setattr("mosaic.assign_ops.batch_linear_assignment", infeasible)
+    monkeypatch.setattr("mosaic.assign.exact.batch_linear_assignment", infeasible)
     cells, tiles = random_instance(20, 30)
     with pytest.raises(RuntimeError, match=r"solver failed on a \(1, 20, \d+\) problem"):
         assign_tiles(cells, tiles, (4, 5), method="exact")

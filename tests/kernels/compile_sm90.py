@@ -33,6 +33,7 @@ os.environ["TRITON_INTERPRET"] = "0"
 import argparse
 import contextlib
 import importlib
+import itertools
 import json
 import re
 import subprocess
@@ -49,19 +50,20 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime import Autotuner, JITFunction
 
-from kernels import cell_analysis, composite, cost, grid, oklab
+from kernels import auction, cell_analysis, composite, cost, grid, oklab
 from kernels._launch import FLOAT_DTYPES, IMAGE_DTYPES
 
 TARGET = GPUTarget("cuda", 90, 32)
 # H100 and H200 both have 132 SMs; the grid heuristics size tiles by it.
 SM_COUNT = 132
-KERNEL_MODULES = (cell_analysis, composite, cost, grid, oklab)
+KERNEL_MODULES = (auction, cell_analysis, composite, cost, grid, oklab)
 POINTER_TYPES = {
     torch.uint8: "*u8",
     torch.float16: "*fp16",
     torch.bfloat16: "*bf16",
     torch.float32: "*fp32",
     torch.float64: "*fp64",
+    torch.int32: "*i32",
     torch.int64: "*i64",
 }
 # The cost kernels' problem: the cells of a 1080p frame (16-pixel cells, 68 x 120) against a
@@ -348,8 +350,12 @@ def cost_topk_launches() -> Iterator[Launch]:
                 k_pad = triton.next_power_of_2(k)
                 block_n, block_m = cost._topk_blocks(k_pad, CUDA)
                 values, indices = meta(n, k), meta(n, k, dtype=torch.int64)
-                for write_partial in (False, True):
+                # The auction's searches: a price bias, and a masked update of selected rows.
+                options = [(False, False), (True, True)] if full and k == 16 else [(False, False)]
+                for write_partial, (biased, masked) in itertools.product((False, True), options):
                     partial = meta(n, SPLITS, k, dtype=torch.int64) if write_partial else indices
+                    bias = meta(m) if biased else b
+                    selected = meta(n, dtype=torch.uint8) if masked else indices
                     constexprs = {
                         **DOT_KEYWORDS,
                         "K": k,
@@ -357,14 +363,17 @@ def cost_topk_launches() -> Iterator[Launch]:
                         "BLOCK_N": block_n,
                         "BLOCK_M": block_m,
                         "WRITE_PARTIAL": write_partial,
+                        "HAS_BIAS": biased,
+                        "HAS_ROWS": masked,
                     }
                     for config in tuned_configs(cost._cost_topk_kernel_tuned, full, **constexprs):
                         keywords = {**config, **constexprs}
-                        shown = ("K", "BLOCK_N", "WRITE_PARTIAL")
+                        shown = ("K", "BLOCK_N", "WRITE_PARTIAL", "HAS_BIAS", "HAS_ROWS")
                         label = f"{type_name(dtype)} {pair} {config_text(keywords, shown)}"
                         args = (
-                            a, b, values, indices, partial, n, m, d, m // SPLITS,
-                            *a.stride(), *b.stride(), values.stride(0), indices.stride(0),
+                            a, b, values, indices, partial, bias, selected, n, m, d,
+                            m // SPLITS, *a.stride(), *b.stride(), values.stride(0),
+                            indices.stride(0), int(biased),
                         )  # fmt: skip
                         yield Launch(
                             "kernels.cost:_cost_topk_kernel", label, launch_args(*args), keywords
@@ -372,23 +381,30 @@ def cost_topk_launches() -> Iterator[Launch]:
 
 
 def merge_splits_launches() -> Iterator[Launch]:
-    """The top-k split merge for k = 1, 16, 17, 64, every config."""
+    """The top-k split merge for k = 1, 16, 17, 64, every config; the masked one for k = 16."""
     for k in (1, 16, 17, 64):
         k_pad = triton.next_power_of_2(k)
         _, block_m = cost._topk_blocks(k_pad, CUDA)
         values, indices = meta(CELLS, k), meta(CELLS, k, dtype=torch.int64)
         partial = meta(CELLS, SPLITS, k, dtype=torch.int64)
-        for config in tuned_configs(cost._merge_splits_kernel_tuned):
+        # The auction's masked update of selected rows: k = 16, the first config.
+        variants = [(config, False) for config in tuned_configs(cost._merge_splits_kernel_tuned)]
+        if k == 16:
+            variants.append((tuned_configs(cost._merge_splits_kernel_tuned, False)[0], True))
+        for config, masked in variants:
             keywords = {
                 **config,
                 "K": k,
                 "K_PAD": k_pad,
                 "BLOCK_N": cost._MERGE_BLOCK_N,
                 "BLOCK_M": block_m,
+                "HAS_ROWS": masked,
             }
-            label = config_text(keywords, ("K", "BLOCK_N", "BLOCK_M"))
+            label = config_text(keywords, ("K", "BLOCK_N", "BLOCK_M", "HAS_ROWS"))
+            selected = meta(CELLS, dtype=torch.uint8) if masked else indices
             args = (
-                partial, values, indices, CELLS, SPLITS * k, values.stride(0), indices.stride(0)
+                partial, values, indices, selected, CELLS, SPLITS * k, values.stride(0),
+                indices.stride(0),
             )  # fmt: skip
             yield Launch("kernels.cost:_merge_splits_kernel", label, launch_args(*args), keywords)
 
@@ -430,6 +446,42 @@ def composite_launches() -> Iterator[Launch]:
         )
 
 
+def auction_launches() -> Iterator[Launch]:
+    """Every auction kernel at the engine's sizes (8160 cells, 20k tiles, lists of 16 + 2), for
+    capacities 1 and 3 (the cascade's loop), at the launcher's block sizes."""
+    n, m, length = CELLS, TILES, auction_lists_length()
+    candidates, cost_ = meta(n, length, dtype=torch.int64), meta(n, length)
+    outside, price, counts, eps = meta(n), meta(m), meta(97, dtype=torch.int32), meta()
+    assigned, held_key, target, bid_key, dropped = (meta(n, dtype=torch.int64) for _ in range(5))
+    stale = meta(n, dtype=torch.uint8)
+    per_cell = {"BLOCK_N": auction._GPU_BLOCK_N, "num_warps": 4, "num_stages": 3}
+    with_lists = {**per_cell, "BLOCK_L": triton.next_power_of_2(length)}
+    lists, strides = (candidates, cost_, outside, price), (length, length)
+    for capacity in (1, 3):
+        slots = meta(m, capacity, dtype=torch.int64)
+        label = f"capacity {capacity}"
+        bid = (*lists[:3], price, assigned, slots, target, bid_key, dropped, stale, counts, eps)
+        bid += (5, n, length, capacity, *strides)
+        yield Launch("kernels.auction:_bid_kernel", label, launch_args(*bid), with_lists)
+        award = (assigned, held_key, slots, price, target, bid_key, dropped, stale, counts)
+        award += (5, n, capacity)
+        yield Launch("kernels.auction:_award_kernel", label, launch_args(*award), per_cell)
+        rebuild = launch_args(assigned, held_key, slots, n, capacity)
+        yield Launch("kernels.auction:_rebuild_kernel", label, rebuild, per_cell)
+    release = (*lists, assigned, held_key, counts, eps, 5, n, length, *strides)
+    yield Launch("kernels.auction:_release_kernel", "-", launch_args(*release), with_lists)
+    dual = launch_args(*lists, meta(n), n, length, *strides)
+    yield Launch("kernels.auction:_dual_values_kernel", "-", dual, with_lists)
+
+
+def auction_lists_length() -> int:
+    """The length of the engine's auction lists: its searched tiles, the held tile and the
+    incumbent."""
+    from mosaic.assign.auction import CANDIDATES
+
+    return CANDIDATES + 2
+
+
 def all_launches() -> list[Launch]:
     """Every launch, the slowest kernels (top-k) first so the process pool ends evenly."""
     return [
@@ -437,6 +489,7 @@ def all_launches() -> list[Launch]:
         *cost_matrix_launches(),
         *composite_launches(),
         *merge_splits_launches(),
+        *auction_launches(),
         *cell_oklab_launches(),
         *grid_reduce_launches(),
         *oklab_launches(),

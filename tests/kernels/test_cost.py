@@ -319,3 +319,68 @@ def test_cuda_million_tiles_k_64():
     a = random_features((8, 48), torch.float32, seed=14, scale=0.15, offset=0.4).cuda()
     b = random_features((1_000_000, 48), torch.float32, seed=15, scale=0.15, offset=0.4).cuda()
     assert_topk(a, b, 64, "cost_topk cuda 8 x 1e6")
+
+
+# --------------------------------------------------------------------------- bias and rows
+
+
+@st.composite
+def biased_topk_inputs(draw: st.DrawFn):
+    """Features, a non-negative column bias (some zero, some as large as the distances), a row
+    selection, and k."""
+    n, m = draw(ROW_COUNTS), draw(COLUMN_COUNTS)
+    d = draw(st.sampled_from([3, 12, 17]))
+    seed = draw(SEEDS)
+    a = random_features((n, d), torch.float32, seed, scale=0.2, offset=0.5)
+    b = random_features((m, d), torch.float32, seed + 1, scale=0.2, offset=0.5)
+    generator = torch.Generator().manual_seed(seed + 2)
+    bias = torch.rand(m, generator=generator) * draw(st.sampled_from([0.0, 0.01, 1.0]))
+    rows = torch.rand(n, generator=generator) < draw(st.sampled_from([0.0, 0.3, 1.0]))
+    return a, b, bias, rows, draw(st.integers(1, min(m, 20)))
+
+
+@shares_device_fixture
+@given(inputs=biased_topk_inputs())
+def test_cost_topk_ranks_distance_plus_bias_on_selected_rows(device, inputs):
+    """With ``bias``, the values are the k smallest ``distance + bias`` (float64 oracle, same
+    tolerance as plain distances); with ``rows`` and ``out``, only the selected rows change."""
+    a, b, bias, rows, k = (x.to(device) if isinstance(x, torch.Tensor) else x for x in inputs)
+    n = a.shape[0]
+    values = torch.full((n, k), -1.0, device=device)
+    indices = torch.full((n, k), -7, dtype=torch.int64, device=device)
+    returned = cost_topk(a, b, k, bias=bias, rows=rows, out=(values, indices))
+    assert returned[0] is values and returned[1] is indices
+    reference = cost_topk_reference(a, b, k, bias=bias)
+    kept = ~rows.cpu()
+    assert bool((values.cpu()[kept] == -1.0).all()) and bool((indices.cpu()[kept] == -7).all())
+    picked = rows.cpu()
+    if not picked.any():
+        return
+    exact = squared_distances_float64(a, b)[picked] + bias.cpu().double()
+    atol = squared_distance_atol(a, b)[picked]
+    got_values, got_indices = values.cpu()[picked].double(), indices.cpu()[picked]
+    assert bool((got_values.diff(dim=1) >= 0).all()), "values not ascending"
+    assert_close_elementwise(
+        got_values, exact.gather(1, got_indices), atol.gather(1, got_indices),
+        name="value vs its index's float64 distance + bias",
+    )  # fmt: skip
+    smallest = exact.sort(dim=1).values[:, :k]
+    row_atol = atol.max(dim=1, keepdim=True).values.expand(-1, k)
+    assert_close_elementwise(got_values, smallest, row_atol, name="vs k smallest float64")
+    assert_close_elementwise(
+        got_values, reference[0].cpu()[picked], 2 * row_atol, name="vs reference"
+    )
+
+
+def test_bias_rows_and_out_are_checked(device):
+    a, b = torch.rand(4, 3, device=device), torch.rand(9, 3, device=device)
+    with pytest.raises(ValueError, match="one value per row of b"):
+        cost_topk(a, b, 2, bias=torch.zeros(8, device=device))
+    with pytest.raises(ValueError, match="rows needs out"):
+        cost_topk(a, b, 2, rows=torch.ones(4, dtype=torch.bool, device=device))
+    indices = torch.empty(4, 2, dtype=torch.int64, device=device)
+    with pytest.raises(TypeError, match="rows has dtype"):
+        out = (torch.empty(4, 2, device=device), indices)
+        cost_topk(a, b, 2, rows=torch.ones(4, device=device), out=out)
+    with pytest.raises(ValueError, match=r"out values must be \(4, 2\)"):
+        cost_topk(a, b, 2, out=(torch.empty(4, 3, device=device), indices))

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from kernels import cost_matrix, cost_topk
-from mosaic.assign_ops import Problem, accept_within_capacity
+from mosaic.assign.capacity import accept_within_capacity
+from mosaic.assign.problem import Problem
 
 REPAIR_EXTRA = 8
 

@@ -45,7 +45,9 @@ import math
 import torch
 
 from kernels import cost_topk
-from mosaic.assign_ops import Problem, accept_within_capacity, order_by, rank_in_runs, solve_batch
+from mosaic.assign.capacity import accept_within_capacity, order_by, rank_in_runs
+from mosaic.assign.exact import solve_batch
+from mosaic.assign.problem import Problem
 
 WINDOW_CELLS = 64
 WINDOW_SPARE = 64

@@ -1,0 +1,665 @@
+"""An auction for assignment under a capacity (Bertsekas): Triton kernels, launchers, references.
+
+Cells bid for tiles; each tile holds at most ``R`` cells (the reuse cap). Every cell sees only a
+short candidate list (its nearest tiles at the current prices, plus the tile it holds and its
+incumbent) and a lower bound on every tile outside it. All of it lives in fixed-shape tensors on
+one device, so a whole solve is a fixed sequence of launches with no host reads (a CUDA graph can
+replay it); work that is done turns the later launches into no-ops through an on-device counter.
+
+State (``N`` cells, ``M`` tiles, list length ``L``, capacity ``R``):
+
+- ``candidates`` int64 ``(N, L)``: tile of each list entry, -1 for an empty entry; no tile twice
+  in a row. ``candidate_cost`` float32 ``(N, L)``: its cost (read only where the entry is not
+  empty). ``outside`` float32 ``(N,)``: a lower bound on ``cost + price`` of every tile not in the
+  row's list (+inf when the list holds every tile). Prices never fall during a solve, so a bound
+  taken when the list was built stays valid.
+- ``assigned`` int64 ``(N,)``: the tile each cell holds, -1 none. ``held_key`` int64 ``(N,)``:
+  the key it holds it with, -1 none.
+- ``slots`` int64 ``(M, R)``: the keys of each tile's holders, descending, -1 for a free slot.
+  ``price`` float32 ``(M,)``: what a bid must beat; it never falls during a solve.
+- ``counts`` int32 ``(rounds + 1,)``, zeroed by the caller: ``counts[t]`` is the number of cells
+  without a tile when round ``t`` starts; a round that sees 0 does nothing.
+- ``eps`` float32 ``()``: the bid increment (epsilon of epsilon-complementary slackness).
+
+A **key** packs a bid and a cell into one int64, ``(float32 bits of bid) << 32 | (2^32 - 1 -
+cell)``: bids are positive, so keys order like bids, and equal bids go to the lower cell index.
+All keys differ, so "a tile's ``R`` best keys" is one exact set whatever the order of events.
+
+**A round** (``auction_round``): every cell without a tile looks at ``cost + price`` over its
+list. If none is within ``eps / 2`` of ``min(best in list, outside)`` the list is stale (a tile
+outside it may now be better): the cell is flagged in ``stale`` and waits for a new list.
+Otherwise it picks one of the entries within ``eps / 2`` (by a hash of cell, round and tile: cells
+that want the same tiles spread over them instead of all bidding for one), and bids
+``alternative - cost + eps``, where ``alternative`` is the best value of every other entry and of
+the outside bound: after winning, the tile is within ``eps`` of the cell's best option
+(epsilon-complementary slackness). The bid is inserted into the tile's slots by a cascade of
+``R`` atomic maxima (slot 0 takes the larger of its key and the bid and passes the smaller on to
+slot 1, ...), which leaves every tile with the ``R`` largest of its old keys and new bids
+whatever the order of the atomics; each bidder keeps the key that fell off the end. A second
+kernel then gives each winner its tile, frees the holder whose key fell off, raises each bid-on
+tile's price to its lowest key when the tile is full, and counts the cells still without a tile.
+
+**Releasing and rebuilding**: ``auction_release`` frees every holder that no longer satisfies
+epsilon-complementary slackness (new costs, a smaller epsilon); ``auction_rebuild_slots`` then
+rebuilds ``slots`` from the holders' keys. ``floored_prices`` puts the prices of tiles with a free
+slot back to 0 (with more slots than cells, a tile that is not full must sit at the lowest
+price). ``dual_values`` gives each cell's best
+``cost + price`` (the outside bound included), the per-cell part of the certified lower bound.
+
+Every op has a pure-torch reference that gives the same results (the kernels and references do
+the same float32 operations in the same order), with the same fixed shapes and no host reads.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kernels._launch import check_same_device, check_tensor
+from kernels._triton import tl, triton
+from kernels.dispatch import use_triton
+
+__all__ = [
+    "auction_rebuild_slots",
+    "auction_rebuild_slots_reference",
+    "auction_release",
+    "auction_release_reference",
+    "auction_round",
+    "auction_round_reference",
+    "bid_of_key",
+    "dual_values",
+    "dual_values_reference",
+    "floored_prices",
+    "make_keys",
+    "round_work",
+]
+
+# The largest bid: a cell with a single possible tile bids "infinitely", kept finite so that
+# prices plus costs never overflow to inf - inf.
+_BID_LIMIT = 1e30
+_BID_MAX = tl.constexpr(_BID_LIMIT)
+# Low 32 bits of a key: 2^32 - 1 - cell.
+_CELL_BITS = tl.constexpr(0xFFFFFFFF)
+_EMPTY_KEY = tl.constexpr(-1)
+# Priority of an entry that may not be chosen: above every 32-bit hash.
+_NO_PRIORITY = tl.constexpr(1 << 40)
+# Multipliers of the choice hash (odd 32-bit constants; products stay below 2^63 in int64).
+_HASH_CELL = tl.constexpr(0x9E3779B1)
+_HASH_ROUND = tl.constexpr(0x85EBCA6B)
+_HASH_TILE = tl.constexpr(0xC2B2AE35)
+_HASH_MIX = tl.constexpr(0x045D9F3B)
+
+# Cells per program. GPU: the bid kernel over lists of up to 32 entries (int64 tiles, float32
+# costs) takes 255 registers at 4 warps for 128 rows and 168 for 64 (ptxas for sm_90, Triton
+# 3.9), so 64; 8160 cells are then one wave of 128 programs. The interpreter runs programs one
+# after another: few, larger programs.
+_GPU_BLOCK_N = 64
+_INTERPRETER_BLOCK_N = 64
+
+
+# --- keys and hashes (shared by kernels and references) ----------------------------------------
+
+
+def make_keys(bids: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """int64 keys of float32 ``bids`` (> 0) held by int64 ``cells`` (same shape)."""
+    bits = bids.to(torch.float32).view(torch.int32).to(torch.int64)
+    return (bits << 32) | (0xFFFFFFFF - cells)
+
+
+def bid_of_key(keys: torch.Tensor) -> torch.Tensor:
+    """float32 bid of each int64 key (0 for a free slot, -1)."""
+    bids = (keys >> 32).to(torch.int32).view(torch.float32)
+    return torch.where(keys >= 0, bids, 0.0)
+
+
+def _choice_hash(cells: torch.Tensor, round_index: int, tiles: torch.Tensor) -> torch.Tensor:
+    """int64 hash in [0, 2^32) of (cell, round, tile): the order in which a cell prefers tiles
+    that are all within ``eps / 2`` of its best (see the module docstring)."""
+    mixed = (cells * 0x9E3779B1) ^ (round_index * 0x85EBCA6B) ^ (tiles * 0xC2B2AE35)
+    mixed &= 0xFFFFFFFF
+    mixed ^= mixed >> 16
+    mixed = (mixed * 0x045D9F3B) & 0xFFFFFFFF
+    return mixed ^ (mixed >> 16)
+
+
+@triton.jit
+def _hash_kernel_side(cells, round_index, tiles):
+    """``_choice_hash`` in Triton, on int64 tensors (``round_index`` an int, taken to int64)."""
+    rounds = tl.zeros_like(cells) + round_index
+    mixed = (cells * _HASH_CELL) ^ (rounds * _HASH_ROUND) ^ (tiles * _HASH_TILE)
+    mixed = mixed & 0xFFFFFFFF
+    mixed = mixed ^ (mixed >> 16)
+    mixed = (mixed * _HASH_MIX) & 0xFFFFFFFF
+    return mixed ^ (mixed >> 16)
+
+
+# --- argument checks -------------------------------------------------------------------------
+
+
+def _check_lists(
+    candidates: torch.Tensor, candidate_cost: torch.Tensor, outside: torch.Tensor
+) -> None:
+    check_tensor(candidates, "candidates", dtypes=(torch.int64,), ndim=2)
+    check_tensor(candidate_cost, "candidate_cost", dtypes=(torch.float32,), ndim=2)
+    check_tensor(outside, "outside", dtypes=(torch.float32,), ndim=1)
+    check_same_device(candidates=candidates, candidate_cost=candidate_cost, outside=outside)
+    n = candidates.shape[0]
+    if candidate_cost.shape != candidates.shape or outside.shape != (n,):
+        raise ValueError(
+            f"candidates {tuple(candidates.shape)}, candidate_cost {tuple(candidate_cost.shape)} "
+            f"and outside {tuple(outside.shape)} must be (N, L), (N, L) and (N,)"
+        )
+    for name, x in (("candidates", candidates), ("candidate_cost", candidate_cost)):
+        if x.stride(1) != 1:
+            raise ValueError(f"{name} must have unit stride along L, got strides {x.stride()}")
+
+
+def _check_state(
+    n: int,
+    device: torch.device,
+    *,
+    assigned: torch.Tensor,
+    held_key: torch.Tensor,
+    price: torch.Tensor | None = None,
+    slots: torch.Tensor | None = None,
+) -> None:
+    for name, x in (("assigned", assigned), ("held_key", held_key)):
+        check_tensor(x, name, dtypes=(torch.int64,), ndim=1)
+        if x.shape != (n,) or not x.is_contiguous() or x.device != device:
+            raise ValueError(f"{name} must be a contiguous ({n},) tensor on {device}")
+    if price is not None:
+        check_tensor(price, "price", dtypes=(torch.float32,), ndim=1)
+        if not price.is_contiguous() or price.device != device:
+            raise ValueError(f"price must be a contiguous (M,) tensor on {device}")
+    if slots is not None:
+        check_tensor(slots, "slots", dtypes=(torch.int64,), ndim=2)
+        if not slots.is_contiguous() or slots.device != device or slots.shape[1] < 1:
+            raise ValueError(f"slots must be a contiguous (M, R >= 1) tensor on {device}")
+        if price is not None and price.shape[0] != slots.shape[0]:
+            raise ValueError(f"price has {price.shape[0]} tiles but slots {slots.shape[0]}")
+
+
+def _block_n(device: torch.device) -> int:
+    return _GPU_BLOCK_N if device.type == "cuda" else _INTERPRETER_BLOCK_N
+
+
+# --- the list values (shared helper of every kernel that reads a list) -----------------------
+
+
+@triton.jit
+def _list_values(
+    candidates_ptr, cost_ptr, price_ptr, rows, row_mask, L, stride_cn, stride_kn,
+    BLOCK_L: tl.constexpr,
+):  # fmt: skip
+    """``(tiles, cost, value)`` of the list entries of ``rows``, each ``(BLOCK_N, BLOCK_L)``:
+    tile (-1 empty or masked), cost, and ``cost + price`` (+inf for empty entries)."""
+    entries = tl.arange(0, BLOCK_L)
+    mask = row_mask[:, None] & (entries < L)[None, :]
+    tiles = tl.load(
+        candidates_ptr + rows[:, None] * stride_cn + entries[None, :], mask=mask, other=-1
+    )
+    valid = tiles >= 0
+    cost = tl.load(cost_ptr + rows[:, None] * stride_kn + entries[None, :], mask=valid, other=0.0)
+    price = tl.load(price_ptr + tiles, mask=valid, other=0.0)
+    value = tl.where(valid, cost + price, float("inf"))
+    return tiles, cost, value
+
+
+def _list_values_reference(
+    candidates: torch.Tensor, candidate_cost: torch.Tensor, price: torch.Tensor
+) -> torch.Tensor:
+    """float32 ``(N, L)``: ``cost + price`` of each entry, +inf for empty entries."""
+    valid = candidates >= 0
+    value = candidate_cost + price[candidates.clamp_min(0)]
+    return torch.where(valid, value, float("inf"))
+
+
+# --- a round: bids and awards -------------------------------------------------------------------
+
+
+@triton.jit(do_not_specialize=["round_index", "N", "L", "capacity"])
+def _bid_kernel(
+    candidates_ptr, cost_ptr, outside_ptr, price_ptr, assigned_ptr, slots_ptr,
+    target_ptr, bid_key_ptr, dropped_ptr, stale_ptr, counts_ptr, eps_ptr,
+    round_index, N, L, capacity, stride_cn, stride_kn,
+    BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
+):  # fmt: skip
+    """Every cell without a tile bids for one entry of its list and inserts its key.
+
+    Pointers: ``candidates`` int64 and ``cost`` float32 ``(N, L)`` (row strides ``stride_cn``,
+    ``stride_kn``, unit stride along L); ``outside`` float32, ``assigned`` int64 ``(N,)``;
+    ``price`` float32 ``(M,)``; ``slots`` int64 ``(M, capacity)`` contiguous; outputs per cell:
+    ``target`` int64 (tile bid on, -1 none), ``bid_key`` int64 (the bid's key), ``dropped``
+    int64 (the key that fell off the tile's slots during this cell's insertion), ``stale`` uint8
+    (1: no entry near its best, needs a new list); ``counts`` int32, this round's at
+    ``round_index``; ``eps`` float32 scalar. Grid: ``(cdiv(N, BLOCK_N),)``; ``BLOCK_L >= L``.
+    """
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    # Every lane reads the round's count (one broadcast load): 0 turns the launch into a no-op.
+    live = tl.load(counts_ptr + round_index + tl.zeros_like(rows)) > 0
+    row_mask = (rows < N) & live
+    bidding = row_mask & (tl.load(assigned_ptr + rows, mask=row_mask, other=0) < 0)
+    tiles, cost, value = _list_values(
+        candidates_ptr, cost_ptr, price_ptr, rows, bidding, L, stride_cn, stride_kn, BLOCK_L
+    )
+    eps = tl.load(eps_ptr)
+    outside = tl.load(outside_ptr + rows, mask=bidding, other=float("inf"))
+    best = tl.min(value, axis=1)
+    near = (tiles >= 0) & (value <= (best + eps * 0.5)[:, None])
+    has_choice = best <= outside
+    priority = tl.where(near, _hash_kernel_side(rows[:, None], round_index, tiles), _NO_PRIORITY)
+    position = tl.argmin(priority, axis=1, tie_break_left=True)
+    chosen = tl.arange(0, BLOCK_L)[None, :] == position[:, None]
+    chosen_cost = tl.sum(tl.where(chosen, cost, 0.0), axis=1)
+    chosen_tile = tl.sum(tl.where(chosen, tiles, 0), axis=1)
+    alternative = tl.minimum(tl.min(tl.where(chosen, float("inf"), value), axis=1), outside)
+    bid = tl.minimum(alternative - chosen_cost + eps, _BID_MAX)
+    key = (bid.to(tl.int32, bitcast=True).to(tl.int64) << 32) | (_CELL_BITS - rows)
+    active = bidding & has_choice
+    carry = key
+    slot_row = slots_ptr + chosen_tile * capacity
+    for slot in range(0, capacity):
+        previous = tl.atomic_max(slot_row + slot, carry, mask=active)
+        carry = tl.where(active, tl.minimum(previous, carry), carry)
+    tl.store(target_ptr + rows, tl.where(active, chosen_tile, -1), mask=row_mask)
+    tl.store(bid_key_ptr + rows, key, mask=active)
+    tl.store(dropped_ptr + rows, carry, mask=active)
+    tl.store(stale_ptr + rows, (bidding & ~has_choice).to(tl.uint8), mask=row_mask)
+
+
+@triton.jit(do_not_specialize=["round_index", "N", "capacity"])
+def _award_kernel(
+    assigned_ptr, held_key_ptr, slots_ptr, price_ptr, target_ptr, bid_key_ptr, dropped_ptr,
+    stale_ptr, counts_ptr, round_index, N, capacity,
+    BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    """After ``_bid_kernel``: each bidder whose key is in its tile's slots takes the tile; the
+    holder whose key fell off (``dropped``, if it was a holder of that tile) loses it; the tile's
+    price rises to its lowest key when it is full; the cells still without a tile are added to
+    ``counts[round_index + 1]``. Same pointers as ``_bid_kernel``, plus ``held_key`` int64
+    ``(N,)``. Grid: ``(cdiv(N, BLOCK_N),)``.
+    """
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    # Every lane reads the round's count (one broadcast load): 0 turns the launch into a no-op.
+    live = tl.load(counts_ptr + round_index + tl.zeros_like(rows)) > 0
+    row_mask = (rows < N) & live
+    tile = tl.load(target_ptr + rows, mask=row_mask, other=-1)
+    bidder = tile >= 0
+    key = tl.load(bid_key_ptr + rows, mask=bidder, other=_EMPTY_KEY)
+    slot_row = slots_ptr + tile * capacity
+    won = tl.zeros((BLOCK_N,), dtype=tl.int1)
+    for slot in range(0, capacity):
+        won |= bidder & (tl.load(slot_row + slot, mask=bidder, other=_EMPTY_KEY) == key)
+    lowest = tl.load(slot_row + capacity - 1, mask=bidder, other=_EMPTY_KEY)
+    lowest_bid = (lowest >> 32).to(tl.int32).to(tl.float32, bitcast=True)
+    old_price = tl.load(price_ptr + tile, mask=bidder, other=0.0)
+    tl.store(
+        price_ptr + tile,
+        tl.where(lowest >= 0, tl.maximum(old_price, lowest_bid), old_price),
+        mask=bidder,
+    )
+    tl.store(assigned_ptr + rows, tl.where(won, tile, -1), mask=bidder)
+    tl.store(held_key_ptr + rows, tl.where(won, key, -1), mask=bidder)
+    tl.store(target_ptr + rows, -1, mask=bidder)
+    # The key that fell off: a holder of this tile (not a bidder, which holds nothing) loses it.
+    dropped = tl.load(dropped_ptr + rows, mask=bidder, other=_EMPTY_KEY)
+    dropped_cell = _CELL_BITS - (dropped & _CELL_BITS)
+    maybe_holder = bidder & (dropped >= 0) & (dropped_cell < N)
+    holder_tile = tl.load(assigned_ptr + dropped_cell, mask=maybe_holder, other=-1)
+    evicted = maybe_holder & (holder_tile == tile)
+    tl.store(assigned_ptr + dropped_cell, -1, mask=evicted)
+    tl.store(held_key_ptr + dropped_cell, -1, mask=evicted)
+    stale = tl.load(stale_ptr + rows, mask=row_mask, other=0) != 0
+    left = (bidder & ~won).to(tl.int32) + evicted.to(tl.int32) + stale.to(tl.int32)
+    tl.atomic_add(counts_ptr + round_index + 1, tl.sum(left, axis=0))
+
+
+def auction_round(
+    candidates: torch.Tensor,
+    candidate_cost: torch.Tensor,
+    outside: torch.Tensor,
+    price: torch.Tensor,
+    assigned: torch.Tensor,
+    held_key: torch.Tensor,
+    slots: torch.Tensor,
+    stale: torch.Tensor,
+    counts: torch.Tensor,
+    eps: torch.Tensor,
+    round_index: int,
+    work: torch.Tensor,
+) -> None:
+    """One round of bids and awards, in place (see the module docstring for every tensor).
+
+    Updates ``assigned``, ``held_key``, ``slots``, ``price`` and ``stale`` (uint8 ``(N,)``) and
+    adds the cells left without a tile to ``counts[round_index + 1]``. Does nothing when
+    ``counts[round_index]`` is 0. ``work`` is int64 ``(3, N)`` scratch from ``round_work``, kept
+    by the caller for every round of a solve (the kernels leave it ready for the next round).
+    """
+    _check_lists(candidates, candidate_cost, outside)
+    n, device = candidates.shape[0], candidates.device
+    _check_state(n, device, assigned=assigned, held_key=held_key, price=price, slots=slots)
+    check_tensor(stale, "stale", dtypes=(torch.uint8,), ndim=1)
+    check_tensor(counts, "counts", dtypes=(torch.int32,), ndim=1)
+    check_tensor(eps, "eps", dtypes=(torch.float32,), ndim=0)
+    check_same_device(candidates=candidates, stale=stale, counts=counts, eps=eps)
+    if not 0 <= round_index < counts.shape[0] - 1:
+        raise ValueError(f"round_index {round_index} needs counts of more than {round_index + 1}")
+    if work.shape != (3, n) or work.dtype != torch.int64 or work.device != device:
+        raise ValueError(f"work must be round_work({n}, {device})")
+    if n == 0:
+        return
+    if not use_triton(candidates):
+        auction_round_reference(
+            candidates, candidate_cost, outside, price, assigned, held_key, slots, stale,
+            counts, eps, round_index,
+        )  # fmt: skip
+        return
+    target, bid_key, dropped = work
+    block_n = _block_n(device)
+    block_l = triton.next_power_of_2(candidates.shape[1])
+    capacity = slots.shape[1]
+    grid = (triton.cdiv(n, block_n),)
+    _bid_kernel[grid](
+        candidates, candidate_cost, outside, price, assigned, slots, target, bid_key, dropped,
+        stale, counts, eps, round_index, n, candidates.shape[1], capacity,
+        candidates.stride(0), candidate_cost.stride(0),
+        BLOCK_N=block_n, BLOCK_L=block_l,
+    )  # fmt: skip
+    _award_kernel[grid](
+        assigned, held_key, slots, price, target, bid_key, dropped, stale, counts,
+        round_index, n, capacity, BLOCK_N=block_n,
+    )  # fmt: skip
+
+
+def round_work(n: int, device: torch.device) -> torch.Tensor:
+    """Scratch for ``auction_round``: int64 ``(3, N)``, the bid target of each cell (-1 between
+    rounds), its key and the key it pushed out."""
+    work = torch.empty((3, n), dtype=torch.int64, device=device)
+    work[0].fill_(-1)
+    return work
+
+
+def auction_round_reference(
+    candidates: torch.Tensor,
+    candidate_cost: torch.Tensor,
+    outside: torch.Tensor,
+    price: torch.Tensor,
+    assigned: torch.Tensor,
+    held_key: torch.Tensor,
+    slots: torch.Tensor,
+    stale: torch.Tensor,
+    counts: torch.Tensor,
+    eps: torch.Tensor,
+    round_index: int,
+) -> None:
+    """Pure-torch ``auction_round``. A tile's new slots are the ``R`` largest of its old keys and
+    new bids, found by one sort of all keys (what the kernels' atomic cascade leaves)."""
+    n, length = candidates.shape
+    m, capacity = slots.shape
+    cells = torch.arange(n, device=candidates.device)
+    live = counts[round_index] > 0
+    bidding = live & (assigned < 0)
+    value = _list_values_reference(candidates, candidate_cost, price)
+    best = value.amin(1)
+    near = (candidates >= 0) & (value <= (best + eps * 0.5)[:, None])
+    has_choice = best <= outside
+    priority = torch.where(near, _choice_hash(cells[:, None], round_index, candidates), 1 << 40)
+    position = priority.argmin(1, keepdim=True)
+    chosen_cost = candidate_cost.gather(1, position).squeeze(1)
+    chosen_tile = candidates.gather(1, position).squeeze(1)
+    chosen = torch.arange(length, device=candidates.device) == position
+    alternative = torch.minimum(torch.where(chosen, float("inf"), value).amin(1), outside)
+    bid = (alternative - chosen_cost + eps).clamp_max(_BID_LIMIT)
+    key = make_keys(bid, cells)
+    active = bidding & has_choice
+    target = torch.where(active, chosen_tile, m)  # m: a row for the cells that do not bid
+
+    # Every key with its tile: the old slots, then the bids (the cells that do not bid in row m).
+    slot_tiles = torch.arange(m, device=slots.device).repeat_interleave(capacity)
+    all_keys = torch.cat([slots.reshape(-1), torch.where(active, key, -1)])
+    new_slots, kept = _largest_keys_per_tile(torch.cat([slot_tiles, target]), all_keys, m, capacity)
+    slots.copy_(new_slots)
+
+    won = active & kept[slots.numel() :]
+    old_keys = all_keys[: slots.numel()]
+    fell_off = (old_keys >= 0) & ~kept[: slots.numel()]
+    fallen_cells = (0xFFFFFFFF - (old_keys & 0xFFFFFFFF)).clamp(0, n)  # n: a scratch row
+    evicted_cells = torch.zeros(n + 1, dtype=torch.bool, device=slots.device)
+    evicted_cells[torch.where(fell_off, fallen_cells, n)] = True
+    evicted = evicted_cells[:n] & (assigned >= 0)
+
+    lowest = slots[:, capacity - 1]
+    bid_on = torch.zeros(m + 1, dtype=torch.bool, device=slots.device)
+    bid_on[target] = True
+    raised = bid_on[:m] & (lowest >= 0)
+    price.copy_(torch.where(raised, torch.maximum(price, bid_of_key(lowest)), price))
+    assigned.copy_(torch.where(won, chosen_tile, torch.where(active | evicted, -1, assigned)))
+    held_key.copy_(torch.where(won, key, torch.where(active | evicted, -1, held_key)))
+    now_stale = bidding & ~has_choice
+    stale.copy_(torch.where(live, now_stale.to(torch.uint8), stale))
+    left = ((active & ~won) | evicted | now_stale).sum(dtype=torch.int32)
+    counts[round_index + 1] += torch.where(live, left, 0)
+
+
+def _largest_keys_per_tile(
+    tiles: torch.Tensor, keys: torch.Tensor, m: int, capacity: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``capacity`` largest of the int64 ``keys`` given to each tile (``tiles``: int64, same
+    shape, in ``[0, m]``; ``m`` collects keys that go nowhere) as int64 ``slots (m, capacity)``,
+    descending, -1 where free; and bool, shaped like ``keys``: which ones made it."""
+    order = torch.argsort(keys, descending=True, stable=True)
+    order = order[torch.argsort(tiles[order], stable=True)]
+    sorted_tiles = tiles[order]
+    starts = torch.ones_like(sorted_tiles, dtype=torch.bool)
+    starts[1:] = sorted_tiles[1:] != sorted_tiles[:-1]
+    positions = torch.arange(order.numel(), device=order.device)
+    rank = positions - torch.cummax(torch.where(starts, positions, 0), 0).values
+    kept = torch.empty_like(starts)
+    kept[order] = rank < capacity
+    # Column `capacity` collects the keys that are not kept.
+    slots = torch.full((m + 1, capacity + 1), -1, dtype=torch.int64, device=keys.device)
+    slots[sorted_tiles, rank.clamp_max(capacity)] = keys[order]
+    return slots[:m, :capacity], kept
+
+
+# --- releasing holders and rebuilding the slots ------------------------------------------------
+
+
+@triton.jit(do_not_specialize=["count_index", "N", "L"])
+def _release_kernel(
+    candidates_ptr, cost_ptr, outside_ptr, price_ptr, assigned_ptr, held_key_ptr, counts_ptr,
+    tolerance_ptr, count_index, N, L, stride_cn, stride_kn,
+    BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
+):  # fmt: skip
+    """Frees every holder whose tile is more than ``tolerance`` (float32 scalar) above its best
+    option, and adds the cells without a tile to ``counts[count_index]``. Pointers as
+    ``_bid_kernel``, plus ``held_key`` int64 ``(N,)``. Grid: ``(cdiv(N, BLOCK_N),)``.
+    """
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_mask = rows < N
+    tile = tl.load(assigned_ptr + rows, mask=row_mask, other=-1)
+    holding = tile >= 0
+    tiles, _, value = _list_values(
+        candidates_ptr, cost_ptr, price_ptr, rows, holding, L, stride_cn, stride_kn, BLOCK_L
+    )
+    outside = tl.load(outside_ptr + rows, mask=holding, other=float("inf"))
+    reference = tl.minimum(tl.min(value, axis=1), outside)
+    held_value = tl.min(tl.where(tiles == tile[:, None], value, float("inf")), axis=1)
+    release = holding & (held_value > reference + tl.load(tolerance_ptr))
+    tl.store(assigned_ptr + rows, -1, mask=release)
+    tl.store(held_key_ptr + rows, -1, mask=release)
+    left = row_mask & (~holding | release)
+    tl.atomic_add(counts_ptr + count_index, tl.sum(left.to(tl.int32), axis=0))
+
+
+def auction_release(
+    candidates: torch.Tensor,
+    candidate_cost: torch.Tensor,
+    outside: torch.Tensor,
+    price: torch.Tensor,
+    assigned: torch.Tensor,
+    held_key: torch.Tensor,
+    counts: torch.Tensor,
+    tolerance: torch.Tensor,
+    count_index: int,
+) -> None:
+    """Free, in place, every holder whose tile's ``cost + price`` is more than ``tolerance``
+    (float32 scalar) above its best option (its list's and the outside bound), or is not in its
+    list; then add the cells without a tile to ``counts[count_index]``. Call
+    ``auction_rebuild_slots`` afterwards.
+
+    A winner's tile is exactly ``eps`` above its best alternative when it wins; float rounding
+    can put it a hair above, so releasing at exactly ``eps`` would free winners at once and
+    cycle: pass a tolerance above ``eps``."""
+    _check_lists(candidates, candidate_cost, outside)
+    n, device = candidates.shape[0], candidates.device
+    _check_state(n, device, assigned=assigned, held_key=held_key, price=price)
+    check_tensor(counts, "counts", dtypes=(torch.int32,), ndim=1)
+    check_tensor(tolerance, "tolerance", dtypes=(torch.float32,), ndim=0)
+    check_same_device(candidates=candidates, counts=counts, tolerance=tolerance)
+    if n == 0:
+        return
+    if not use_triton(candidates):
+        auction_release_reference(
+            candidates, candidate_cost, outside, price, assigned, held_key, counts, tolerance,
+            count_index,
+        )  # fmt: skip
+        return
+    block_n = _block_n(device)
+    _release_kernel[(triton.cdiv(n, block_n),)](
+        candidates, candidate_cost, outside, price, assigned, held_key, counts, tolerance,
+        count_index,
+        n, candidates.shape[1], candidates.stride(0), candidate_cost.stride(0),
+        BLOCK_N=block_n, BLOCK_L=triton.next_power_of_2(candidates.shape[1]),
+    )  # fmt: skip
+
+
+def auction_release_reference(
+    candidates: torch.Tensor,
+    candidate_cost: torch.Tensor,
+    outside: torch.Tensor,
+    price: torch.Tensor,
+    assigned: torch.Tensor,
+    held_key: torch.Tensor,
+    counts: torch.Tensor,
+    tolerance: torch.Tensor,
+    count_index: int,
+) -> None:
+    """Pure-torch ``auction_release``."""
+    value = _list_values_reference(candidates, candidate_cost, price)
+    reference = torch.minimum(value.amin(1), outside)
+    held = (candidates == assigned[:, None]) & (assigned >= 0)[:, None]
+    held_value = torch.where(held, value, float("inf")).amin(1)
+    release = (assigned >= 0) & (held_value > reference + tolerance)
+    assigned.masked_fill_(release, -1)
+    held_key.masked_fill_(release, -1)
+    counts[count_index] += (assigned < 0).sum(dtype=torch.int32)
+
+
+@triton.jit(do_not_specialize=["N", "capacity"])
+def _rebuild_kernel(assigned_ptr, held_key_ptr, slots_ptr, N, capacity, BLOCK_N: tl.constexpr):
+    """Inserts every holder's key into its tile's slots (cleared to -1 before the launch) by the
+    atomic cascade of ``_bid_kernel``. ``assigned``, ``held_key`` int64 ``(N,)``; ``slots`` int64
+    ``(M, capacity)`` contiguous. Grid: ``(cdiv(N, BLOCK_N),)``."""
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_mask = rows < N
+    tile = tl.load(assigned_ptr + rows, mask=row_mask, other=-1)
+    holding = tile >= 0
+    carry = tl.load(held_key_ptr + rows, mask=holding, other=_EMPTY_KEY)
+    slot_row = slots_ptr + tile * capacity
+    for slot in range(0, capacity):
+        previous = tl.atomic_max(slot_row + slot, carry, mask=holding)
+        carry = tl.where(holding, tl.minimum(previous, carry), carry)
+
+
+def auction_rebuild_slots(
+    assigned: torch.Tensor, held_key: torch.Tensor, slots: torch.Tensor
+) -> None:
+    """Rewrite ``slots`` in place from the holders (``assigned``, ``held_key``): each tile's keys,
+    descending, -1 where free. The holders of a tile must fit in its slots."""
+    n = assigned.shape[0]
+    _check_state(n, assigned.device, assigned=assigned, held_key=held_key, slots=slots)
+    if not use_triton(assigned):
+        auction_rebuild_slots_reference(assigned, held_key, slots)
+        return
+    slots.fill_(-1)
+    if n == 0:
+        return
+    block_n = _block_n(assigned.device)
+    _rebuild_kernel[(triton.cdiv(n, block_n),)](
+        assigned, held_key, slots, n, slots.shape[1], BLOCK_N=block_n
+    )
+
+
+def auction_rebuild_slots_reference(
+    assigned: torch.Tensor, held_key: torch.Tensor, slots: torch.Tensor
+) -> None:
+    """Pure-torch ``auction_rebuild_slots``."""
+    m, capacity = slots.shape
+    tiles = torch.where(assigned >= 0, assigned, m)
+    slots.copy_(_largest_keys_per_tile(tiles, held_key, m, capacity)[0])
+
+
+def floored_prices(slots: torch.Tensor, price: torch.Tensor) -> torch.Tensor:
+    """float32 ``(M,)``: ``price``, with every tile that has a free slot at 0.
+
+    With more slots than cells, an assignment is only optimal at prices where every tile with a
+    free slot sits at the lowest price (0): a solve floors them whenever holders leave.
+    """
+    return torch.where(slots[:, -1] >= 0, price, 0.0)
+
+
+# --- the dual values ------------------------------------------------------------------------
+
+
+@triton.jit(do_not_specialize=["N", "L"])
+def _dual_values_kernel(
+    candidates_ptr, cost_ptr, outside_ptr, price_ptr, out_ptr, N, L, stride_cn, stride_kn,
+    BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
+):  # fmt: skip
+    """``out[i] = min(min over the list of cost + price, outside[i])``, float32 ``(N,)``.
+    Pointers as ``_bid_kernel``. Grid: ``(cdiv(N, BLOCK_N),)``."""
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_mask = rows < N
+    _, _, value = _list_values(
+        candidates_ptr, cost_ptr, price_ptr, rows, row_mask, L, stride_cn, stride_kn, BLOCK_L
+    )
+    outside = tl.load(outside_ptr + rows, mask=row_mask, other=float("inf"))
+    tl.store(out_ptr + rows, tl.minimum(tl.min(value, axis=1), outside), mask=row_mask)
+
+
+def dual_values(
+    candidates: torch.Tensor,
+    candidate_cost: torch.Tensor,
+    outside: torch.Tensor,
+    price: torch.Tensor,
+) -> torch.Tensor:
+    """float32 ``(N,)``: each cell's best ``cost + price`` over every tile, its list's or the
+    outside bound. With prices ``p >= 0`` and capacity ``R``, ``sum(dual_values) - R * sum(p)`` is
+    a lower bound on the optimal total cost (weak duality)."""
+    _check_lists(candidates, candidate_cost, outside)
+    check_tensor(price, "price", dtypes=(torch.float32,), ndim=1)
+    check_same_device(candidates=candidates, price=price)
+    if not use_triton(candidates):
+        return dual_values_reference(candidates, candidate_cost, outside, price)
+    n = candidates.shape[0]
+    out = torch.empty(n, dtype=torch.float32, device=candidates.device)
+    if n == 0:
+        return out
+    block_n = _block_n(candidates.device)
+    _dual_values_kernel[(triton.cdiv(n, block_n),)](
+        candidates, candidate_cost, outside, price, out, n, candidates.shape[1],
+        candidates.stride(0), candidate_cost.stride(0),
+        BLOCK_N=block_n, BLOCK_L=triton.next_power_of_2(candidates.shape[1]),
+    )  # fmt: skip
+    return out
+
+
+def dual_values_reference(
+    candidates: torch.Tensor,
+    candidate_cost: torch.Tensor,
+    outside: torch.Tensor,
+    price: torch.Tensor,
+) -> torch.Tensor:
+    """Pure-torch ``dual_values``."""
+    value = _list_values_reference(candidates, candidate_cost, price)
+    return torch.minimum(value.amin(1), outside)

@@ -1,0 +1,428 @@
+"""Method ``"auction"``: assignment under a reuse cap by an epsilon-scaled auction on candidate
+lists, with prices and lists carried from frame to frame, a certified gap and no host syncs.
+
+The problem solved is ``min sum_i c(i, a(i))`` with each tile used at most ``R`` times, where
+``c(i, j)`` is the squared descriptor distance plus the cell's switching bonus on every tile but
+its incumbent (the same optimum as subtracting the bonus from the incumbent, with costs >= 0).
+The bids and awards are the kernels of ``kernels.auction``; this module decides what they see.
+
+**Lists.** Each cell bids over a short list: its ``CANDIDATES`` best tiles by ``distance +
+price`` (``kernels.cost_topk`` with the prices as a bias), the tile it holds and its incumbent,
+and a lower bound ``V`` on ``distance + price`` of every tile outside the list. Lists are kept
+from frame to frame and only renewed for the cells that need it, so a frame where little
+changes costs little:
+
+- prices that rise keep ``V`` valid; prices that fall (a tile left with a free slot drops to
+  0) are taken into ``V`` by a small search over just those tiles (``DROPPED_TILES`` at most;
+  more than that renews every list);
+- when a cell's descriptor moves by ``delta`` (Euclidean), a distance ``d`` becomes at least
+  ``(sqrt(d) - delta)^2``, so ``V`` becomes ``(sqrt(V) - delta)^2`` (with ``d + p >= V`` and
+  ``d, p >= 0``, ``(sqrt(d) - delta)^2 + p`` is smallest at ``d = V``);
+- a cell with no entry near its best (every listed tile got dearer than the bound) is *stale*
+  and gets a new list at the next stage, in one fixed-shape masked search over all cells.
+
+**Stages.** A solve runs stages of ``ROUNDS_PER_STAGE`` rounds. A stage starts by freeing the
+holders whose tile is no longer within ``RELEASE_SLACK * eps`` of their best option (new costs,
+smaller epsilon, cheaper tiles), rebuilding the tiles' slots, flooring the prices of tiles left
+with a free slot at 0 (with more slots than cells, the optimum needs every such tile at the
+lowest price; a forward auction without it ends far from the optimum) and renewing stale lists.
+A cold start (no previous frame) begins with epsilon at ``EPS_STEP ** COLD_SCALING_STAGES``
+times its final value and divides it by ``EPS_STEP`` at each stage that starts with every cell
+placed (epsilon scaling, decided on the device); a warm start runs ``WARM_STAGES`` at the final
+epsilon from the previous frame's holders, prices and lists: a cell whose tile still satisfies
+the condition keeps it, so only the cells whose content changed bid. Rounds after every cell
+holds a tile do nothing (an on-device count).
+
+**Completion and certificate.** Cells still without a tile when the budget runs out take free
+slots in order of lightness. ``P`` is the total cost; for any prices ``p >= 0``,
+``D = sum_i min_j (c(i, j) + p_j) - R sum_j p_j`` is a lower bound on the optimum (weak
+duality; the minimum over tiles outside a list is bounded by ``V``), so ``(P - D) / D`` bounds
+``P / OPT - 1`` whatever the auction did. At epsilon-complementary slackness with every tile
+that has a free slot at 0, ``P - D <= RELEASE_SLACK * N * eps``: epsilon's final value follows
+the target gap and the last bound.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from kernels import cost_topk
+from kernels.auction import (
+    auction_rebuild_slots,
+    auction_release,
+    auction_round,
+    dual_values,
+    floored_prices,
+    make_keys,
+    round_work,
+)
+from kernels.dispatch import use_triton
+from mosaic.assign.problem import Problem
+
+CANDIDATES = 16
+ROUNDS_PER_STAGE = 4
+WARM_STAGES = 12
+COLD_STAGES = 800
+EPS_STEP = 4.0
+COLD_SCALING_STAGES = 6
+RELEASE_SLACK = 1.5
+TARGET_GAP = 0.01
+DROPPED_TILES = 1024
+COMPLETION_CANDIDATES = 8
+COMPLETION_PASSES = 4
+# Epsilon never falls below this fraction of the mean value of the cells' last candidates: when
+# perfect matches make the lower bound 0, a relative target says nothing, and float32 prices must
+# still move when a bid adds epsilon.
+EPS_FLOOR = 1e-3
+# A price bias that keeps a tile out of a search (cost_topk takes finite biases only).
+_EXCLUDED = 1e30
+
+
+@dataclass
+class AuctionState:
+    """What an auction carries from one frame to the next, all on the features' device.
+
+    Holders: ``assigned`` and ``held_key`` int64 ``(N,)`` (-1 none), ``slots`` int64 ``(M, R)``,
+    ``price`` float32 ``(M,)``. Lists: ``nearest`` int64 and ``values`` float32 ``(N, k)``, the
+    last search of each cell; ``bound`` float32 ``(N,)``, the lower bound ``V`` on ``distance +
+    price`` of the tiles outside its list, for the descriptors ``features`` float32 ``(N, D)``.
+    ``eps`` float32 ``()``: the final bid increment. ``warm``: whether it holds a solution (else
+    the next solve starts cold). Shapes never change; a new grid, pool or cap needs a new state.
+    """
+
+    assigned: torch.Tensor
+    held_key: torch.Tensor
+    slots: torch.Tensor
+    price: torch.Tensor
+    nearest: torch.Tensor
+    values: torch.Tensor
+    bound: torch.Tensor
+    features: torch.Tensor
+    eps: torch.Tensor
+    warm: bool = False
+
+    @classmethod
+    def fresh(cls, problem: Problem, capacity: int) -> AuctionState:
+        """A cold state for problems shaped like ``problem``: no holders, every price 0."""
+        (n, dim), m = problem.cells.shape, problem.tiles.shape[0]
+        k = min(CANDIDATES, m)
+        device = problem.device
+        return cls(
+            assigned=torch.full((n,), -1, dtype=torch.int64, device=device),
+            held_key=torch.full((n,), -1, dtype=torch.int64, device=device),
+            slots=torch.full((m, capacity), -1, dtype=torch.int64, device=device),
+            price=torch.zeros(m, dtype=torch.float32, device=device),
+            nearest=torch.zeros((n, k), dtype=torch.int64, device=device),
+            values=torch.zeros((n, k), dtype=torch.float32, device=device),
+            bound=torch.zeros(n, dtype=torch.float32, device=device),
+            features=torch.zeros((n, dim), dtype=torch.float32, device=device),
+            eps=torch.zeros((), dtype=torch.float32, device=device),
+        )
+
+    def copy(self) -> AuctionState:
+        """An independent copy (benchmarks start every round from the same carried state)."""
+        tensors = {
+            name: getattr(self, name).clone()
+            for name in self.__dataclass_fields__
+            if name != "warm"
+        }
+        return AuctionState(**tensors, warm=self.warm)
+
+    def matches(self, problem: Problem, capacity: int) -> bool:
+        """Whether this state fits ``problem`` under ``capacity`` (shapes and device)."""
+        return (
+            self.features.shape == problem.cells.shape
+            and self.slots.shape == (problem.tiles.shape[0], capacity)
+            and self.slots.device == problem.device
+        )
+
+    def restart_where(self, cold: torch.Tensor) -> None:
+        """Forget the previous frame, in place, where the bool scalar ``cold`` is true (a scene
+        cut seen on the device): no holders and every price 0, with no host read. Lists are kept
+        (their bounds stay valid when prices fall to 0 only if renewed, so every list is
+        marked for renewal through an infinite descriptor move)."""
+        self.assigned.copy_(torch.where(cold, -1, self.assigned))
+        self.held_key.copy_(torch.where(cold, -1, self.held_key))
+        self.slots.copy_(torch.where(cold, -1, self.slots))
+        self.price.copy_(torch.where(cold, 0.0, self.price))
+        self.bound.copy_(torch.where(cold, 0.0, self.bound))
+
+
+@dataclass(frozen=True)
+class AuctionResult:
+    """A solve's assignment and certificate, all on the device (read them when needed).
+
+    ``tiles`` int64 ``(N,)``; ``primal`` and ``dual`` float64 ``()``: the total cost (bonus on
+    every tile but the incumbent) and the lower bound on its optimum; ``gap`` float64 ``()``:
+    ``(primal - dual) / dual``, an upper bound on ``primal / optimum - 1`` (inf when the bound is
+    not positive).
+    """
+
+    tiles: torch.Tensor
+    primal: torch.Tensor
+    dual: torch.Tensor
+    gap: torch.Tensor
+
+
+@dataclass
+class _Lists:
+    """This frame's candidate lists in ``kernels.auction``'s layout: ``candidates`` int64 and
+    ``cost`` float32 ``(N, k + 2)``, ``outside`` float32 ``(N,)`` (the bound plus the bonus)."""
+
+    candidates: torch.Tensor
+    cost: torch.Tensor
+    outside: torch.Tensor
+
+
+def solve_auction(
+    problem: Problem,
+    reuse: int,
+    state: AuctionState | None = None,
+    target_gap: float = TARGET_GAP,
+) -> AuctionResult:
+    """Assign the cells of ``problem`` with each tile at most ``reuse >= 1`` times.
+
+    ``state`` carries prices, holders and lists between the frames of a video (updated in
+    place; a cold start when it is not ``warm``); ``None`` solves a single frame cold.
+    ``N <= M * reuse``.
+    """
+    n = problem.cells.shape[0]
+    capacity = min(reuse, n)
+    device = problem.device
+    if state is None:
+        state = AuctionState.fresh(problem, capacity)
+    cold = not state.warm
+    stale = torch.zeros(n, dtype=torch.uint8, device=device)
+    if cold:
+        _search_all(problem, state)
+        eps_final = _eps_from_bound(state.values[:, 0].double().sum(), n, target_gap, state)
+        eps = eps_final * EPS_STEP**COLD_SCALING_STAGES
+        stages = COLD_STAGES
+    else:
+        _follow_descriptors(problem, state)
+        eps = eps_final = state.eps
+        stages = WARM_STAGES
+    lists = _lists(problem, state)
+    counts = torch.zeros(stages * ROUNDS_PER_STAGE + 1, dtype=torch.int32, device=device)
+    work = round_work(n, device)
+    # Without kernels (the pure-torch references on a CPU) reading a count costs nothing, and
+    # stopping once the last stage changed nothing gives the same result sooner.
+    may_stop = not use_triton(problem.cells)
+    for stage in range(stages):
+        first = stage * ROUNDS_PER_STAGE
+        if stage and may_stop and bool(counts[first] == 0) and bool(eps <= eps_final):
+            break
+        if stage and cold:
+            # Epsilon scaling: a smaller epsilon once every cell holds a tile.
+            eps = torch.where(counts[first] == 0, torch.maximum(eps / EPS_STEP, eps_final), eps)
+        tolerance = eps * RELEASE_SLACK
+        # A holder that only the outside bound would release gets a new list first: bounds
+        # loosen as descriptors move and prices fall, and a loose bound is no reason to leave.
+        stale |= _bound_limited(lists, state, tolerance)
+        _renew_stale(problem, state, lists, stale)
+        counts[first].zero_()  # the release below counts every cell without a tile
+        auction_release(
+            lists.candidates, lists.cost, lists.outside, state.price, state.assigned,
+            state.held_key, counts, tolerance, first,
+        )  # fmt: skip
+        auction_rebuild_slots(state.assigned, state.held_key, state.slots)
+        _floor_prices(problem, state, lists, stale)
+        for round_index in range(first, first + ROUNDS_PER_STAGE):
+            auction_round(
+                lists.candidates, lists.cost, lists.outside, state.price, state.assigned,
+                state.held_key, state.slots, stale, counts, eps, round_index, work,
+            )  # fmt: skip
+    _complete(problem, state, capacity)
+    _floor_prices(problem, state, lists, stale)
+    result = _certify(problem, state, lists, capacity)
+    state.eps = _eps_from_bound(result.dual, n, target_gap, state)
+    state.warm = True
+    return result
+
+
+def _eps_from_bound(dual: torch.Tensor, n: int, target_gap: float, state: AuctionState):
+    """The final epsilon for a lower bound ``dual`` on the optimum: ``RELEASE_SLACK * N * eps``
+    is half the target gap of it, and never below ``EPS_FLOOR`` of the mean value of the cells'
+    last candidates."""
+    floor = (state.values[:, -1].mean() * EPS_FLOOR).clamp_min(1e-12)
+    eps = (target_gap / 2 / RELEASE_SLACK) * dual.float() / max(n, 1)
+    return torch.maximum(eps, floor)
+
+
+def _search_all(problem: Problem, state: AuctionState) -> None:
+    """Every cell's list from scratch at the state's prices."""
+    k = state.nearest.shape[1]
+    cost_topk(problem.cells, problem.tiles, k, bias=state.price, out=(state.values, state.nearest))
+    state.bound.copy_(_bound_of_search(state.values, problem.tiles.shape[0]))
+    state.features.copy_(problem.cells)
+
+
+def _bound_of_search(values: torch.Tensor, tiles: int) -> torch.Tensor:
+    """``V`` of a search: its last value, or +inf when the list holds every tile."""
+    if values.shape[1] == tiles:
+        return torch.full_like(values[:, -1], float("inf"))
+    return values[:, -1]
+
+
+def _follow_descriptors(problem: Problem, state: AuctionState) -> None:
+    """Carry the bounds over to this frame's descriptors (the module docstring's rule)."""
+    moved = (problem.cells - state.features).square_().sum(1).sqrt_()
+    state.bound.copy_((state.bound.sqrt() - moved).clamp_min_(0).square_())
+    state.features.copy_(problem.cells)
+
+
+def _lists(problem: Problem, state: AuctionState) -> _Lists:
+    """This frame's lists: each cell's searched tiles, then its held tile and its incumbent
+    where not already listed, with their costs at this frame's descriptors and bonus."""
+    incumbent = problem.incumbent
+    extra = torch.stack([state.assigned, incumbent], 1)
+    listed = (extra[:, :, None] == state.nearest[:, None, :]).any(2)
+    listed[:, 1] |= incumbent == state.assigned
+    extra = torch.where(listed | (extra < 0), -1, extra)
+    candidates = torch.cat([state.nearest, extra], 1)
+    distance = (problem.cells[:, None, :] - problem.tiles[candidates.clamp_min(0)]).square_()
+    bonus = problem.bonus[:, None]
+    cost = distance.sum(-1) + torch.where(candidates == incumbent[:, None], 0.0, bonus)
+    return _Lists(candidates, cost, state.bound + problem.bonus)
+
+
+def _floor_prices(
+    problem: Problem, state: AuctionState, lists: _Lists, stale: torch.Tensor
+) -> None:
+    """Put the tiles with a free slot at price 0 and keep every bound valid: each cell's bound
+    also covers the tiles whose price fell (the first ``DROPPED_TILES`` of them, by index); if
+    more fell, every list is marked stale."""
+    before = state.price
+    after = floored_prices(state.slots, before)
+    fell = after < before
+    m = fell.shape[0]
+    size = min(m, DROPPED_TILES)
+    rank = torch.cumsum(fell, 0) - 1
+    position = torch.where(fell & (rank < size), rank, size)  # `size`: a slot for the rest
+    tiles = torch.zeros(size + 1, dtype=torch.int64, device=fell.device)
+    tiles[position] = torch.arange(m, device=fell.device)
+    taken = torch.zeros(size + 1, dtype=torch.bool, device=fell.device)
+    taken[position] = True
+    tiles, taken = tiles[:size], taken[:size]
+    bias = torch.where(taken, after[tiles], _EXCLUDED)
+    nearest_fallen, _ = cost_topk(problem.cells, problem.tiles[tiles], 1, bias=bias)
+    state.bound.copy_(torch.minimum(state.bound, nearest_fallen[:, 0]))
+    lists.outside.copy_(state.bound + problem.bonus)
+    stale |= (fell.sum() > size).to(torch.uint8)
+    state.price.copy_(after)
+
+
+def _bound_limited(lists: _Lists, state: AuctionState, tolerance: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(N,)``: holders whose tile is within ``tolerance`` of their list's best but not of
+    their outside bound."""
+    valid = lists.candidates >= 0
+    value = torch.where(valid, lists.cost + state.price[lists.candidates.clamp_min(0)], math.inf)
+    held = (lists.candidates == state.assigned[:, None]) & (state.assigned >= 0)[:, None]
+    held_value = torch.where(held, value, math.inf).amin(1)
+    within_list = held_value <= value.amin(1) + tolerance
+    return (within_list & (held_value > lists.outside + tolerance)).to(torch.uint8)
+
+
+def _renew_stale(problem: Problem, state: AuctionState, lists: _Lists, stale: torch.Tensor) -> None:
+    """New lists, at the current prices, for the cells flagged ``stale``; clears the flags."""
+    rows = stale.view(torch.bool)
+    k = state.nearest.shape[1]
+    cost_topk(
+        problem.cells, problem.tiles, k, bias=state.price, rows=rows,
+        out=(state.values, state.nearest),
+    )  # fmt: skip
+    renewed = _bound_of_search(state.values, problem.tiles.shape[0])
+    state.bound.copy_(torch.where(rows, renewed, state.bound))
+    fresh = _lists(problem, state)
+    lists.candidates.copy_(torch.where(rows[:, None], fresh.candidates, lists.candidates))
+    lists.cost.copy_(torch.where(rows[:, None], fresh.cost, lists.cost))
+    lists.outside.copy_(fresh.outside)
+    stale.zero_()
+
+
+def _complete(problem: Problem, state: AuctionState, capacity: int) -> None:
+    """Give every cell still without a tile a free slot, in place, with fixed shapes and no
+    prices: ``COMPLETION_PASSES`` passes in which each such cell proposes to the nearest tile
+    that still has a free slot (among its ``COMPLETION_CANDIDATES`` nearest free tiles) and each
+    tile takes the nearest proposers it has room for; then, for any cell still left, the free
+    slots in order of lightness. Does nothing when every cell holds a tile."""
+    n, m = problem.cells.shape[0], problem.tiles.shape[0]
+    device = problem.device
+    cells = torch.arange(n, device=device)
+    k = min(COMPLETION_CANDIDATES, m)
+    free_slots = capacity - (state.slots >= 0).sum(1)
+    bias = torch.where(free_slots > 0, 0.0, _EXCLUDED)
+    distance, nearest = cost_topk(problem.cells, problem.tiles, k, bias=bias)
+    for _ in range(COMPLETION_PASSES):
+        waiting = state.assigned < 0
+        open_ = free_slots[nearest] > 0
+        choice = open_.to(torch.int8).argmax(1, keepdim=True)
+        proposing = waiting & open_.any(1)
+        tile = nearest.gather(1, choice).squeeze(1)
+        # Nearest proposer first: keys of negated distances would need signed order, so rank
+        # by the distance's float bits (non-negative) and the cell.
+        rank = _rank_per_tile(
+            torch.where(proposing, tile, m), distance.gather(1, choice).squeeze(1), m
+        )
+        accepted = proposing & (rank < free_slots[tile])
+        state.assigned.copy_(torch.where(accepted, tile, state.assigned))
+        key = make_keys(state.price[tile], cells)
+        state.held_key.copy_(torch.where(accepted, key, state.held_key))
+        taken = torch.zeros(m + 1, dtype=free_slots.dtype, device=device)
+        taken.index_add_(0, torch.where(accepted, tile, m), accepted.to(free_slots.dtype))
+        free_slots = free_slots - taken[:m]
+    _fill_by_lightness(problem, state, free_slots, capacity)
+    auction_rebuild_slots(state.assigned, state.held_key, state.slots)
+
+
+def _rank_per_tile(tiles: torch.Tensor, distance: torch.Tensor, m: int) -> torch.Tensor:
+    """int64 rank of each proposal among those to the same tile (``tiles`` int64, ``m`` for
+    none), nearest first, ties by cell index."""
+    order = torch.argsort(distance, stable=True)
+    order = order[torch.argsort(tiles[order], stable=True)]
+    sorted_tiles = tiles[order]
+    starts = torch.ones_like(sorted_tiles, dtype=torch.bool)
+    starts[1:] = sorted_tiles[1:] != sorted_tiles[:-1]
+    positions = torch.arange(order.numel(), device=order.device)
+    rank = torch.empty_like(order)
+    rank[order] = positions - torch.cummax(torch.where(starts, positions, 0), 0).values
+    return rank
+
+
+def _fill_by_lightness(
+    problem: Problem, state: AuctionState, free_slots: torch.Tensor, capacity: int
+) -> None:
+    """The last resort of ``_complete``: the cells still without a tile and the free slots are
+    both ordered by lightness (the first descriptor entry) and the ``q``-th of ``U`` cells takes
+    free slot ``floor(q * F / U)`` of ``F``."""
+    n, m = problem.cells.shape[0], problem.tiles.shape[0]
+    device = problem.device
+    unassigned = state.assigned < 0
+    free = torch.arange(capacity, device=device)[None, :] < free_slots[:, None]  # (M, R)
+    slot_key = torch.where(free, problem.tiles[:, :1], math.inf).reshape(-1)
+    slot_order = torch.argsort(slot_key, stable=True)
+    cell_key = torch.where(unassigned, problem.cells[:, 0], math.inf)
+    cells = torch.argsort(cell_key, stable=True)
+    waiting = unassigned.sum()
+    rank = torch.arange(n, device=device)
+    pick = (rank * free.sum()).div(waiting.clamp_min(1), rounding_mode="floor")
+    tile = slot_order[pick.clamp_max(m * capacity - 1)] // capacity
+    take = rank < waiting
+    state.assigned[cells] = torch.where(take, tile, state.assigned[cells])
+    key = make_keys(state.price[tile], cells)
+    state.held_key[cells] = torch.where(take, key, state.held_key[cells])
+
+
+def _certify(problem: Problem, state: AuctionState, lists: _Lists, capacity: int) -> AuctionResult:
+    """The assignment with its total cost, the dual bound at the current prices and the gap."""
+    cells = torch.arange(problem.cells.shape[0], device=problem.device)
+    tiles = state.assigned.clone()
+    bonus = torch.where(tiles == problem.incumbent, 0.0, problem.bonus)
+    primal = (problem.distance(cells, tiles) + bonus).double().sum()
+    values = dual_values(lists.candidates, lists.cost, lists.outside, state.price)
+    dual = values.double().sum() - capacity * state.price.double().sum()
+    gap = torch.where(dual > 0, (primal - dual).clamp_min(0) / dual, math.inf)
+    return AuctionResult(tiles, primal, dual, gap)

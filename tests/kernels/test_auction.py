@@ -1,0 +1,220 @@
+"""Property tests for ``kernels/auction.py``: the auction's release, slot rebuild, rounds and dual
+values, the Triton kernels (in the interpreter on CPU, compiled on CUDA) against the pure-torch
+references, and the invariants a solver relies on.
+
+States are drawn consistent, as a solve leaves them: every holder's tile is in its list, no tile
+has more holders than its capacity, the slots hold exactly the holders' keys. Costs come from a
+few values, so ties are everywhere (equal values, equal bids: resolved by the key's cell index and
+the choice hash, which kernel and reference share). Kernel and reference do the same float32
+operations, so they must agree exactly, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kernels.auction import (
+    auction_rebuild_slots,
+    auction_rebuild_slots_reference,
+    auction_release,
+    auction_release_reference,
+    auction_round,
+    auction_round_reference,
+    bid_of_key,
+    dual_values,
+    dual_values_reference,
+    floored_prices,
+    make_keys,
+    round_work,
+)
+from tests.kernels.compare import shares_device_fixture
+
+ROUNDS = 3
+
+
+@st.composite
+def auction_states(draw: st.DrawFn) -> dict:
+    """A consistent auction state on the CPU (see the module docstring)."""
+    n = draw(st.sampled_from([1, 2, 7, 13, 40, 65]))
+    capacity = draw(st.integers(1, 3))
+    m = draw(st.integers(math.ceil(n / capacity), max(math.ceil(n / capacity), 40)))
+    length = draw(st.integers(1, min(m, 8)))
+    generator = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    candidates = torch.stack([torch.randperm(m, generator=generator)[:length] for _ in range(n)])
+    empty = torch.rand(n, length, generator=generator) < draw(st.sampled_from([0.0, 0.2]))
+    candidates = torch.where(empty, -1, candidates)
+    # A few cost levels: ties in values and bids.
+    cost = torch.randint(0, 4, (n, length), generator=generator).float() * 0.25 + 0.5
+    outside = cost.min(1).values + torch.randint(0, 3, (n,), generator=generator).float() * 0.25
+    if length == m or draw(st.booleans()):
+        outside = torch.where(torch.rand(n, generator=generator) < 0.3, math.inf, outside)
+    price = torch.randint(0, 3, (m,), generator=generator).float() * 0.25
+    # Holders: about half the cells, each on a random listed tile with room left.
+    assigned = torch.full((n,), -1, dtype=torch.int64)
+    room = torch.full((m,), capacity)
+    for cell in torch.randperm(n, generator=generator).tolist():
+        listed = [t for t in candidates[cell].tolist() if t >= 0 and room[t] > 0]
+        if listed and torch.rand(1, generator=generator).item() < 0.5:
+            tile = listed[int(torch.randint(len(listed), (1,), generator=generator))]
+            assigned[cell], room[tile] = tile, room[tile] - 1
+    bids = price[assigned.clamp_min(0)] + torch.randint(0, 3, (n,), generator=generator) * 0.25
+    held_key = torch.where(assigned >= 0, make_keys(bids.clamp_min(0.125), torch.arange(n)), -1)
+    slots = torch.empty((m, capacity), dtype=torch.int64)
+    auction_rebuild_slots_reference(assigned, held_key, slots)
+    eps = torch.tensor(draw(st.sampled_from([0.01, 0.25, 1.0])))
+    return {
+        "candidates": candidates,
+        "candidate_cost": cost,
+        "outside": outside,
+        "price": price,
+        "assigned": assigned,
+        "held_key": held_key,
+        "slots": slots,
+        "eps": eps,
+    }
+
+
+def run_ops(state: dict, device: str, *, reference: bool) -> dict:
+    """Release at 1.5 eps, rebuild the slots, then ``ROUNDS`` rounds, on a copy of ``state``."""
+    s = {name: x.clone().to(device) for name, x in state.items()}
+    n = s["candidates"].shape[0]
+    counts = torch.zeros(ROUNDS + 1, dtype=torch.int32, device=device)
+    stale = torch.zeros(n, dtype=torch.uint8, device=device)
+    lists = (s["candidates"], s["candidate_cost"], s["outside"], s["price"])
+    holders = (s["assigned"], s["held_key"])
+    tolerance = s["eps"] * 1.5
+    if reference:
+        auction_release_reference(*lists, *holders, counts, tolerance, 0)
+        auction_rebuild_slots_reference(*holders, s["slots"])
+        for index in range(ROUNDS):
+            auction_round_reference(*lists, *holders, s["slots"], stale, counts, s["eps"], index)
+    else:
+        auction_release(*lists, *holders, counts, tolerance, 0)
+        auction_rebuild_slots(*holders, s["slots"])
+        work = round_work(n, torch.device(device))
+        for index in range(ROUNDS):
+            auction_round(*lists, *holders, s["slots"], stale, counts, s["eps"], index, work)
+    return {**s, "counts": counts, "stale": stale}
+
+
+@shares_device_fixture
+@given(state=auction_states())
+def test_release_rebuild_and_rounds_match_the_reference(device, state):
+    kernel = run_ops(state, device, reference=False)
+    reference = run_ops(state, "cpu", reference=True)
+    for name in ("assigned", "held_key", "slots", "price", "counts", "stale"):
+        assert torch.equal(kernel[name].cpu(), reference[name]), name
+
+
+@given(state=auction_states())
+def test_rounds_keep_the_state_consistent(state):
+    """After rounds: every holder's tile is in its list and has room; the slots hold exactly the
+    holders' keys, descending; a full tile's price is at most its lowest bid; the last count is
+    the number of cells without a tile; no price fell."""
+    after = run_ops(state, "cpu", reference=True)
+    assigned, held_key, slots = after["assigned"], after["held_key"], after["slots"]
+    m, capacity = slots.shape
+    holding = assigned >= 0
+    listed = (after["candidates"] == assigned[:, None]).any(1)
+    assert bool(listed[holding].all())
+    assert bool((held_key[holding] >= 0).all()) and bool((held_key[~holding] == -1).all())
+    assert int(torch.bincount(assigned[holding], minlength=m).max()) <= capacity
+    expected = torch.empty_like(slots)
+    auction_rebuild_slots_reference(assigned, held_key, expected)
+    assert torch.equal(slots, expected)
+    assert bool((slots[:, :-1] >= slots[:, 1:]).all())
+    full = slots[:, -1] >= 0
+    assert bool((after["price"][full] <= bid_of_key(slots[full, -1])).all())
+    assert int(after["counts"][-1]) == int((~holding).sum()) or int(after["counts"][-1]) == 0
+    assert bool((after["price"] >= state["price"]).all())
+
+
+@given(state=auction_states())
+def test_a_winner_is_within_eps_of_its_best_option(state):
+    """Epsilon-complementary slackness: a cell that took a tile in a round values it at most
+    ``eps`` above its best option at the prices the round left (float rounding aside)."""
+    before = state["assigned"].clone()
+    after = run_ops(state, "cpu", reference=True)
+    won = (after["assigned"] >= 0) & (after["assigned"] != before)
+    value = torch.where(
+        after["candidates"] >= 0,
+        after["candidate_cost"] + after["price"][after["candidates"].clamp_min(0)],
+        math.inf,
+    )
+    best = torch.minimum(value.amin(1), after["outside"])
+    held = after["candidates"] == after["assigned"][:, None]
+    held_value = torch.where(held, value, math.inf).amin(1)
+    assert bool((held_value[won] <= best[won] + state["eps"] * (1 + 1e-5) + 1e-6).all())
+
+
+def test_a_round_does_nothing_once_every_cell_holds_a_tile(device):
+    candidates = torch.tensor([[0, 1], [1, 0]], device=device)
+    cost = torch.tensor([[1.0, 2.0], [1.0, 2.0]], device=device)
+    outside = torch.full((2,), math.inf, device=device)
+    price = torch.zeros(2, device=device)
+    assigned = torch.full((2,), -1, dtype=torch.int64, device=device)
+    held_key = assigned.clone()
+    slots = torch.full((2, 1), -1, dtype=torch.int64, device=device)
+    stale = torch.zeros(2, dtype=torch.uint8, device=device)
+    counts = torch.zeros(2, dtype=torch.int32, device=device)  # counts[0] == 0: nothing to do
+    eps = torch.tensor(0.1, device=device)
+    work = round_work(2, torch.device(device))
+    state = (candidates, cost, outside, price, assigned, held_key, slots, stale, counts, eps)
+    auction_round(*state, 0, work)
+    assert bool((assigned == -1).all()) and int(counts[1]) == 0
+    counts[0] = 2
+    auction_round(*state, 0, work)
+    # Each cell's cheapest tile is its own: both win in one round, none is left.
+    assert assigned.tolist() == [0, 1] and int(counts[1]) == 0
+
+
+def test_keys_order_by_bid_then_lower_cell():
+    bids = torch.tensor([0.5, 0.5, 0.75, 2.0])
+    cells = torch.tensor([3, 1, 0, 2])
+    keys = make_keys(bids, cells)
+    assert keys.argsort(descending=True).tolist() == [3, 2, 1, 0]
+    assert torch.equal(bid_of_key(keys), bids)
+    assert float(bid_of_key(torch.tensor([-1]))[0]) == 0.0
+
+
+@shares_device_fixture
+@given(state=auction_states())
+def test_dual_values_match_the_reference_and_brute_force(device, state):
+    values = dual_values(
+        *(state[name].to(device) for name in ("candidates", "candidate_cost", "outside", "price"))
+    )
+    reference = dual_values_reference(
+        state["candidates"], state["candidate_cost"], state["outside"], state["price"]
+    )
+    assert torch.equal(values.cpu(), reference)
+    n = state["candidates"].shape[0]
+    for cell in range(n):
+        listed = [
+            float(state["candidate_cost"][cell, e] + state["price"][t])
+            for e, t in enumerate(state["candidates"][cell].tolist())
+            if t >= 0
+        ]
+        assert float(reference[cell]) == min([*listed, float(state["outside"][cell])])
+
+
+def test_floored_prices_zero_the_tiles_with_a_free_slot():
+    slots = torch.tensor([[5, 4], [7, -1], [-1, -1]])
+    price = torch.tensor([1.0, 2.0, 3.0])
+    assert floored_prices(slots, price).tolist() == [1.0, 0.0, 0.0]
+
+
+def test_arguments_are_checked():
+    candidates = torch.zeros((3, 2), dtype=torch.int64)
+    cost, outside = torch.zeros(3, 2), torch.zeros(3)
+    assigned = torch.full((3,), -1, dtype=torch.int64)
+    with pytest.raises(ValueError, match=r"must be \(N, L\), \(N, L\) and \(N,\)"):
+        dual_values(candidates, cost[:2], outside, torch.zeros(4))
+    with pytest.raises(TypeError, match="candidates has dtype"):
+        dual_values(candidates.int(), cost, outside, torch.zeros(4))
+    with pytest.raises(ValueError, match="held_key must be a contiguous"):
+        auction_rebuild_slots(assigned, assigned[:2], torch.full((4, 1), -1))

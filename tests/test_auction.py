@@ -1,0 +1,189 @@
+"""Method ``"auction"``: valid assignments, a certificate that never understates the gap to the
+optimum (SciPy's exact solve on copied columns), determinism, kernel path against references,
+prices carried through a video, and no host syncs in a steady frame.
+
+Most tests run the pure-torch references (``reference_path``), where a solve may stop as soon as
+a stage changes nothing; the kernel-path tests run the real Triton kernels in the interpreter
+with small round budgets (every round of the budget is launched there, as on a GPU).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linear_sum_assignment
+
+import mosaic.assign.auction as auction
+from kernels import cost_matrix
+from mosaic.assign import (
+    AuctionState,
+    PoolTooSmallError,
+    assign_tiles,
+    make_problem,
+    solve,
+)
+from mosaic.config import MosaicConfig
+from mosaic.engine import FrameRenderer
+from mosaic.temporal import TemporalCoherence
+from tests.scenes import add_noise, landscape, photo_pool
+from tests.syncs import count_syncs
+from tests.synthetic import image_like_instance
+
+
+def optimum(problem, reuse: int) -> float:
+    """The exact optimum of ``problem`` (bonus on every tile but the incumbent), by SciPy."""
+    n, m = problem.cells.shape[0], problem.tiles.shape[0]
+    cost = cost_matrix(problem.cells, problem.tiles).double()
+    incumbent = problem.incumbent
+    keeps = torch.zeros(n, m, dtype=torch.bool)
+    has = incumbent >= 0
+    keeps[torch.arange(n)[has], incumbent[has]] = True
+    cost = cost + torch.where(keeps, 0.0, problem.bonus.double()[:, None])
+    copies = np.repeat(cost.numpy(), min(reuse, n), axis=1)
+    rows, columns = linear_sum_assignment(copies)
+    return float(copies[rows, columns].sum())
+
+
+def instances() -> dict[str, tuple[torch.Tensor, torch.Tensor, int]]:
+    """Image-like frames and adversarial cases: most cells one colour, a pool one tile larger than
+    the grid, and reuse 2 and 3 among tied integer descriptors."""
+    generator = torch.Generator().manual_seed(0)
+    one_colour = torch.rand(1, 12, generator=generator).repeat(24, 1)
+    one_colour += torch.randn(24, 12, generator=generator) * 1e-3
+    one_colour[:4] = torch.rand(4, 12, generator=generator)
+    tied_tiles = torch.randint(0, 3, (10, 3), generator=generator).float()
+    return {
+        "image-like 48 x 60": (*image_like_instance(6, 8, 60, dim=12, seed=1), 1),
+        "one colour": (one_colour, torch.rand(36, 12, generator=generator), 1),
+        "pool one larger": (
+            torch.rand(30, 3, generator=generator),
+            torch.rand(31, 3, generator=generator),
+            1,
+        ),
+        "ties, reuse 2": (torch.randint(0, 3, (20, 3), generator=generator).float(), tied_tiles, 2),
+        "ties, reuse 3": (torch.randint(0, 3, (27, 3), generator=generator).float(), tied_tiles, 3),
+    }
+
+
+INSTANCES = instances()
+
+
+def cold_problem(cells: torch.Tensor, tiles: torch.Tensor):
+    n = cells.shape[0]
+    return make_problem(cells, tiles, torch.full((n,), -1), torch.zeros(()))
+
+
+@pytest.mark.usefixtures("reference_path")
+@pytest.mark.parametrize("name", list(INSTANCES))
+def test_the_certificate_bounds_the_true_gap(name):
+    cells, tiles, reuse = INSTANCES[name]
+    problem = cold_problem(cells, tiles)
+    result = solve(problem, (1, cells.shape[0]), reuse, "auction")
+    counts = torch.bincount(result.tiles, minlength=tiles.shape[0])
+    assert bool((result.tiles >= 0).all()) and int(counts.max()) <= reuse
+    best = optimum(problem, reuse)
+    true_gap = float(result.total) / best - 1 if best > 0 else 0.0
+    # Distances are float32 sums, the optimum a float64 sum of float32 costs: 1e-6 apart.
+    assert -1e-6 <= true_gap <= float(result.gap) + 1e-6
+    assert float(result.gap) <= auction.TARGET_GAP
+
+
+@pytest.mark.usefixtures("reference_path")
+def test_the_certificate_holds_with_a_bonus_and_carried_prices():
+    cells, tiles = image_like_instance(6, 8, 60, dim=12, seed=3)
+    n = cells.shape[0]
+    state = AuctionState.fresh(cold_problem(cells, tiles), 1)
+    first = solve(cold_problem(cells, tiles), (6, 8), 1, "auction", 0, state)
+    generator = torch.Generator().manual_seed(4)
+    previous = first.tiles
+    for _ in range(3):
+        moved = cells + torch.randn(cells.shape, generator=generator) * 0.02
+        bonus = torch.full((n,), float(first.total) / n)
+        problem = make_problem(moved, tiles, previous, bonus)
+        result = solve(problem, (6, 8), 1, "auction", 0, state)
+        objective = float(problem.distance(torch.arange(n), result.tiles).double().sum())
+        objective += float(bonus[result.tiles != previous].sum())
+        assert objective / optimum(problem, 1) - 1 <= float(result.gap) + 1e-6
+        previous = result.tiles
+
+
+@pytest.mark.usefixtures("reference_path")
+def test_the_same_input_gives_the_same_output():
+    cells, tiles, reuse = INSTANCES["ties, reuse 2"]
+    first = solve(cold_problem(cells, tiles), (1, 20), reuse, "auction")
+    second = solve(cold_problem(cells, tiles), (1, 20), reuse, "auction")
+    assert torch.equal(first.tiles, second.tiles) and torch.equal(first.gap, second.gap)
+
+
+def dyadic(shape: tuple[int, int], seed: int) -> torch.Tensor:
+    """Features on a 1/64 grid: every distance is exact in float32, in kernels and references."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 64, shape, generator=generator).float() / 64
+
+
+def test_the_kernels_give_the_references_result(monkeypatch):
+    """The whole solve through the Triton kernels (interpreter) and through the references."""
+    monkeypatch.setattr(auction, "COLD_STAGES", 12)
+    cells, tiles = dyadic((14, 3), 1), dyadic((20, 3), 2)
+    kernel = solve(cold_problem(cells, tiles), (2, 7), 1, "auction")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    reference = solve(cold_problem(cells, tiles), (2, 7), 1, "auction")
+    assert torch.equal(kernel.tiles, reference.tiles)
+    assert torch.equal(kernel.gap, reference.gap)
+
+
+def test_a_steady_frame_reads_nothing_back_from_the_device(monkeypatch):
+    """Ten steady frames of the solve on the kernel path (what runs on a GPU): no ``.item()``,
+    ``.tolist()``, ``nonzero``, boolean masks or other data-dependent shapes."""
+    monkeypatch.setattr(auction, "COLD_STAGES", 4)
+    monkeypatch.setattr(auction, "WARM_STAGES", 2)
+    cells, tiles = dyadic((12, 3), 3), dyadic((16, 3), 4)
+    state = AuctionState.fresh(cold_problem(cells, tiles), 1)
+    previous = solve(cold_problem(cells, tiles), (3, 4), 1, "auction", 0, state).tiles
+    generator = torch.Generator().manual_seed(5)
+    with count_syncs() as syncs:
+        for _ in range(10):
+            moved = cells + torch.randn(cells.shape, generator=generator) * 0.01
+            problem = make_problem(moved, tiles, previous, torch.full((12,), 0.01))
+            previous = solve(problem, (3, 4), 1, "auction", 0, state).tiles
+    assert not syncs, f"host syncs in a steady frame: {dict(syncs)}"
+
+
+@pytest.mark.usefixtures("reference_path")
+def test_a_static_clip_keeps_its_tiles():
+    """Prices carried through a noisy static clip: at most 1 % of the cells change tile."""
+    frame = landscape(48, 64, seed=2)
+    renderer = FrameRenderer(photo_pool(80), MosaicConfig(cell=8, method="auction", color=0))
+    temporal = TemporalCoherence(renderer.config.temporal)
+    previous, changes = None, []
+    for index in range(6):
+        result = renderer.render(add_noise(frame, 3.0, seed=index), temporal)
+        assert result.assignment.method == "auction"
+        if previous is not None:
+            changes.append(float((result.choice != previous).float().mean()))
+        previous = result.choice
+    assert max(changes) <= 0.01
+
+
+@pytest.mark.usefixtures("reference_path")
+def test_a_scene_cut_restarts_the_auction_cold():
+    first, second = landscape(48, 64, seed=2), landscape(48, 64, seed=9).flip(-1)
+    renderer = FrameRenderer(photo_pool(80), MosaicConfig(cell=8, method="auction", color=0))
+    temporal = TemporalCoherence(renderer.config.temporal)
+    renderer.render(first, temporal)
+    renderer.render(first, temporal)
+    cut = renderer.render(255 - second, temporal)
+    assert bool(cut.scene_cut)
+    assert float(cut.assignment.gap) < math.inf
+
+
+def test_warm_start_and_pool_checks():
+    cells, tiles = torch.rand(20, 3), torch.rand(30, 3)
+    state = AuctionState.fresh(cold_problem(cells, tiles), 1)
+    with pytest.raises(ValueError, match="warm_start was made for another grid"):
+        assign_tiles(cells[:10], tiles, (2, 5), method="auction", warm_start=state)
+    with pytest.raises(PoolTooSmallError, match="at least 34 tiles"):
+        assign_tiles(torch.rand(100, 3), tiles, (10, 10), reuse=3, method="auction")
