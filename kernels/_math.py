@@ -84,7 +84,11 @@ def _approximate(x, PTX: tl.constexpr, IS_LOG2: tl.constexpr):
     if _USE_PTX:
         result = tl.inline_asm_elementwise(PTX, "=r,r", [x], dtype=tl.float32, is_pure=True, pack=1)
     elif IS_LOG2:
-        result = tl.log2(x)
+        # lg2.approx's values at 0 (-inf) and below (NaN), without asking numpy for log2(0):
+        # the interpreter would warn "divide by zero" where a GPU says nothing.
+        positive = x > 0.0
+        logarithm = tl.log2(tl.where(positive, x, 1.0))
+        result = tl.where(positive, logarithm, tl.where(x == 0.0, float("-inf"), float("nan")))
     else:
         result = tl.exp2(x)
     return result
