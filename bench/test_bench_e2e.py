@@ -217,7 +217,7 @@ def run_pipeline(workload: Workload, pool: TilePool, frames: list[torch.Tensor])
         "stage_ms": per_frame_ms(timer.seconds, summary.frames),
         "stage_cpu_ms": per_frame_ms(timer.cpu_seconds, summary.frames),
         "load_average": [load_before, os.getloadavg()[0]],
-        "churn": summary.churn,
+        "churn": summary.tally.churn,
         "fidelity": summary.fidelity,
     }
 
