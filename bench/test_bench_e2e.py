@@ -58,11 +58,11 @@ from mosaic.imageops import resize
 from mosaic.stages import StageTimer
 from mosaic.video import decode_batch_size, render_frames
 from tests.processes import child_env
+from tests.scenes import crop_pool, spread, square_crops
 
 T = TypeVar("T")
 ROUNDS = 3
 FPS = 25
-CROP_SCALES = (0.5, 0.25, 0.125, 0.0625)  # of a photo's short side; step half a crop
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs FFmpeg")
 
 
@@ -95,34 +95,6 @@ WORKLOADS = [
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def square_crops(scales: tuple[float, ...]) -> Iterator[torch.Tensor]:
-    """uint8 ``(3, s, s)`` square crops of every shipped photograph, ``s`` each of ``scales``
-    times its short side, a step of half a crop apart."""
-    for path in asset_photos():
-        photo = read_image(path)
-        height, width = photo.shape[-2:]
-        for scale in scales:
-            side = int(min(height, width) * scale)
-            step = max(side // 2, 1)
-            for top in range(0, height - side + 1, step):
-                for left in range(0, width - side + 1, step):
-                    yield photo[:, top : top + side, left : left + side]
-
-
-def spread(items: list[T], count: int) -> list[T]:
-    """``count`` of ``items``, spread evenly over them."""
-    if count > len(items):
-        raise ValueError(f"{count} asked for, {len(items)} available")
-    return [items[i] for i in torch.linspace(0, len(items) - 1, count).round().long().tolist()]
-
-
-def crop_pool(count: int, tile_size: int) -> TilePool:
-    """``count`` tiles spread evenly over every square crop of the shipped photographs at
-    ``CROP_SCALES`` (about 11,000 crops), resized to ``tile_size``."""
-    crops = [resize(crop, tile_size) for crop in square_crops(CROP_SCALES)]
-    return TilePool.from_tensor(torch.stack(spread(crops, count)))
 
 
 def pan_frames(width: int, height: int, count: int) -> Iterator[torch.Tensor]:
