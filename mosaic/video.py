@@ -113,7 +113,7 @@ class VideoStats:
             f"encode {self.encoder}, {self.device}); "
             f"{assignment_summary(self.grid, self.method, self.reuse)}; "
             f"churn {100 * self.churn:.1f} %, spurious swaps {100 * self.spurious_swaps:.2f} % "
-            f"(where the source changed {100 * self.content_swaps:.1f} % of "
+            f"a frame (swaps with the content {100 * self.content_swaps:.1f} %, source changing "
             f"{100 * self.source_changes:.1f} %), fidelity {self.fidelity:.4f}, "
             f"scene cuts {self.scene_cuts}"
             + ("" if self.gap_max is None else f", certified gap <= {100 * self.gap_max:.2f} %")
