@@ -28,6 +28,7 @@ from adapters import (
 )
 from adapters.info import as_fraction
 from adapters.pyav_source import pyav_problem
+from adapters.yuv import yuv420_to_rgb
 from mosaic.config import MosaicConfig, as_config
 from mosaic.engine import FrameAnalysis, FrameRenderer
 from mosaic.image import ProgressCallback, assignment_summary, warn_if_repetitive
@@ -132,6 +133,7 @@ def render_frames(
     *,
     timer: StageTimer = NO_TIMER,
     on_batch: Callable[[int], None] | None = None,
+    pixel_format: str = "rgb",
 ) -> FramesSummary:
     """Render uint8 NHWC ``(B, H, W, 3)`` batches of frames into mosaics handed to ``write``.
 
@@ -144,7 +146,9 @@ def render_frames(
     number of frames of each batch once assigned (a progress bar). ``timer`` records
     ``"decode"`` (producing a batch), the ``FrameRenderer`` stages, ``"metrics"``, ``"encode"``
     (``write``), this thread's ``"waiting_input"`` and ``"waiting_output"``, and ``"flush"``
-    (the last batches' way out once all are assigned).
+    (the last batches' way out once all are assigned). With ``pixel_format="yuv420p"`` the
+    mosaics are handed over as the I420 bytes a video encoder takes (``FrameRenderer.compose``);
+    fidelity is then measured on them converted back to RGB, what the encoder receives.
     """
     temporal = TemporalCoherence(renderer.config.temporal)
     hold = renderer.colour_hold()
@@ -164,10 +168,11 @@ def render_frames(
     def compose(item: tuple[int, list[FrameAnalysis], list[torch.Tensor]]) -> None:
         first, analyses, choices = item
         for index, (analysis, choice) in enumerate(zip(analyses, choices, strict=True), first):
-            image = renderer.compose(analysis, choice, timer, hold)
+            image = renderer.compose(analysis, choice, timer, hold, pixel_format)
             if index % FIDELITY_EVERY == 0:
                 with timer.stage("metrics"):
-                    fidelities.append(fidelity(analysis.frame, image, analysis.grid)["mean"])
+                    shown = image if pixel_format == "rgb" else yuv420_to_rgb(image)
+                    fidelities.append(fidelity(analysis.frame, shown, analysis.grid)["mean"])
             writer.put(image)
 
     with torch_threads(renderer.device):
@@ -310,19 +315,27 @@ def render_video(
         stopped: list[DecodeError] = []
         with bar, contextlib.ExitStack() as closing:
             with timer.stage("open"):
-                size = {"width": out_w, "height": out_h}
+                pixel_format = sink_pixel_format(renderer.device)
                 sink = closing.enter_context(
                     open_sink(
                         output,
-                        **size,
+                        **encoded_size(out_w, out_h, pixel_format),
                         fps=out_fps,
                         audio_from=audio,
                         preset=encoder_preset,
                         crf=crf,
+                        pixel_format=pixel_format,
                     )
                 )
             frames = decodable_batches(frames_in, wanted, stopped)
-            summary = render_frames(frames, renderer, sink.write, timer=timer, on_batch=advance)
+            summary = render_frames(
+                frames,
+                renderer,
+                sink.write,
+                timer=timer,
+                on_batch=advance,
+                pixel_format=pixel_format,
+            )
             with timer.stage("flush"):  # the encoder's last frames and the file's index
                 closing.close()
         encoder = sink.encoding  # the encoder, its preset, quality and threads
@@ -409,6 +422,24 @@ def _ended_early_at(source: Path, info: VideoInfo, stopped: list[DecodeError]) -
         stacklevel=3,
     )
     return frame
+
+
+def sink_pixel_format(device: torch.device) -> str:
+    """How a pipeline on ``device`` hands its mosaics to the encoder: on CUDA the composite
+    kernel writes I420 bytes (``"yuv420p"``: half the bytes of RGB to copy to the host and no
+    conversion left for the encoder); on a CPU RGB, which the ffmpeg program converts in about
+    2 ms a 720p frame where the pure-torch I420 path takes about 22 ms (bench/README.md,
+    "Compositing")."""
+    return "yuv420p" if device.type == "cuda" else "rgb"
+
+
+def encoded_size(width: int, height: int, pixel_format: str) -> dict[str, int]:
+    """The sink's frame size for mosaics of ``width x height``: I420 frames come padded to even
+    sizes (``kernels.composite_tiles`` repeats the last row and column), RGB frames as they are
+    (the sink pads them the same way)."""
+    if pixel_format == "yuv420p":
+        return {"width": width + width % 2, "height": height + height % 2}
+    return {"width": width, "height": height}
 
 
 def decode_batch_size(device: torch.device) -> int:
