@@ -26,6 +26,7 @@ __all__ = [
     "validated_problem",
 ]
 
+
 class PoolTooSmallError(ValueError):
     """The tile pool cannot fill the grid under the reuse cap."""
 
