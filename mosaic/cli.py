@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from adapters.backends import DECODE_DEVICES, VIDEO_BACKENDS
 from adapters.errors import first_line
-from mosaic.config import PRESETS, ConfigError, MosaicConfig
+from mosaic.config import METHODS, PRESETS, ConfigError, MosaicConfig
 
 if TYPE_CHECKING:
     from mosaic.video import VideoStats
@@ -165,8 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     looks.add_argument(
         "--method",
-        choices=["auto", "exact", "windows"],
-        help="assignment solver (default auto: by problem size)",
+        choices=METHODS,
+        help="assignment solver (default auto: exact or windows by problem size; auction: the "
+        "experimental sync-free GPU solver with a certified gap)",
     )
     run = parser.add_argument_group("run")
     run.add_argument(
