@@ -51,7 +51,7 @@ from triton.compiler import ASTSource
 from triton.runtime import Autotuner, JITFunction
 
 from kernels import auction, cell_analysis, composite, cost, grid, oklab
-from kernels._launch import FLOAT_DTYPES, IMAGE_DTYPES
+from kernels._launch import FLOAT_DTYPES, IMAGE_DTYPES, size_class
 
 TARGET = GPUTarget("cuda", 90, 32)
 # H100 and H200 both have 132 SMs; the grid heuristics size tiles by it.
@@ -183,7 +183,9 @@ def pixel_launch(
     rows, cols, stride_row, stride_col = oklab._plane_walk(height, width, stride_h, stride_w)
     out_dtype = torch.uint8 if kernel == "_oklab_to_srgb_kernel" else torch.float32
     out = meta(*src.shape, dtype=out_dtype)
-    args = (frames, out, rows, cols, stride_frame, stride_channel, stride_row, stride_col, *extra)
+    sizes = size_class(frames.shape[0] * rows * cols) * 16 + size_class(cols)
+    args = (frames, out, rows, cols, stride_frame, stride_channel, stride_row, stride_col, sizes)
+    args += extra
     return Launch(f"kernels.oklab:{kernel}", label, launch_args(*args), keywords)
 
 
