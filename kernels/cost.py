@@ -1068,6 +1068,22 @@ def _topk_configs(
     return [config for config in configs if (config.num_warps, config.num_stages) == (8, 2)]
 
 
+# The filtered kernel also tries 4 warps held to 168 registers: three programs per SM instead of
+# two hide more of each tile's load and barrier latency. ptxas for sm_90 (Triton 3.9) spilled at
+# that limit with a bias (8-18 words) or features read in several chunks (16-40), and not in
+# the other variants (133-162 registers).
+_FILTERED_CONFIGS = [*_TOPK_CONFIGS, triton.Config({}, num_warps=4, num_stages=2, maxnreg=168)]
+
+
+def _filtered_configs(
+    configs: list[triton.Config], named_args: dict[str, object], **constexprs: object
+) -> list[triton.Config]:
+    """The autotune configs of a filtered top-k launch (``early_config_prune``): the register
+    limit only without a bias and with the rows' features in one chunk."""
+    limited = constexprs["HAS_BIAS"] or constexprs["D_PAD"] > constexprs["BLOCK_D"]
+    return [config for config in configs if not (limited and config.maxnreg is not None)]
+
+
 _cost_matrix_kernel_tuned = triton.autotune(
     _MATRIX_CONFIGS, key=["D", "size_class"], cache_results=True
 )(_cost_matrix_kernel)
@@ -1081,8 +1097,9 @@ _merge_splits_kernel_tuned = triton.autotune(
     _TOPK_CONFIGS, key=["size_class", "K_PAD", "HAS_ROWS"], cache_results=True
 )(_merge_splits_kernel)
 _filtered_topk_kernel_tuned = triton.autotune(
-    _TOPK_CONFIGS,
+    _FILTERED_CONFIGS,
     key=["D_PAD", "size_class", "K_PAD", "WRITE_PARTIAL", "HAS_BIAS", "HAS_ROWS"],
+    prune_configs_by={"early_config_prune": _filtered_configs},
     cache_results=True,
 )(_filtered_topk_kernel)
 

@@ -141,9 +141,11 @@ def launch_args(*values: torch.Tensor | int) -> tuple[Pointer | int, ...]:
 
 
 def config_text(keywords: dict[str, object], shown: tuple[str, ...]) -> str:
-    """``NAME=value`` for the ``shown`` keywords, then warps and stages (``w4 s3``)."""
+    """``NAME=value`` for the ``shown`` keywords, then warps, stages and any register limit
+    (``w4 s3``, ``w4 s2 r168``)."""
     names = " ".join(f"{name}={keywords[name]}" for name in shown)
-    return f"{names} w{keywords['num_warps']} s{keywords['num_stages']}".strip()
+    limit = f" r{keywords['maxnreg']}" if keywords.get("maxnreg") else ""
+    return f"{names} w{keywords['num_warps']} s{keywords['num_stages']}{limit}".strip()
 
 
 def tuned_configs(
@@ -460,7 +462,7 @@ def filtered_topk_launches() -> Iterator[Launch]:
             values, indices, _, _, _ = tensors
             constexprs = {**variant, "D_PAD": d_pad, "BLOCK_D": block_d, "CAPACITY": capacity}
             every = full and not variant["HAS_BIAS"]
-            for config in tuned_configs(cost._filtered_topk_kernel_tuned, every):
+            for config in tuned_configs(cost._filtered_topk_kernel_tuned, every, **constexprs):
                 keywords = {**config, **constexprs}
                 args = (
                     a, b, *prepared, *tensors, n, m, d, first_column,
