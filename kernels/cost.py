@@ -32,8 +32,9 @@ per program). Selection is paid for only on the few columns that can be among th
 
 1. ``_prepare_candidates_kernel`` rounds centred copies of the rows of ``a`` and ``b`` to
    float16 (centre: the mean of 64 rows of ``b`` spread over it; scaled by a power of two that
-   keeps them far from float16's limits) and measures, for each row, how far its float16 copy
-   lies from the float32 original: ``e`` (a Euclidean length), with its squared norm ``n``.
+   keeps 64 rows of each far from float16's limits) and measures, for each row, how far its
+   float16 copy lies from the float32 original: ``e`` (a Euclidean length), with its squared
+   norm ``n``. A row whose copy leaves float16's range gets a NaN norm and survives every test.
 2. A first pass over the row block's columns computes float16 distances ``w`` (tensor cores at
    twice the tf32 rate, one dot instead of three) and keeps, for each row, the k smallest
    *upper bounds* of the tiles' nearest columns: each tile's smallest ``w`` is a column whose
@@ -43,12 +44,12 @@ per program). Selection is paid for only on the few columns that can be among th
    the row's exact k-th distance from above: the row's threshold ``T``.
 3. A second pass keeps only the columns whose ``w`` could still reach ``T``:
    ``w <= (sqrt(T) + e_row + e_tile)^2 + delta`` (``_survival_limit``), one comparison per
-   element. Survivors (about 1.2 k per row on Gaussian descriptors, 1.5-2 k on image-like
-   ones) are appended to a per-row list in global memory.
+   element. Survivors (about 1.2 k per row and column split, on Gaussian and image-like
+   descriptors alike: bench/README.md) are appended to a per-row list in global memory.
 4. Survivors are re-ranked exactly: their float32 distances (sums of squared differences of the
-   inputs) become keys and are merged into the row's top-k (``_rank_survivors``). A row whose
-   list could overflow the fixed buffer (``_CAPACITY``) before the next tile has its list
-   re-ranked at once, and its threshold tightened to its exact k-th key so far; nothing is
+   inputs) become keys and are merged into the row's top-k (``_rank_survivors``). When a list
+   could overflow its fixed buffer (``_CAPACITY_TILES`` tiles) at the next tile, the lists are
+   re-ranked at once and each threshold lowered to its row's exact k-th key so far; nothing is
    dropped, so the result is exact whatever the data (only slower when survivors are many).
 
 With a bias (distance + bias ranked, bias >= 0) every bound above holds with the bias added to
@@ -111,6 +112,7 @@ _REAL_MAX = tl.constexpr((0x7FFFFFFF << 32) | 0x7FFFFFFF)
 _PADDING = tl.constexpr(-1)
 # Column of no survivor in the filtered path's int32 candidate tiles: above every column.
 _NO_COLUMN = tl.constexpr(2**31 - 1)
+# The largest float32: the filtered path's survival limits stop there, below its sentinels.
 _FLOAT32_MAX = tl.constexpr(3.4028234663852886e38)
 
 # Features per tl.dot: 16 is the smallest K GPU dots accept, and larger chunks spilled registers
@@ -130,14 +132,15 @@ _NARROW_BLOCK_N = 16
 _HALF_ROW_MULTIPLE = 16
 _HALF_MAX_CHUNK = 64
 # Rows of b whose mean is the centre, spread evenly over b (a pool ordered by colour still
-# gives a central centre); every program computes it the same way from the same rows.
+# gives a central centre), and rows of a and of b that set the scale; every program computes
+# both the same way from the same rows.
 _CENTRE_SAMPLE = 64
 # The scale brings the sample's largest centred value into [2^9, 2^10): rows up to 64x larger
 # still fit float16 (65504), and values down to 2^-24 of it stay normal (float16's subnormals,
 # below 2^-14, are flushed to 0 so no tensor core can treat them differently).
 _SCALED_MAGNITUDE_EXPONENT = tl.constexpr(10)
-# Survivor list length per row and column split, in column tiles: a row whose list holds more
-# than (_CAPACITY_TILES - 1) tiles' worth is re-ranked before the next tile is read.
+# Survivor list length per row and column split, in column tiles: when a list holds more than
+# (_CAPACITY_TILES - 1) tiles' worth, the lists are re-ranked before the next tile is read.
 _CAPACITY_TILES = 2
 
 # Programs that keep a GPU busy: this many per SM. The interpreter runs programs one after
