@@ -27,8 +27,8 @@ row's current k-th (``_merge_tile``). A round costs a comparison and a reduction
 a tile needs as many rounds as its row with the most insertions, so selection, not arithmetic,
 is what this path spends its time on.
 
-Filtered path (``_filtered_topk_kernel``; k <= 16 on problems of at least ``2 k`` column tiles
-per program). Selection is paid for only on the few columns that can be among the k nearest:
+Filtered path (``_filtered_topk_kernel``; k <= 16 on problems of at least 32 column tiles and
+``2 k`` per program). Selection is paid for only on the few columns that can be among the k nearest:
 
 1. ``_prepare_candidates_kernel`` rounds centred copies of the rows of ``a`` and ``b`` to
    float16 (centre: the mean of 64 rows of ``b`` spread over it; scaled by a power of two that
@@ -94,6 +94,10 @@ _FILTER_MAX_K = 16
 # ... on column ranges of at least this many tiles per k: the k-th smallest of n tile minima
 # bounds the k-th distance of a row within about n ln(n / (n - k)) columns (1.4 k at n = 2k).
 _FILTER_MIN_TILES_PER_K = 2
+# ... and of at least this many tiles in all. Narrower problems cost the exact path a few tiles
+# per row block; the filtered one collects every column of its first tiles when they tie (the
+# auction's searches over 1024 tiles, almost all excluded by the same 1e30 price).
+_FILTER_MIN_TILES = 32
 
 # float32 dot on tensor cores: "tf32" rounds inputs to 10 mantissa bits (~1e-3 relative error on
 # a.b, which swamps the gaps between near neighbours after the expansion's cancellation); "ieee"
@@ -1165,20 +1169,20 @@ def _column_splits(
 
 
 def _filtered_splits(
-    row_blocks: int, col_tiles: int, k: int, programs: int, min_tiles_per_k: int
+    row_blocks: int, col_tiles: int, k: int, programs: int
 ) -> tuple[int, int] | None:
     """``(splits, tiles_per_split)`` of the filtered path, or None where it does not apply:
-    k above ``_FILTER_MAX_K``, or fewer than ``min_tiles_per_k * k_pad`` column tiles, where
-    the thresholds of the witnesses would be loose.
+    k above ``_FILTER_MAX_K``, fewer than ``_FILTER_MIN_TILES`` column tiles, or fewer than
+    ``_FILTER_MIN_TILES_PER_K * k_pad``, where the thresholds of the witnesses would be loose.
 
-    Splits fill the GPU as in the exact path, each with at least ``min_tiles_per_k * k_pad``
-    tiles (each split has its own threshold, from its own tiles).
+    Splits fill the GPU as in the exact path, each with at least ``_FILTER_MIN_TILES_PER_K *
+    k_pad`` tiles (each split has its own threshold, from its own tiles).
     """
     k_pad = triton.next_power_of_2(k)
-    min_tiles = max(1, min_tiles_per_k * k_pad)
-    if k > _FILTER_MAX_K or col_tiles < min_tiles:
+    tiles_per_k = max(1, _FILTER_MIN_TILES_PER_K * k_pad)
+    if k > _FILTER_MAX_K or col_tiles < max(_FILTER_MIN_TILES, tiles_per_k):
         return None
-    wanted = min(-(-programs // row_blocks), col_tiles // min_tiles)
+    wanted = min(-(-programs // row_blocks), col_tiles // tiles_per_k)
     tiles_per_split = -(-col_tiles // max(1, wanted))
     return -(-col_tiles // tiles_per_split), tiles_per_split
 
@@ -1254,7 +1258,7 @@ def _cost_topk_triton(
     block_n, block_m = _topk_blocks(k_pad, compiled)
     row_blocks, col_tiles = triton.cdiv(n, block_n), triton.cdiv(m, block_m)
     programs = _parallel_programs(a.device, compiled)
-    filtered = _filtered_splits(row_blocks, col_tiles, k, programs, _FILTER_MIN_TILES_PER_K)
+    filtered = _filtered_splits(row_blocks, col_tiles, k, programs)
     if filtered is None:
         splits, tiles_per_split = _column_splits(row_blocks, col_tiles, block_m, k_pad, programs)
     else:

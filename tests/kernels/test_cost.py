@@ -156,7 +156,8 @@ def assert_topk(
 def use_topk_path(path: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Send k <= 16 to the named top-k path whatever the sizes (larger k: always exact)."""
     filtered = path != "exact"
-    monkeypatch.setattr(cost_module, "_FILTER_MIN_TILES_PER_K", 0 if filtered else 2**40)
+    monkeypatch.setattr(cost_module, "_FILTER_MIN_TILES", 0 if filtered else 2**40)
+    monkeypatch.setattr(cost_module, "_FILTER_MIN_TILES_PER_K", 0)
     if path == "flushing":
         # Lists one tile long: every non-empty list is re-ranked before the next tile.
         monkeypatch.setattr(cost_module, "_CAPACITY_TILES", 1)
