@@ -5,9 +5,10 @@
 #
 #   bash bench/gpu_round.sh            with carry [".whl"]
 #
-# Steps (seconds allowed): the CUDA tests (150), the kernel microbenchmarks (110), the assignment
-# at 8160 x 20000 (70), the 1080p pipeline alone and with decode + encode, default and auction
-# (140). About 8 minutes with the wheels' installation.
+# Steps (seconds allowed): the CUDA tests (130), cost_topk and cost_matrix (100: about 25 kernels
+# compile first), the other kernel microbenchmarks (70), the assignment at 8160 x 20000 (50), the
+# 1080p pipeline alone and with decode + encode, default and auction (100). Under 8 minutes with
+# the wheels' installation.
 #
 # That machine has CUDA torch, Triton, pytest, pytest-benchmark, pytest-timeout, hypothesis,
 # SciPy, scikit-image, Pillow and tqdm, but neither FFmpeg nor torchcodec: videos are decoded and
@@ -60,18 +61,20 @@ step() {  # step NAME SECONDS PYTEST-ARGS...: one pytest run under its own time 
 #    pytest-timeout is installed, as it is there).
 per_test=()
 python3 -c "import pytest_timeout" 2> /dev/null && per_test=(--timeout=30)
-step tests 150 "${per_test[@]}" -k cuda \
+step tests 130 "${per_test[@]}" -k cuda \
     tests/kernels tests/test_assign.py tests/test_auction.py tests/test_render.py \
     tests/test_frame_path.py tests/adapters/test_sink.py tests/adapters/test_yuv.py
-# 2. The kernels against their torch baselines, % of the copy bandwidth measured in the run.
-step kernels 110 --benchmark-json="$OUT/kernels.json" \
+# 2. The kernels against their torch baselines, timed alike in one run, against the copy
+#    bandwidth or the matmul rate measured in the same run.
+step cost 100 --benchmark-json="$OUT/cost.json" bench/test_bench_cost.py
+step kernels 70 --benchmark-json="$OUT/kernels.json" \
     bench/test_bench_oklab.py bench/test_bench_grid.py bench/test_bench_cell_analysis.py \
-    bench/test_bench_composite.py bench/test_bench_cost.py
+    bench/test_bench_composite.py
 # 3. The assignment at the GPU size: windows and the auction, first frame and steady state.
-step assign 70 --benchmark-json="$OUT/assign.json" -k 8160x20000 bench/test_bench_assign.py
+step assign 50 --benchmark-json="$OUT/assign.json" -k 8160x20000 bench/test_bench_assign.py
 # 4. 1080p, 8160 cells, 10k tiles: the pipeline alone and with decode + encode (PyAV, libx264),
 #    with "auto" (windows) and with the auction.
-step e2e 140 --benchmark-json="$OUT/e2e.json" -k "(test_pipeline or test_video) and gpu" \
+step e2e 100 --benchmark-json="$OUT/e2e.json" -k "(test_pipeline or test_video) and gpu" \
     bench/test_bench_e2e.py
 
 printf '%s\n' "=== summary" "${summary[@]}" | tee -a "$log" "$OUT/summary.txt"

@@ -92,10 +92,10 @@ class Workload:
 
 
 CPU = Workload("cpu", 1280, 720, 36, 1000, "cpu", video_frames=300, memory_frames=120)
-GPU = Workload("gpu", 1920, 1080, 16, 10_000, "cuda", video_frames=600, memory_frames=240)
+GPU = Workload("gpu", 1920, 1080, 16, 10_000, "cuda", video_frames=300, memory_frames=240)
 # The GPU workload with the sync-free auction instead of "auto"'s windows solver.
 GPU_AUCTION = Workload(
-    "gpu-auction", 1920, 1080, 16, 10_000, "cuda", video_frames=600, memory_frames=240,
+    "gpu-auction", 1920, 1080, 16, 10_000, "cuda", video_frames=300, memory_frames=240,
     method="auction",
 )  # fmt: skip
 WORKLOADS = [
