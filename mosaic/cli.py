@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from adapters.backends import DECODE_DEVICES, VIDEO_BACKENDS
 from adapters.errors import first_line
-from mosaic.config import PRESETS, ConfigError, MosaicConfig
+from mosaic.config import PRESETS, READABLE_TILE, ConfigError, MosaicConfig, parse_size
 
 if TYPE_CHECKING:
     from mosaic.video import VideoStats
@@ -32,6 +32,8 @@ EPILOG = """examples:
   mosaic photo.jpg -o mosaic.png --tiles photos/  one image
   mosaic clip.mp4 -o mosaic.mp4 --tiles photos/ --preset vivid --cell 12
   mosaic clip.mp4 -o mosaic.mp4 --tiles photos/ --encoder-preset slow --crf 18 --timing
+  mosaic photo.jpg -o print.tif --tiles photos/ --tile-size 256   a print, written in strips
+  mosaic pool photos/ --against photo.jpg --sheet sheet.png       what the pool holds and lacks
   mosaic --clear-cache                            delete the tile caches
 
 exit status: 0 done, 1 failed (or, with --strict, an input ended early), 2 usage error,
@@ -49,6 +51,7 @@ CONFIG_OPTIONS = (
     "tile_size",
     "min_distance",
     "color",
+    "blend",
     "saturation",
     "method",
     "device",
@@ -138,14 +141,22 @@ def build_parser() -> argparse.ArgumentParser:
     looks.add_argument(
         "--preset", choices=sorted(PRESETS), help="a named look; options below override it"
     )
-    looks.add_argument("--cell", type=int, help="cell size in source pixels (default 16)")
+    looks.add_argument(
+        "--cell",
+        type=_size_option("--cell"),
+        metavar="N|WxH",
+        help="cell size in source pixels, or width x height for non-square photos (e.g. 16x12 "
+        "keeps 4:3 photos whole; default 16)",
+    )
     looks.add_argument(
         "--grid", type=int, help="descriptor grid per cell: 1 = mean colour, 2-3 = structure too"
     )
     looks.add_argument(
         "--tile-size",
-        type=int,
-        help="tile size in the output (default: the cell size, so the output has the input's size)",
+        type=_size_option("--tile-size", "auto"),
+        metavar="N|WxH|auto",
+        help=f"tile width in the output (default auto: at least {READABLE_TILE} px, so the photos "
+        "read; give the cell size to keep the input's size)",
     )
     looks.add_argument(
         "--reuse",
@@ -153,10 +164,26 @@ def build_parser() -> argparse.ArgumentParser:
         '"auto" (default: the smallest cap the pool allows)',
     )
     looks.add_argument(
-        "--min-distance", type=int, help="the same tile never within this many cells of itself"
+        "--fair",
+        action="store_true",
+        default=None,
+        help="fair use: every tile used before any tile repeats (each floor or ceil of "
+        "cells / tiles times a frame)",
+    )
+    looks.add_argument(
+        "--min-distance",
+        type=_count_option("--min-distance"),
+        metavar="N|auto",
+        help="the same tile never within N cells of itself (default auto: 1 when the pool "
+        "allows, so no tile sits beside itself)",
     )
     looks.add_argument(
         "--color", type=float, help="colour transfer toward each cell, 0 (none) to 1 (full)"
+    )
+    looks.add_argument(
+        "--blend",
+        type=float,
+        help="opacity of the source laid over the mosaic, 0 (none, default) to 1",
     )
     looks.add_argument(
         "--saturation",
@@ -212,11 +239,43 @@ def config_from_args(args: argparse.Namespace) -> MosaicConfig:
     overrides: dict[str, Any] = {
         name: getattr(args, name) for name in CONFIG_OPTIONS if getattr(args, name) is not None
     }
+    if args.fair:
+        overrides["fair"] = True
     if args.reuse is not None:
         overrides["reuse"] = args.reuse if args.reuse == "auto" else _parse_reuse(args.reuse)
     if args.preset:
         return MosaicConfig.from_preset(args.preset, **overrides)
     return MosaicConfig(**overrides)
+
+
+def _size_option(option: str, *words: str) -> Any:
+    """argparse type: ``N`` or ``WxH`` (``parse_size``), or one of ``words``."""
+
+    def parse(text: str) -> int | tuple[int, int] | str:
+        if text in words:
+            return text
+        try:
+            return parse_size(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"{option}: {error}") from None
+
+    return parse
+
+
+def _count_option(option: str) -> Any:
+    """argparse type: an integer, or ``"auto"``."""
+
+    def parse(text: str) -> int | str:
+        if text == "auto":
+            return text
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f'{option} must be an integer or "auto", got {text!r}'
+            ) from None
+
+    return parse
 
 
 def _parse_reuse(text: str) -> int:
@@ -230,7 +289,7 @@ def _parse_reuse(text: str) -> int:
 
 def as_options(message: str) -> str:
     """A ``ConfigError`` message in the command line's terms: ``cell`` -> ``--cell``."""
-    names = "|".join((*CONFIG_OPTIONS, "reuse"))
+    names = "|".join((*CONFIG_OPTIONS, "reuse", "fair"))
     return re.sub(rf"\b({names})\b", lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
@@ -348,6 +407,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         write_image(output, image)
         if not args.quiet:
             print(image_stats.summary(), file=sys.stderr)
+            print(f"look: {image_stats.settings}", file=sys.stderr)
             print(f"wrote {output}", file=sys.stderr)
         return 0
 
@@ -389,6 +449,7 @@ def _report_video(
     ``run_split``); return the exit status the run earns."""
     if not args.quiet:
         print(stats.summary(), file=sys.stderr)
+        print(f"look: {stats.settings}", file=sys.stderr)
     if args.timing:
         if split is not None:
             print(run_split(*split, stats), file=sys.stderr)
@@ -505,10 +566,15 @@ def _check_output(output: Path, source: Path, *, folder: bool) -> None:
         raise PermissionError(f"cannot write to {existing}")
 
 
-def _pool_tile_size(config: MosaicConfig) -> int:
-    """Tiles are loaded at the output tile size, but at least 32 px so descriptors stay sharp."""
-    size = max(config.tile_size or config.cell, 32)
-    return size + (-size % config.grid)
+def _pool_tile_size(config: MosaicConfig) -> int | tuple[int, int]:
+    """The size tiles are loaded at, ``TilePool.from_dir``'s ``tile_size``: the output tile,
+    cropped to the cell's aspect, scaled by a whole factor to at least ``READABLE_TILE`` px a
+    side so descriptors stay sharp, and rounded up to a multiple of the grid."""
+    (cell_h, cell_w), (height, width) = config.cell_shape, config.tile_shape
+    if min(height, width) < READABLE_TILE or height % config.grid or width % config.grid:
+        factor = -(-READABLE_TILE // min(cell_h, cell_w))
+        height, width = cell_h * factor, cell_w * factor
+    return height if height == width else (width, height)
 
 
 if __name__ == "__main__":

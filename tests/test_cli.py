@@ -53,8 +53,10 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(*argv: str) -> int:
-    """The CLI in-process on CPU, quiet, uncached; options in ``argv`` override these."""
-    return main(["--quiet", "--device", "cpu", "--cell", "8", "--no-cache", *argv])
+    """The CLI in-process on CPU, quiet, uncached, outputs at the input's size; options in
+    ``argv`` override these."""
+    options = ["--quiet", "--device", "cpu", "--cell", "8", "--tile-size", "8", "--no-cache"]
+    return main([*options, *argv])
 
 
 def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -505,7 +507,7 @@ def test_the_program_exits_with_main_s_status_and_nothing_more(
         )
         assert done.returncode == status and done.stdout == ""
         assert len(done.stderr.splitlines()) == messages, done.stderr
-    assert read_image(tmp_path / "o.png").shape == (3, 64, 96)
+    assert read_image(tmp_path / "o.png").shape == (3, 256, 384)  # tiles "auto": 32 px a cell of 8
 
 
 def test_the_image_summary_and_the_repetition_warning(
@@ -524,12 +526,18 @@ def test_the_image_summary_and_the_repetition_warning(
         "mosaic: warning: 3 tiles for 384 cells: each tile may fill up to 128 cells of a "
         "frame; add photos, or augment the pool (--augment), for a less repetitive mosaic"
     )
+    # The default tiles are readable: 32 px for cells of 4, the output 8 times the input.
     assert re.fullmatch(
-        r"96x64 -> 96x64 in [\d.]+ s \(cpu\); 16x24 cells, \w+ assignment, reuse 128, "
-        r"3 of 3 tiles used; fidelity [\d.]+",
+        r"96x64 -> 768x512 in [\d.]+ s \(cpu\); 16x24 cells, \w+ assignment, reuse 128, "
+        r"3 of 3 tiles used, the most used \d\.png \(128 cells\); fidelity [\d.]+",
         lines[2],
     ), lines[2]
-    assert lines[3:] == [f"wrote {output}"]
+    # What the defaults chose: spacing is off with 3 tiles (too few to keep copies apart).
+    assert lines[3] == (
+        "look: cells 4x4 px, tiles 32x32 px (output 768x512), grid 2, colour 0.6, "
+        "reuse 128 (auto), min distance 0 (auto)"
+    )
+    assert lines[4:] == [f"wrote {output}"]
 
 
 def test_the_cache_goes_where_asked_and_is_cleared(

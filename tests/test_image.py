@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("reference_path")
 
 def test_stats_describe_the_mosaic():
     frame, pool = landscape(40, 56), photo_pool(60)
-    config = MosaicConfig(cell=8, device="cpu", reuse=2)
+    config = MosaicConfig(cell=8, tile_size=None, device="cpu", reuse=2)
     image, stats = render_image_with_stats(frame, pool, config)
 
     expected = FrameRenderer(pool, config).render(frame)
