@@ -17,7 +17,9 @@ With a ``Blend`` the source picture is laid over the mosaic at an opacity ``o`` 
 image editor's layer opacity does on sRGB codes: ``out = round(mosaic + o * (source -
 mosaic))``, the source stretched over the output picture by bilinear sampling (PyTorch's
 ``interpolate(mode="bilinear", align_corners=False)``: a source coordinate
-``(y + 0.5) * H_source / H - 0.5``, clamped at 0, between its two nearest rows and columns).
+``(y + 0.5) * H_source / H - 0.5``, clamped at 0, between its two nearest rows and columns). A
+strip of a larger picture passes the whole picture's scale and its own first rows (in the
+output, and in the source crop it brings), so strips sample exactly as the whole would.
 
 One kernel program covers a block of output pixels (``BLOCK_R`` rows of ``BLOCK_W`` columns,
 for YUV ``2 x 2`` pixels per element): it finds each pixel's cell, reads the cell's tile index
@@ -99,10 +101,22 @@ class Blend(NamedTuple):
         source: uint8 ``(3, Hs, Ws)``, the source picture (any strides), stretched over the
             output picture.
         opacity: ``o`` in [0, 1]; 0 leaves the mosaic as it is, 1 gives the stretched source.
+        scale: source pixels per output pixel ``(rows, columns)``; ``None``: the source's size
+            over the output picture's.
+        rows: for a strip of a larger picture, ``(output row, source row)``: the rows of the
+            whole picture where this output strip and this source crop begin.
     """
 
     source: torch.Tensor
     opacity: float
+    scale: tuple[float, float] | None = None
+    rows: tuple[int, int] = (0, 0)
+
+    def scales(self, size: tuple[int, int]) -> tuple[float, float]:
+        """``scale``, or the source's size over ``size``, the output picture's ``(H, W)``."""
+        if self.scale is not None:
+            return self.scale
+        return self.source.shape[1] / size[0], self.source.shape[2] / size[1]
 
 
 # BT.709 limited range in integers (Kr, Kg, Kb scaled by 10000, R, G, B the sRGB codes):
@@ -198,14 +212,29 @@ def composite_tiles_reference(
 
 
 def blended_reference(mosaic: torch.Tensor, blend: Blend) -> torch.Tensor:
-    """uint8 ``(3, H, W)``: ``blend.source`` stretched to ``H x W`` (bilinear) laid over the
-    uint8 ``mosaic`` at ``blend.opacity`` (module docstring), in float32."""
-    height, width = mosaic.shape[-2:]
-    source = torch.nn.functional.interpolate(
-        blend.source[None].float(), size=(height, width), mode="bilinear", align_corners=False
-    )[0]
+    """uint8 ``(3, H, W)``: ``blend.source`` stretched over ``H x W`` (bilinear, module
+    docstring) laid over the uint8 ``mosaic`` at ``blend.opacity``, in float32."""
     base = mosaic.float()
+    source = stretched_reference(blend, mosaic.shape[-2:])
     return base.add_(source.sub_(base).mul_(blend.opacity)).add_(0.5).floor_().to(torch.uint8)
+
+
+def stretched_reference(blend: Blend, size: tuple[int, int]) -> torch.Tensor:
+    """float32 ``(3, H, W)``: ``blend.source`` sampled over an output picture of ``size``."""
+    (_, source_h, source_w), device = blend.source.shape, blend.source.device
+    (scale_h, scale_w), (output_row, source_row) = blend.scales(size), blend.rows
+
+    def axis(count: int, first: int, scale: float, start: int, extent: int):
+        position = torch.arange(first, first + count, device=device, dtype=torch.float32)
+        position = ((position + 0.5) * scale - 0.5).clamp_min_(0) - start
+        low = position.floor().clamp_(0, extent - 1)
+        return low.long(), (low + 1).clamp_max_(extent - 1).long(), position - low
+
+    top, bottom, weight_y = axis(size[0], output_row, scale_h, source_row, source_h)
+    left, right, weight_x = axis(size[1], 0, scale_w, 0, source_w)
+    rows = blend.source.float()
+    rows = rows[:, top] + (rows[:, bottom] - rows[:, top]) * weight_y[:, None]
+    return rows[:, :, left] + (rows[:, :, right] - rows[:, :, left]) * weight_x
 
 
 def rgb_to_yuv420_reference(rgb: torch.Tensor) -> torch.Tensor:
@@ -384,6 +413,15 @@ def _check_blend(blend: object, tiles: torch.Tensor, previous: object) -> None:
     source = check_tensor(blend.source, "blend.source", dtypes=(torch.uint8,), ndim=3)
     if source.shape[0] != 3 or source.shape[1] < 1 or source.shape[2] < 1:
         raise ValueError(f"blend.source must be (3, H, W), got {tuple(source.shape)}")
+    scale_ok = blend.scale is None or (
+        len(blend.scale) == 2 and all(isinstance(x, Real) and x > 0 for x in blend.scale)
+    )
+    rows_ok = len(blend.rows) == 2 and all(_is_int(x) and x >= 0 for x in blend.rows)
+    if not scale_ok or not rows_ok:
+        raise ValueError(
+            f"blend.scale must be None or two numbers > 0 and blend.rows two ints >= 0, got "
+            f"{blend.scale!r} and {blend.rows!r}"
+        )
     check_same_device(tiles=tiles, **{"blend.source": source})
     if previous is not None:
         raise ValueError("previous cannot go with blend: the source changes every cell")
@@ -519,7 +557,8 @@ def _mosaic_pixels(
     ``xs`` (int32 ``(R, 1)`` and ``(1, C)`` blocks that broadcast to the shape of ``mask``).
 
     ``tile_strides`` and ``lab_strides`` are ``(m, c, h, w)``, ``choice_strides`` ``(r, c)``,
-    ``source_strides`` ``(c, h, w)``; ``source_shape`` is ``(Hs, Ws, Hs / H, Ws / W)``.
+    ``source_strides`` ``(c, h, w)``; ``source_shape`` is ``(Hs, Ws, scale_h, scale_w,
+    first output row, first source row)`` (``Blend``).
     """
     cell_row = ys // TILE_H
     cell_col = xs // TILE_W
@@ -558,14 +597,17 @@ def _mosaic_pixels(
         green = tl.load(pixel + tile_strides[1], mask=mask, other=0).to(tl.int32)
         blue = tl.load(pixel + 2 * tile_strides[1], mask=mask, other=0).to(tl.int32)
     if BLEND:
-        # Source coordinates as PyTorch's bilinear interpolation computes them; every address
-        # is clamped into the source, so the loads need no mask.
-        source_y = tl.maximum((ys.to(tl.float32) + 0.5) * source_shape[2] - 0.5, 0.0)
+        # Source coordinates as PyTorch's bilinear interpolation computes them (a strip's rows
+        # offset to the whole picture's); every address is clamped into the source, so the
+        # loads need no mask.
+        row_in_picture = (ys + source_shape[4]).to(tl.float32)
+        source_y = tl.maximum((row_in_picture + 0.5) * source_shape[2] - 0.5, 0.0)
+        source_y -= source_shape[5]
         source_x = tl.maximum((xs.to(tl.float32) + 0.5) * source_shape[3] - 0.5, 0.0)
-        row0 = tl.minimum(source_y.to(tl.int32), source_shape[0] - 1)
-        col0 = tl.minimum(source_x.to(tl.int32), source_shape[1] - 1)
-        weight_y = source_y - row0.to(tl.float32)
-        weight_x = source_x - col0.to(tl.float32)
+        row0 = tl.minimum(tl.maximum(tl.floor(source_y), 0.0), source_shape[0] - 1)
+        col0 = tl.minimum(tl.floor(source_x), source_shape[1] - 1)
+        weight_y = source_y - row0
+        weight_x = source_x - col0
         rows0 = row0.to(tl.int64) * source_strides[1]
         rows1 = tl.minimum(row0 + 1, source_shape[0] - 1).to(tl.int64) * source_strides[1]
         cols0 = col0.to(tl.int64) * source_strides[2]
@@ -598,6 +640,8 @@ _UNSPECIALISED = [
     *(f"source_stride_{d}" for d in "chw"),
     "source_h",
     "source_w",
+    "source_output_row",
+    "source_row",
 ]
 
 
@@ -644,6 +688,8 @@ def _composite_kernel(
     source_w,
     source_scale_h,
     source_scale_w,
+    source_output_row,
+    source_row,
     strength,
     max_gain,
     spread_floor,
@@ -663,8 +709,8 @@ def _composite_kernel(
     read when ``LAB_INPUT``; ``choice`` int64 ``(rows, cols)``; ``tile_mean`` and ``tile_std``
     float32 ``(M, 3)``, ``cell_mean`` and ``cell_std`` float32 ``(rows, cols, 3)``, read when
     ``TRANSFER``; ``decode_table`` float32 ``(256,)`` (``srgb_decode_table``); ``source`` uint8
-    ``(3, source_h, source_w)``, read when ``BLEND`` (``source_scale_*``: its size over the
-    output picture's, ``opacity``: the blend's); ``out``
+    ``(3, source_h, source_w)``, read when ``BLEND`` (``source_scale_*``, ``source_output_row``,
+    ``source_row`` and ``opacity``: the ``Blend``'s); ``out``
     contiguous uint8: ``(3, height, width)``, or with ``YUV`` ``(3 * out_rows, 2 * out_cols)``,
     the I420 frame of the picture padded to ``2 * out_rows x 2 * out_cols``. Any input strides.
 
@@ -697,7 +743,7 @@ def _composite_kernel(
             cell_std_stride_k,
         ),
         (source_stride_c, source_stride_h, source_stride_w),
-        (source_h, source_w, source_scale_h, source_scale_w),
+        (source_h, source_w, source_scale_h, source_scale_w, source_output_row, source_row),
         strength,
         max_gain,
         spread_floor,
@@ -815,10 +861,11 @@ def _kernel_call(
         stats, stat_strides, coefficients = (tiles,) * 4, (0,) * 10, (0.0, 1.0, 1.0)
     if blend is not None:
         source, (_, source_h, source_w) = blend.source, blend.source.shape
-        source_args = (*source.stride(), source_h, source_w, source_h / height, source_w / width)
+        scales = tuple(map(float, blend.scales(size)))
+        source_args = (*source.stride(), source_h, source_w, *scales, *blend.rows)
         opacity = float(blend.opacity)
     else:
-        source, source_args, opacity = tiles, (0, 0, 0, 1, 1, 0.0, 0.0), 0.0
+        source, source_args, opacity = tiles, (0, 0, 0, 1, 1, 0.0, 0.0, 0, 0), 0.0
     args = (
         tiles,
         lab,

@@ -210,13 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also use mirrored and brighter/darker copies of every tile",
     )
     cache = parser.add_argument_group("tile cache")
-    cache.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="where the tile caches live (default $XDG_CACHE_HOME/triton-mosaic, else "
-        "~/.cache/triton-mosaic); never inside the tile folder",
-    )
-    cache.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    _add_cache_options(cache)
     cache.add_argument(
         "--clear-cache",
         action="store_true",
@@ -293,14 +287,51 @@ def as_options(message: str) -> str:
     return re.sub(rf"\b({names})\b", lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
+def build_pool_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mosaic pool",
+        description="What a tile folder holds: the tiles, what was skipped and why, which "
+        "colours of a picture or video it lacks, and a contact sheet of every tile.",
+    )
+    parser.add_argument("folder", metavar="DIR", help="the tile folder")
+    against = "an image or video whose colours the pool should cover (a video: 8 of its frames)"
+    parser.add_argument("--against", metavar="FILE", help=against)
+    parser.add_argument("--sheet", metavar="PNG", help="write a contact sheet of every tile")
+    parser.add_argument(
+        "--cell", type=int, default=16, help="cell size in --against's pixels (default 16)"
+    )
+    parser.add_argument("--augment", action="store_true", help="as for a render")
+    _add_cache_options(parser)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    return parser
+
+
+def _add_cache_options(group: Any) -> None:
+    """``--cache-dir`` and ``--no-cache``, for a render and for ``mosaic pool``."""
+    group.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where the tile caches live (default $XDG_CACHE_HOME/triton-mosaic, else "
+        "~/.cache/triton-mosaic); never inside the tile folder",
+    )
+    group.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["pool"]:  # a subcommand; a file named "pool" is ./pool
+        parser = build_pool_parser()
+        args = parser.parse_args(argv[1:])
+        run = lambda: _pool_command(args)
+    else:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        run = lambda: _run(parser, args)
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = _show_warning
         try:
-            return _run(parser, args)
+            return run()
         except KeyboardInterrupt:
             print("mosaic: interrupted", file=sys.stderr)
             return 130
@@ -386,10 +417,17 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     from mosaic.pool import TilePool
 
+    frame = None
+    if kind == "image":  # read now: its size says whether the mosaic is drawn in strips
+        from adapters import read_image
+
+        frame = read_image(source)
+    in_strips = frame is not None and _drawn_in_strips(frame, output, config)
     pool_started = time.perf_counter()
     pool = TilePool.from_dir(
         args.tiles,
-        tile_size=_pool_tile_size(config),
+        # A print's tiles are decoded at print size strip by strip: the pool only describes them.
+        tile_size=_pool_tile_size(config.replace(tile_size=None) if in_strips else config),
         augment=args.augment,
         cache=not args.no_cache,
         cache_dir=args.cache_dir,
@@ -402,9 +440,19 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if kind == "image":
         from adapters import write_image
         from mosaic.image import render_image_with_stats
+        from mosaic.print_size import render_print
 
-        image, image_stats = render_image_with_stats(source, pool, config)
-        write_image(output, image)
+        if in_strips:
+            from tqdm import tqdm
+
+            bar = tqdm(unit="strip", desc="mosaic", disable=args.quiet)
+            with bar:
+                image_stats = render_print(
+                    frame, output, pool, config, on_progress=_bar_update(bar)
+                )
+        else:
+            image, image_stats = render_image_with_stats(frame, pool, config)
+            write_image(output, image)
         if not args.quiet:
             print(image_stats.summary(), file=sys.stderr)
             print(f"look: {image_stats.settings}", file=sys.stderr)
@@ -440,6 +488,69 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {output}", file=sys.stderr)
     return code
+
+
+def _drawn_in_strips(frame: Any, output: Path, config: MosaicConfig) -> bool:
+    """Whether the still's mosaic is too large to hold (``mosaic.print_size``); then the output
+    must be a type written in strips (a one-line error otherwise, before any work)."""
+    from adapters.strips import STRIP_SUFFIXES
+    from mosaic.print_size import STRIPS_ABOVE_BYTES
+
+    height, width = config.output_size(*frame.shape[-2:])
+    if 3 * height * width <= STRIPS_ABOVE_BYTES:
+        return False
+    if output.suffix.lower() not in STRIP_SUFFIXES:
+        raise ValueError(
+            f"a {width}x{height} mosaic is written in strips: use "
+            f"{', '.join(STRIP_SUFFIXES)} for {output}"
+        )
+    return True
+
+
+def _bar_update(bar: Any) -> Any:
+    """``on_progress(done, total)`` moving a tqdm bar."""
+
+    def update(done: int, total: int | None) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return update
+
+
+def _pool_command(args: argparse.Namespace) -> int:
+    """``mosaic pool DIR``: the pool's report on stdout, the contact sheet if asked."""
+    from adapters import is_image, open_source, read_image, write_image
+    from mosaic.pool import TilePool
+    from mosaic.pool_report import colour_coverage, contact_sheet
+
+    if args.sheet is not None:
+        from adapters.sinks import check_output
+
+        check_output(Path(args.sheet), video=False)
+    if args.against is not None and not Path(args.against).exists():
+        raise FileNotFoundError(f"--against: not found: {args.against}")
+    pool = TilePool.from_dir(
+        args.folder,
+        augment=args.augment,
+        cache=not args.no_cache,
+        cache_dir=args.cache_dir,
+        progress=False,
+    )
+    print(pool.summary())
+    for path, reason in pool.skipped:
+        print(f"skipped {path}: {reason}")
+    if args.against is not None:
+        if is_image(args.against):
+            pictures = [read_image(args.against)]
+        else:
+            with open_source(args.against, device="cpu") as source:
+                pictures = list(source.sample_uniform(min(8, len(source))))
+        print(f"against {args.against}: {colour_coverage(pool, pictures, args.cell).summary()}")
+    if args.sheet is not None:
+        write_image(args.sheet, contact_sheet(pool))
+        print(f"wrote the contact sheet {args.sheet}")
+    return 0
 
 
 def _report_video(

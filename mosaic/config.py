@@ -196,6 +196,11 @@ class MosaicConfig:
             return self.tile_size[1], self.tile_size[0]
         return self.tile_size * cell_h // cell_w, self.tile_size
 
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(H_out, W_out)`` of the mosaic of an ``H x W`` picture."""
+        (cell_h, cell_w), (tile_h, tile_w) = self.cell_shape, self.tile_shape
+        return max(1, height * tile_h // cell_h), max(1, width * tile_w // cell_w)
+
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> MosaicConfig:
         """The preset ``name`` with some fields overridden."""

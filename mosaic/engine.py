@@ -75,7 +75,8 @@ class FrameRenderer:
     Built once per run: crops the pool's tiles to the cells' aspect, moves them to the
     processing device at their output size and computes their descriptors, colour statistics
     and (pool size permitting) Oklab pixels, so each frame only pays for its own work. ``usage``
-    counts the tiles its frames used (``TileUsage``).
+    counts the tiles its frames used (``TileUsage``). With ``draw=False`` it only analyses and
+    chooses (a print draws its own tiles, strip by strip: ``mosaic.print_size``).
 
     A frame goes through three steps, which a pipeline may run in different threads: ``analyse``
     (descriptors and colour statistics; independent per frame), ``choose`` (the assignment, in
@@ -84,7 +85,7 @@ class FrameRenderer:
     its stages: ``"features"``, ``"assignment"``, ``"render"`` and ``"colour"``.
     """
 
-    def __init__(self, pool: TilePool, config: MosaicConfig) -> None:
+    def __init__(self, pool: TilePool, config: MosaicConfig, *, draw: bool = True) -> None:
         pool = pool.cropped(config.cell_shape)
         if pool.tile_shape[0] % config.grid or pool.tile_shape[1] % config.grid:
             height, width = pool.tile_shape
@@ -97,9 +98,11 @@ class FrameRenderer:
         self.pool_size = len(pool)
         self.sources = pool.sources
         self.tile_features = pool.descriptors(config.grid, config.lightness_weight).to(self.device)
-        self.tiles = resize(pool.images.to(self.device), config.tile_shape).contiguous()
         self.usage = TileUsage(self.pool_size, self.device)
-        self.tile_lab = None
+        self.tiles = self.tile_lab = self.tile_stats = None
+        if not draw:
+            return
+        self.tiles = resize(pool.images.to(self.device), config.tile_shape).contiguous()
         if config.color > 0 and 4 * self.tiles.numel() <= TILE_LAB_MAX_BYTES:
             self.tile_lab = srgb_to_oklab(self.tiles)
         self.tile_stats = tile_stats(self.tiles, self.tile_lab) if config.color > 0 else None
@@ -111,8 +114,7 @@ class FrameRenderer:
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """``(H_out, W_out)`` of the mosaic of an ``H x W`` frame."""
-        (cell_h, cell_w), (tile_h, tile_w) = self.config.cell_shape, self.config.tile_shape
-        return max(1, height * tile_h // cell_h), max(1, width * tile_w // cell_w)
+        return self.config.output_size(height, width)
 
     def capacities_for(self, height: int, width: int) -> tuple[int, int]:
         """``(lower, upper)`` uses of each tile in frames of this size: fair use's
@@ -209,7 +211,14 @@ class FrameRenderer:
                 warm_start = temporal.auction_state(problem, min(reuse, n))
             spacing = self.min_distance_for(height, width)
             assignment = solve(
-                problem, analysis.grid, reuse, method, spacing, warm_start, lower=lower
+                problem,
+                analysis.grid,
+                reuse,
+                method,
+                spacing,
+                warm_start,
+                lower=lower,
+                still=temporal is None,
             )
             self.usage.add(assignment.tiles, assignment.clashes)
             if temporal is not None:

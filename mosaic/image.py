@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from adapters import read_image
-from mosaic.assign import UsageReport
+from mosaic.assign import Assignment, UsageReport
 from mosaic.config import MosaicConfig, as_config
 from mosaic.engine import FrameRenderer
 from mosaic.metrics import fidelity
@@ -100,7 +100,7 @@ def render_image_with_stats(
     """``render_image``, and what it did (``ImageStats``, whose ``summary()`` the command line
     prints)."""
     config = as_config(config)
-    frame, out_device = _input_frame(image)
+    frame, out_device = input_frame(image)
     started = time.perf_counter()
     renderer = FrameRenderer(pool, config)
     height, width = frame.shape[-2:]
@@ -121,27 +121,43 @@ def render_image_with_stats(
     choice = assignment.tiles.reshape(analysis.grid)
     mosaic = renderer.compose(analysis, choice)
     step_done()
+    score = fidelity(analysis.frame, mosaic, analysis.grid)["mean"]
+    stats = finished_stats(renderer, assignment, (height, width), started, score)
+    return mosaic.to(out_device), stats
+
+
+def finished_stats(
+    renderer: FrameRenderer,
+    assignment: Assignment,
+    size: tuple[int, int],
+    started: float,
+    score: float,
+) -> ImageStats:
+    """The ``ImageStats`` of a still of ``size`` ``(H, W)`` that ``renderer`` assigned and drew
+    since ``started`` (``time.perf_counter()``), its fidelity ``score``; warns when an explicit
+    ``min_distance`` could not hold."""
     usage = renderer.usage.read()
-    warn_if_spacing_failed(config, usage)
-    stats = ImageStats(
+    warn_if_spacing_failed(renderer.config, usage)
+    height, width = size
+    out_h, out_w = renderer.output_size(height, width)
+    return ImageStats(
         input_size=(width, height),
-        output_size=(mosaic.shape[-1], mosaic.shape[-2]),
+        output_size=(out_w, out_h),
         seconds=time.perf_counter() - started,
         device=str(renderer.device),
         method=assignment.method,
-        reuse=reuse,
-        grid=(rows, cols),
+        reuse=renderer.reuse_for(height, width),
+        grid=renderer.grid_shape(height, width),
         tiles_used=usage.tiles_used,
         pool_size=renderer.pool_size,
-        fidelity=fidelity(analysis.frame, mosaic, analysis.grid)["mean"],
+        fidelity=score,
         usage=usage,
         most_used=renderer.sources[usage.most_used],
         settings=renderer.settings_summary(height, width),
     )
-    return mosaic.to(out_device), stats
 
 
-def _input_frame(image: str | Path | torch.Tensor) -> tuple[torch.Tensor, torch.device]:
+def input_frame(image: str | Path | torch.Tensor) -> tuple[torch.Tensor, torch.device]:
     """The uint8 ``(3, H, W)`` frame of ``image`` and the device its mosaic goes back to."""
     if isinstance(image, torch.Tensor):
         if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
@@ -160,7 +176,7 @@ def warn_if_spacing_failed(config: MosaicConfig, usage: UsageReport) -> None:
             f"min_distance {config.min_distance}: {usage.clashes} cells still have a copy of their "
             "tile within that distance; lower it, raise --reuse or add tiles",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 

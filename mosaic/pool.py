@@ -26,6 +26,7 @@ from adapters import SourceError, read_image
 from kernels import oklab_to_srgb, srgb_to_oklab
 from mosaic.cache import FORMAT_VERSION, PoolCache, content_hash, folder_cache_dir
 from mosaic.descriptors import descriptors as cell_descriptors
+from mosaic.imageops import resize
 
 __all__ = ["IMAGE_SUFFIXES", "Augmentation", "PoolError", "TilePool"]
 
@@ -35,6 +36,9 @@ IMAGE_SUFFIXES = frozenset(
 )
 _PROGRESS_MIN_FILES = 256  # fewer files than this load without a progress bar
 _CHUNK = 8192  # tiles per step of whole-pool work: bounds the temporaries
+# Pixels per step of the descriptors (their float32 Oklab copy is 12 bytes a pixel): large tiles
+# (a print's 256 px) go a few hundred at a time.
+_CHUNK_PIXELS = 2**23
 
 
 class PoolError(ValueError):
@@ -233,6 +237,8 @@ class TilePool:
         cache: PoolCache | None = None,
         cache_key: str = "",
         cache_settings: str = "",
+        folder: Path | None = None,
+        augmentation: Augmentation | None = None,
     ) -> None:
         if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
             raise PoolError(f"tile images must be a uint8 tensor, got {_type_name(images)}")
@@ -252,6 +258,8 @@ class TilePool:
         self._cache = cache
         self._cache_key = cache_key  # content key of this pool's descriptors in the cache
         self._cache_settings = cache_settings  # format, tile size, augmentation
+        self._folder = folder  # the photos' folder, for tiles at another size (from_dir)
+        self._augmentation = augmentation or _NO_AUGMENTATION
         # (grid, lightness weight, device) -> float32 (M, D); shared with the pools .to() makes.
         self._descriptors: dict[tuple[int, float, torch.device], torch.Tensor] = {}
 
@@ -330,6 +338,8 @@ class TilePool:
             cache=store,
             cache_key=_digest(settings, *loaded.contents),
             cache_settings=settings,
+            folder=folder,
+            augmentation=augment,
         )
 
     def __len__(self) -> int:
@@ -354,6 +364,20 @@ class TilePool:
         moved = copy.copy(self)  # shares sources, skipped and the descriptor memo
         moved.images = images
         return moved
+
+    def load_tiles(self, indices: Sequence[int], shape: tuple[int, int]) -> torch.Tensor:
+        """uint8 ``(len(indices), 3, h, w)``: tiles ``indices`` at ``shape = (h, w)``, decoded
+        again from their photos (a print's tiles, sharper than the pool's), augmented as the
+        pool is; a pool made from a tensor resizes its own tiles. On the CPU."""
+        if self._folder is None:
+            images = self.images[torch.as_tensor(list(indices), dtype=torch.long)]
+            return resize(images.cpu(), shape)
+        photos = len(self) // self._augmentation.variants
+        tiles = []
+        for index in indices:
+            photo = _load_tile(str(self._folder / self.sources[index]), shape)
+            tiles.append(self._augmentation.apply(photo[None])[index // photos])
+        return torch.from_numpy(np.stack(tiles))
 
     def cropped(self, aspect: tuple[int, int]) -> TilePool:
         """This pool with every tile cropped around its centre to the aspect of ``aspect =
@@ -397,13 +421,17 @@ class TilePool:
             values = torch.cat(
                 [
                     cell_descriptors(chunk, self.tile_shape, grid, weight).reshape(len(chunk), -1)
-                    for chunk in self.images.split(_CHUNK)
+                    for chunk in self.images.split(self._chunk_tiles())
                 ]
             )
             if self._cache is not None:
                 self._cache.write_descriptors(settings, self._cache_key, values.cpu().numpy())
         self._descriptors[memo_key] = values = values.to(device)
         return values
+
+    def _chunk_tiles(self) -> int:
+        """Tiles per step of the descriptors: ``_CHUNK``, fewer for large tiles."""
+        return max(1, min(_CHUNK, _CHUNK_PIXELS // (self.tile_shape[0] * self.tile_shape[1])))
 
 
 class _Loaded(NamedTuple):

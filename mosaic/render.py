@@ -64,8 +64,9 @@ MAX_SPREAD_GAIN = 2.0
 SPREAD_EPS = 1e-4
 """Floor on a tile's Oklab standard deviation in the gain's denominator (flat tiles)."""
 
-# Tiles converted to Oklab per batch in ``tile_stats``: bounds the float32 copy of large pools.
-_TILE_STATS_BATCH = 1024
+# Pixels converted to Oklab per batch in ``tile_stats`` (12 bytes each in float32): bounds the
+# float32 copy of large pools and large tiles.
+_TILE_STATS_PIXELS = 2**24
 
 
 @dataclass(frozen=True)
@@ -176,13 +177,12 @@ def tile_stats(
     if lab is not None:
         _check_tile_lab(lab, tiles)
     side = tuple(tiles.shape[-2:])
+    batch = max(1, _TILE_STATS_PIXELS // (side[0] * side[1]))
     batches = [
         _block_mean_std(srgb_to_oklab(b), side, overwrite=True)
         if lab is None
-        else _block_mean_std(lab[start : start + _TILE_STATS_BATCH], side)
-        for start, b in zip(
-            range(0, len(tiles), _TILE_STATS_BATCH), tiles.split(_TILE_STATS_BATCH), strict=True
-        )
+        else _block_mean_std(lab[start : start + batch], side)
+        for start, b in zip(range(0, len(tiles), batch), tiles.split(batch), strict=True)
     ]
     mean = torch.cat([m for m, _ in batches]).reshape(len(tiles), 3)
     std = torch.cat([s for _, s in batches]).reshape(len(tiles), 3)

@@ -55,7 +55,7 @@ from mosaic.assign.problem import (
     resolve_reuse,
     validated_problem,
 )
-from mosaic.assign.spacing import enforce_spacing, spacing_conflicts
+from mosaic.assign.spacing import ROUNDS, STILL_ROUNDS, enforce_spacing, spacing_conflicts
 from mosaic.assign.usage import TileUsage, UsageReport
 from mosaic.assign.windows import solve_windows
 
@@ -172,7 +172,7 @@ def assign_tiles(
     check_min_distance(min_distance)
     if warm_start is not None and not warm_start.matches(problem, min(max(reuse, 1), n)):
         raise ValueError("warm_start was made for another grid, pool, reuse or device")
-    result = solve(problem, grid, reuse, method, min_distance, warm_start, lower=lower)
+    result = solve(problem, grid, reuse, method, min_distance, warm_start, lower=lower, still=True)
     if result.clashes is not None and int(result.clashes):
         first = int(spacing_conflicts(result.tiles, grid, min_distance).int().argmax())
         rows, cols = divmod(first, grid[1])
@@ -193,10 +193,13 @@ def solve(
     warm_start: AuctionState | None = None,
     *,
     lower: int = 0,
+    still: bool = False,
 ) -> Assignment:
     """``assign_tiles`` on a trusted problem: ``reuse`` resolved and valid (with fair use, the
     upper capacity, and ``lower`` the lower one: ``fair_capacities``), ``method`` one of
-    ``METHODS``, ``warm_start`` matching. No argument checks, so no host reads of its own."""
+    ``METHODS``, ``warm_start`` matching. No argument checks, so no host reads of its own,
+    except for a ``still`` picture's spacing repair, which may run longer and stop once clear
+    (``mosaic.assign.spacing``)."""
     n, m = problem.cells.shape[0], problem.tiles.shape[0]
     method = resolved_method(method, reuse, n, m, lower)
     zero = torch.zeros((), dtype=torch.float64, device=problem.device)
@@ -217,7 +220,10 @@ def solve(
     if min_distance and reuse != 1:
         if gap is not None and bound is None:
             bound = _objective(problem, tiles)  # an exact method's optimum
-        spaced = enforce_spacing(problem, tiles, grid, min_distance, reuse, lower)
+        rounds = STILL_ROUNDS if still else ROUNDS
+        spaced = enforce_spacing(
+            problem, tiles, grid, min_distance, reuse, lower, rounds=rounds, stop_when_clear=still
+        )
         tiles, clashes = spaced.tiles, spaced.clashes
         if gap is not None:
             excess = (_objective(problem, tiles) - bound).clamp_min(0)

@@ -16,9 +16,12 @@ Proposals that share a tile or a cell are settled in favour of the cheapest, so 
 round never clash with each other, and every change removes a clash without adding one. Only
 clashing cells and their swap partners change, each for its next-best admissible tile, so the
 cost stays close to the solver's (no longer optimal when cells had to move). On a CPU the rounds
-stop once no clash is left (reading a value costs nothing there); on a GPU all ``ROUNDS`` run,
-each a few kernels that change nothing once the rule holds. Clashes no candidate could fix are
-counted, on the device, in ``SpacingResult.clashes``.
+stop once no clash is left (reading a value costs nothing there); on a GPU a video frame runs
+all ``ROUNDS``, each a few kernels that change nothing once the rule holds, and a still up to
+``STILL_ROUNDS``, stopping once clear. Clashes left are counted, on the device, in
+``SpacingResult.clashes``. Measured on a 54 x 80 print's cells with 1000 photos at reuse 5 (a
+sky of near-equal cells, 732 clashes after the solver): 136 left after 8 rounds, 11 after 16,
+none after 32, the colour cost 3.9 % above the solver's.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ from kernels import cost_topk
 from mosaic.assign.capacity import accept_within_capacity
 from mosaic.assign.problem import Problem
 
-PASSES = 3
+ROUNDS = 8
+STILL_ROUNDS = 64
+SPREAD_STEPS = 3
 EXTRA_CANDIDATES = 8
 SWAP_CANDIDATES = 4
 # On a CPU the rounds stop once no clash is left: reading that costs nothing there. (Tests turn
@@ -71,13 +76,17 @@ def spacing_conflicts(assign: torch.Tensor, grid: tuple[int, int], distance: int
 
 
 def neighbourhood_tiles(
-    assign: torch.Tensor, grid: tuple[int, int], cells: torch.Tensor, distance: int
+    assign: torch.Tensor,
+    grid: tuple[int, int],
+    cells: torch.Tensor,
+    distance: int,
+    outside: int = -1,
 ) -> torch.Tensor:
-    """int64 ``(*cells.shape, (2d + 1)^2)``: the tiles around each cell (itself included), -1
-    where the window leaves the grid."""
+    """``(*cells.shape, (2d + 1)^2)``: the values of ``assign (N,)`` (tiles, or any int64 per
+    cell) around each cell, itself included; ``outside`` where the window leaves the grid."""
     rows, cols = grid
     side = 2 * distance + 1
-    padded = F.pad(assign.view(1, rows, cols), (distance,) * 4, value=-1).view(-1)
+    padded = F.pad(assign.view(1, rows, cols), (distance,) * 4, value=outside).view(-1)
     steps = torch.arange(side, device=cells.device)
     window = (steps[:, None] * (cols + 2 * distance) + steps[None, :]).view(-1)
     corner = (cells // cols) * (cols + 2 * distance) + cells % cols
@@ -91,45 +100,39 @@ def enforce_spacing(
     distance: int,
     upper: int,
     lower: int = 0,
+    *,
+    rounds: int = ROUNDS,
+    stop_when_clear: bool = False,
 ) -> SpacingResult:
     """``assign (N,)`` repaired so that no tile repeats within ``distance`` where the
     candidates allow (module docstring). ``upper`` is the reuse cap (0 = unlimited) and
     ``lower`` the fewest uses of every tile (fair use); both hold on the result if they held on
-    ``assign``. Fixed shapes, no host reads on a GPU."""
+    ``assign``. At most ``rounds`` rounds of fixed shapes; they stop once no clash is left on a
+    CPU, or anywhere with ``stop_when_clear`` (one host read a round: for a still, not a
+    video's frames)."""
     n, m = problem.cells.shape[0], problem.tiles.shape[0]
     device = problem.device
-    rows, cols = grid
-    stride = distance + 1
-    board = torch.arange(n, device=device).view(rows, cols)
-    classes = [
-        board[r::stride, c::stride].reshape(-1) for r in range(stride) for c in range(stride)
-    ]
+    cells = torch.arange(n, device=device)
     count = min(m, (2 * distance + 1) ** 2 + EXTRA_CANDIDATES)
     nearest = cost_topk(problem.cells, problem.tiles, count)
+    swap_options = (nearest[1][:, :SWAP_CANDIDATES], nearest[0][:, :SWAP_CANDIDATES])
     assign = assign.clone()
     use = torch.zeros(m, dtype=torch.int64, device=device)
     use.scatter_add_(0, assign, torch.ones_like(assign))
-    for step in range(PASSES * len(classes)):
+    stop_when_clear |= STOP_WHEN_CLEAR_ON_CPU and device.type == "cpu"
+    for turn in range(rounds):
         clash = spacing_conflicts(assign, grid, distance)
-        if STOP_WHEN_CLEAR_ON_CPU and device.type == "cpu" and not bool(clash.any()):
+        if stop_when_clear and not bool(clash.any()):
             break
-        cells = classes[step % len(classes)]
-        if cells.numel() == 0:
-            continue
-        swap_values, swap_tiles = (x[cells, :SWAP_CANDIDATES] for x in nearest)
+        move_options = nearest[::-1]
         if upper:  # moves look among the nearest tiles that have a use left
             full = torch.where(use < upper, 0.0, FULL_TILE_BIAS)
-            move_values, move_tiles = cost_topk(
-                problem.cells[cells], problem.tiles, count, bias=full
-            )
-        else:
-            move_values, move_tiles = (x[cells] for x in nearest)
-        first_holders = step // len(classes) % 2 == 0
+            move_options = cost_topk(problem.cells, problem.tiles, count, bias=full)[::-1]
         proposal = _proposals(
-            problem, assign, use, grid, distance, cells, clash[cells], (move_tiles, move_values),
-            (swap_tiles, swap_values), upper or n, lower, first_holders=first_holders,
+            problem, assign, use, grid, distance, cells, clash, move_options, swap_options,
+            upper or n, lower, turn,
         )  # fmt: skip
-        assign = _apply(assign, use, proposal, upper or n, lower)
+        assign = _apply(assign, use, proposal, grid, distance, upper or n, lower)
     clashes = spacing_conflicts(assign, grid, distance).sum()
     return SpacingResult(assign, clashes)
 
@@ -158,12 +161,11 @@ def _proposals(
     swap_options: tuple[torch.Tensor, torch.Tensor],
     cap: int,
     lower: int,
-    *,
-    first_holders: bool,
+    turn: int,
 ) -> _Proposal:
     """Each clashing cell's cheapest move or swap (module docstring) among its options, each
     ``(tiles, distances)`` int64 and float32 ``(C, K)``: for moves the nearest tiles with a use
-    left, for swaps the nearest tiles."""
+    left, for swaps the nearest tiles (the partners rotate with the round, ``turn``)."""
     cols = grid[1]
     mine = assign[cells]
     current = problem.cost(cells, mine)
@@ -177,7 +179,7 @@ def _proposals(
     move_gain = torch.where(moves, costs - current[:, None], math.inf)
 
     wanted, distances = swap_options
-    partner = _holders(assign, use.numel(), first=first_holders)[wanted]
+    partner = _holders(assign, use, wanted, cells + turn, clash)
     held = partner.clamp_min(0)
     apart = torch.maximum(
         (held // cols - cells[:, None] // cols).abs(), (held % cols - cells[:, None] % cols).abs()
@@ -190,56 +192,99 @@ def _proposals(
     swap_gain = costs + problem.cost(held, given) - problem.cost(held, wanted)
     swap_gain = torch.where(swappable, swap_gain - current[:, None], math.inf)
 
-    gain, option = torch.cat([move_gain, swap_gain], 1).min(1)
-    is_swap = option >= count
-    as_swap = (option - count).clamp_min(0)[:, None]
-    as_move = option.clamp_max(count - 1)[:, None]
-    new_tile = torch.where(
-        is_swap, wanted.gather(1, as_swap)[:, 0], candidates.gather(1, as_move)[:, 0]
+    gains = torch.cat([move_gain, swap_gain], 1)
+    tiles = torch.cat([candidates, wanted], 1)
+    # Neighbours in one colour region all want the same next tile, and only one of them may
+    # take it: each cell leaves the tile its better-placed neighbours want first to them.
+    first_gain, first_option = gains.min(1)
+    first_tile = torch.where(
+        torch.isfinite(first_gain), tiles.gather(1, first_option[:, None])[:, 0], -1
     )
+    first_rank = _ranks(first_gain)
+    taken = neighbourhood_tiles(first_tile, grid, cells, distance)
+    taken_rank = neighbourhood_tiles(first_rank, grid, cells, distance, outside=cells.numel())
+    ahead = taken_rank < first_rank[:, None]
+    left_to_others = ((tiles[:, :, None] == taken[:, None, :]) & ahead[:, None, :]).any(2)
+    gains = torch.where(left_to_others, math.inf, gains)
+    gains[:, :count] = _spread(gains[:, :count], candidates, use, cap)
+    gain, option = gains.min(1)
+    is_swap = option >= count
+    new_tile = tiles.gather(1, option[:, None])[:, 0]
+    as_swap = (option - count).clamp_min(0)[:, None]
     partner = torch.where(is_swap, partner.gather(1, as_swap)[:, 0], cells)
     return _Proposal(cells, gain, new_tile, partner, is_swap)
 
 
+def _spread(gain: torch.Tensor, tiles: torch.Tensor, use: torch.Tensor, cap: int) -> torch.Tensor:
+    """``gain (C, K)`` of the moves to ``tiles (C, K)`` with the options that would go past a
+    tile's cap ruled out: ``SPREAD_STEPS`` steps of deferred acceptance, each cell asking for
+    its best option left and each tile keeping the best askers it has uses for, the others
+    trying their next option. Many cells of one colour otherwise all ask for the one nearest
+    tile with a use left, and all but a few lose the round."""
+    cells = torch.arange(gain.shape[0], device=gain.device)
+    room = torch.cat([cap - use, use.new_zeros(1)])
+    for step in range(SPREAD_STEPS + 1):
+        best, option = gain.min(1)
+        asking = torch.isfinite(best)
+        tile = torch.where(asking, tiles.gather(1, option[:, None])[:, 0], use.numel())
+        refused = asking & ~accept_within_capacity(tile, _ranks(best), room)
+        if step == SPREAD_STEPS:  # refused at the last step: no move this round
+            return torch.where(refused[:, None], math.inf, gain)
+        gain = gain.index_put((cells, option), torch.where(refused, math.inf, best))
+    return gain
+
+
+def _ranks(gain: torch.Tensor) -> torch.Tensor:
+    """int64 rank of each proposal by ``gain`` (ties: the earlier), ``len(gain)`` for none."""
+    size = gain.numel()
+    proposing = torch.isfinite(gain)
+    order = torch.argsort(torch.where(proposing, gain, math.inf), stable=True)
+    rank = torch.empty_like(order).scatter_(0, order, torch.arange(size, device=gain.device))
+    return torch.where(proposing, rank, size)
+
+
 def _apply(
-    assign: torch.Tensor, use: torch.Tensor, proposal: _Proposal, cap: int, lower: int
+    assign: torch.Tensor,
+    use: torch.Tensor,
+    proposal: _Proposal,
+    grid: tuple[int, int],
+    distance: int,
+    cap: int,
+    lower: int,
 ) -> torch.Tensor:
     """``assign`` with the proposals that go ahead applied (``use`` updated in place).
 
-    Ranked by gain (ties: the earlier proposal), a swap goes ahead when it is the first of all
-    proposals that touch its cells or tiles; moves share tiles with each other (the cells of one
-    class are too far apart to clash), as many arriving at a tile as it has uses left and as
-    many leaving one as it has above ``lower``, but none where a better swap touches it."""
+    Ranked by gain (ties: the earlier proposal), a proposal needs its cells to itself (a swap's
+    two), and no better proposal within the distance may take the same tile. Cells farther
+    apart may take the same tile, as many moving to a tile as it has uses left and as many
+    leaving one as it has above ``lower``; but a swap's partner, anywhere, takes the swapping
+    cell's tile: that tile goes to the best swap giving it away only, and nobody else takes it
+    that round."""
     n, m = assign.numel(), use.numel()
     cells, partner, new_tile = proposal.cells, proposal.partner, proposal.new_tile
     old_tile = assign[cells]
     size = cells.numel()
     proposing = torch.isfinite(proposal.gain)
-    order = torch.argsort(torch.where(proposing, proposal.gain, math.inf), stable=True)
-    rank = torch.empty_like(order).scatter_(0, order, torch.arange(size, device=cells.device))
-    rank = torch.where(proposing, rank, size)
+    rank = _ranks(proposal.gain)
 
-    def first(kind: torch.Tensor) -> torch.Tensor:
-        ranks = torch.where(kind, rank, size)
+    def first(tiles: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
         best = torch.full((m,), size, dtype=torch.int64, device=cells.device)
-        return best.scatter_reduce_(0, old_tile, ranks, "amin").scatter_reduce_(
-            0, new_tile, ranks, "amin"
-        )
+        return best.scatter_reduce_(0, tiles, ranks, "amin")
 
-    best_swap, best_move = first(proposal.is_swap), first(~proposal.is_swap)
+    best_giver = first(old_tile, torch.where(proposal.is_swap, rank, size))
+    best_taker = first(new_tile, rank)
     by_cell = torch.full((n,), size, dtype=torch.int64, device=cells.device)
     by_cell.scatter_reduce_(0, cells, rank, "amin").scatter_reduce_(0, partner, rank, "amin")
-    owns_cells = proposing & (by_cell[cells] == rank) & (by_cell[partner] == rank)
-    swapped = (
-        owns_cells
-        & proposal.is_swap
-        & (best_swap[old_tile] == rank)
-        & (best_swap[new_tile] == rank)
-        & (rank < best_move[old_tile])
-        & (rank < best_move[new_tile])
-    )
-    movable = owns_cells & ~proposal.is_swap & (rank < best_swap[old_tile])
-    movable &= rank < best_swap[new_tile]
+    takes = proposing & (by_cell[cells] == rank) & (by_cell[partner] == rank)
+    takes &= rank < best_giver[new_tile]
+    # Proposals here cover every cell (``cells`` is 0..N-1): a board of what each one takes.
+    taking = torch.where(proposing, new_tile, -1)
+    around = neighbourhood_tiles(taking, grid, cells, distance)
+    around_rank = neighbourhood_tiles(rank, grid, cells, distance, outside=size)
+    takes &= ~((around == new_tile[:, None]) & (around_rank < rank[:, None])).any(1)
+    swapped = takes & proposal.is_swap & (best_giver[old_tile] == rank)
+    swapped &= rank < best_taker[old_tile]
+    movable = takes & ~proposal.is_swap
     none = torch.zeros(1, dtype=torch.int64, device=cells.device)
     arrive = accept_within_capacity(
         torch.where(movable, new_tile, m), rank, torch.cat([cap - use, none])
@@ -255,13 +300,23 @@ def _apply(
     return changed[:n]
 
 
-def _holders(assign: torch.Tensor, m: int, *, first: bool) -> torch.Tensor:
-    """int64 ``(M,)``: the first (or last) cell holding each tile, -1 for a tile held nowhere."""
-    n = assign.numel()
-    cells = torch.arange(n, device=assign.device)
-    if first:
-        found = torch.full((m,), n, dtype=torch.int64, device=assign.device)
-        found.scatter_reduce_(0, assign, cells, "amin")
-        return torch.where(found < n, found, -1)
-    found = torch.full((m,), -1, dtype=torch.int64, device=assign.device)
-    return found.scatter_reduce_(0, assign, cells, "amax")
+def _holders(
+    assign: torch.Tensor,
+    use: torch.Tensor,
+    wanted: torch.Tensor,
+    cells: torch.Tensor,
+    clash: torch.Tensor,
+) -> torch.Tensor:
+    """int64 like ``wanted (C, S)``: a cell holding each wanted tile, -1 for a tile held
+    nowhere. Holders that do not clash themselves come first (a clashing one is busy with its
+    own change), and proposers spread over them (the ``(cells + s)``-th, cyclically: ``cells``
+    are the proposers' indices plus the round), so cells that want one tile seldom ask the
+    same partner, and a cell asks another one each round."""
+    order = torch.argsort(assign * 2 + clash.long(), stable=True)  # by tile, calm cells first
+    calm = torch.zeros_like(use).scatter_add_(0, assign, (~clash).long())
+    start = torch.cumsum(use, 0) - use
+    held = use[wanted]
+    choices = torch.where(calm[wanted] > 0, calm[wanted], held).clamp_min(1)
+    step = cells[:, None] + torch.arange(wanted.shape[1], device=cells.device)
+    position = start[wanted] + step % choices
+    return torch.where(held > 0, order[position.clamp_max(order.numel() - 1)], -1)
