@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     looks.add_argument(
         "--cell",
-        type=_size_option("--cell"),
+        type=_size_option(),
         metavar="N|WxH",
         help="cell size in source pixels, or width x height for non-square photos (e.g. 16x12 "
         "keeps 4:3 photos whole; default 16)",
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     looks.add_argument(
         "--tile-size",
-        type=_size_option("--tile-size", "auto"),
+        type=_size_option("auto"),
         metavar="N|WxH|auto",
         help=f"tile width in the output (default auto: at least {READABLE_TILE} px, so the photos "
         "read; give the cell size to keep the input's size)",
@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     looks.add_argument(
         "--min-distance",
-        type=_count_option("--min-distance"),
+        type=_count_or_auto,
         metavar="N|auto",
         help="the same tile never within N cells of itself (default auto: 1 when the pool "
         "allows, so no tile sits beside itself)",
@@ -242,7 +242,7 @@ def config_from_args(args: argparse.Namespace) -> MosaicConfig:
     return MosaicConfig(**overrides)
 
 
-def _size_option(option: str, *words: str) -> Any:
+def _size_option(*words: str) -> Any:
     """argparse type: ``N`` or ``WxH`` (``parse_size``), or one of ``words``."""
 
     def parse(text: str) -> int | tuple[int, int] | str:
@@ -251,25 +251,19 @@ def _size_option(option: str, *words: str) -> Any:
         try:
             return parse_size(text)
         except ValueError as error:
-            raise argparse.ArgumentTypeError(f"{option}: {error}") from None
+            raise argparse.ArgumentTypeError(str(error)) from None
 
     return parse
 
 
-def _count_option(option: str) -> Any:
+def _count_or_auto(text: str) -> int | str:
     """argparse type: an integer, or ``"auto"``."""
-
-    def parse(text: str) -> int | str:
-        if text == "auto":
-            return text
-        try:
-            return int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f'{option} must be an integer or "auto", got {text!r}'
-            ) from None
-
-    return parse
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'an integer or "auto", got {text!r}') from None
 
 
 def _parse_reuse(text: str) -> int:

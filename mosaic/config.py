@@ -172,7 +172,7 @@ class MosaicConfig:
             width, height = self.tile_size, self.tile_size * cell_h // cell_w
         if width * cell_h != height * cell_w:
             raise ConfigError(
-                f"tile_size {_size_text(self.tile_size)} does not have the cell's aspect "
+                f"tile_size {_size_text(self.tile_size)} does not have the aspect of the cells "
                 f"({cell_w}:{cell_h}); give a width whose height is whole, or a matching WxH"
             )
 

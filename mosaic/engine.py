@@ -90,8 +90,8 @@ class FrameRenderer:
         if pool.tile_shape[0] % config.grid or pool.tile_shape[1] % config.grid:
             height, width = pool.tile_shape
             raise ConfigError(
-                f"the pool's tiles ({width}x{height} px for this cell's aspect) must have sides "
-                f"that are multiples of grid ({config.grid})"
+                f"the pool's tiles ({width}x{height} px at the aspect of the cells) must have "
+                f"sides that are multiples of grid ({config.grid})"
             )
         self.config = config
         self.device = config.torch_device()

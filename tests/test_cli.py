@@ -646,3 +646,76 @@ def test_webm_output_is_vp9_with_opus(tiles: Path, clip: Path, tmp_path: Path):
     found = probe(output)
     assert found["video"]["codec_name"] == "vp9" and found["audio"]["codec_name"] == "opus"
     assert no_partial_files(tmp_path)
+
+
+def test_makers_options_reach_the_config(tiles: Path, picture: Path, tmp_path: Path, capsys):
+    """--cell WxH, --tile-size WxH, --blend, --fair and --min-distance: what the look line says,
+    and the size of what is written."""
+    output = tmp_path / "o.png"
+    options = ["--cell", "8x6", "--tile-size", "16x12", "--blend", "0.25", "--fair"]
+    options += ["--min-distance", "2"]
+    options += ["--device", "cpu", "--no-cache", "--tiles", str(tiles)]
+    assert main([str(picture), "-o", str(output), *options]) == 0
+    assert read_image(output).shape == (3, 128, 192)
+    look = capsys.readouterr().err.splitlines()[-2]
+    assert look == (
+        "look: cells 8x6 px, tiles 16x12 px (output 192x128), grid 2, colour 0.6, "
+        "fair use: each tile 1-2 times, min distance 2, blend 0.25"
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--cell", "8x"), "argument --cell: expected N or WIDTHxHEIGHT, got '8x'"),
+        (("--tile-size", "big"), "argument --tile-size: expected N or WIDTHxHEIGHT, got 'big'"),
+        (("--min-distance", "far"), 'argument --min-distance: an integer or "auto", got'),
+        (("--blend", "1.5"), "--blend must be between 0 and 1, got 1.5"),
+        (
+            ("--cell", "8x6", "--tile-size", "10"),
+            "--tile-size 10 does not have the aspect of the cells",
+        ),
+    ],
+)
+def test_bad_makers_options_are_one_line(
+    tiles: Path, picture: Path, tmp_path: Path, capsys, option, message
+):
+    try:
+        code = run(str(picture), "-o", str(tmp_path / "o.png"), "--tiles", str(tiles), *option)
+    except SystemExit as exit_:  # a usage error
+        code = exit_.code
+    assert code in (1, 2)
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_pool_subcommand_reports_skips_coverage_and_writes_a_sheet(
+    tiles: Path, picture: Path, tmp_path: Path, capsys
+):
+    folder = tmp_path / "pool"
+    folder.mkdir()
+    for path in sorted(tiles.iterdir())[:30]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"not a picture")
+    sheet = tmp_path / "sheet.png"
+    command = ["pool", str(folder), "--against", str(picture), "--sheet", str(sheet)]
+    assert main([*command, "--no-cache"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"30 tiles from 31 files in {folder} (1 unreadable skipped)"
+    assert lines[1].startswith("skipped broken.jpg: ")
+    assert re.fullmatch(
+        rf"against {re.escape(str(picture))}: \d+ % of 24 cells have a tile within 0.08 \(Oklab\)"
+        r"(; lacks .+)?",
+        lines[2],
+    )
+    assert lines[3] == f"wrote the contact sheet {sheet}"
+    assert read_image(sheet).shape == (3, 5 * 32, 6 * 32)  # 30 tiles, nearly square
+    assert main(["pool", str(tmp_path / "missing")]) == 1
+    assert one_error_line(capsys).endswith("does not exist")
+
+
+def test_the_clip_is_the_demo_s_subject_and_its_pool_the_other_photos():
+    from mosaic.demo import DEMO_SUBJECT, asset_photos, demo_pool
+
+    pool = demo_pool(tile_size=8)
+    names = {path.name for path in asset_photos()}
+    assert set(pool.sources) == names - {DEMO_SUBJECT}

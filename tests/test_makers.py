@@ -39,8 +39,8 @@ def test_auto_tiles_are_readable_whole_multiples_of_the_cell(cell, tile):
     [
         ({"cell": (16, 11)}, "cell 16x11 is not a multiple of grid 2"),
         ({"cell": (16, 0)}, "cell must be a \\(width, height\\) pair"),
-        ({"cell": (16, 12), "tile_size": 50}, "does not have the cell's aspect"),
-        ({"cell": (16, 12), "tile_size": (40, 40)}, "does not have the cell's aspect"),
+        ({"cell": (16, 12), "tile_size": 50}, "does not have the aspect of the cells"),
+        ({"cell": (16, 12), "tile_size": (40, 40)}, "does not have the aspect of the cells"),
         ({"blend": 1.5}, "blend must be between 0 and 1"),
         ({"blend": True}, "blend must be between 0 and 1"),
         ({"min_distance": "far"}, 'min_distance must be an integer >= 0 \\(or "auto"\\)'),
