@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -20,7 +19,7 @@ from mosaic.cache import folder_cache_dir
 from mosaic.cli import main
 from tests.adapters.media import cut_short, make_clip, probe
 from tests.processes import child_env
-from tests.scenes import landscape, photo_pool
+from tests.scenes import landscape, photo_pool, write_photos
 
 pytestmark = pytest.mark.usefixtures("reference_path")
 
@@ -28,15 +27,7 @@ pytestmark = pytest.mark.usefixtures("reference_path")
 @pytest.fixture(scope="module")
 def tiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of 120 small photos-like images (gradients over the colour cube)."""
-    folder = tmp_path_factory.mktemp("tiles")
-    rng = np.random.default_rng(0)
-    for index in range(120):
-        base = rng.integers(0, 256, 3)
-        ramp = np.linspace(-40, 40, 24)[None, :, None] * rng.uniform(-1, 1, 3)
-        pixels = np.clip(base + ramp + rng.normal(0, 6, (24, 24, 3)), 0, 255).astype(np.uint8)
-        suffix = "jpg" if index % 2 else "png"
-        Image.fromarray(pixels).save(folder / f"tile_{index:03d}.{suffix}")
-    return folder
+    return write_photos(tmp_path_factory.mktemp("tiles"), 120, (24, 24), suffixes=("png", "jpg"))
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -16,21 +15,15 @@ from adapters.strips import write_image_strips
 from mosaic import MosaicConfig, TilePool, render_image
 from mosaic.cli import main
 from mosaic.print_size import PrintTiles, render_print
-from tests.scenes import landscape
+from tests.scenes import landscape, write_photos
 
 pytestmark = pytest.mark.usefixtures("reference_path")
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """40 photo-like JPEGs of 60 x 45 (gradients and noise)."""
-    folder = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(1)
-    for index in range(40):
-        ramp = np.linspace(-50, 50, 60)[None, :, None] * rng.uniform(-1, 1, 3)
-        pixels = rng.integers(0, 256, 3) + ramp + rng.normal(0, 8, (45, 60, 3))
-        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(folder / f"{index}.jpg")
-    return folder
+    """40 photo-like JPEGs of 60 x 45."""
+    return write_photos(tmp_path_factory.mktemp("photos"), 40, (60, 45), seed=1)
 
 
 @pytest.mark.parametrize(
