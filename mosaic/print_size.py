@@ -138,7 +138,7 @@ def _strip(
     """uint8 ``(3, h, W_out)`` on the processing device: the cell rows ``cells`` of the mosaic
     of size ``picture``, cropped to it, drawn with only the tiles they show."""
     config = renderer.config
-    (cell_h, _), (tile_h, _) = config.cell_shape, config.tile_shape
+    tile_h = config.tile_shape[0]
     block = choice[cells]
     used, local = torch.unique(block, return_inverse=True)
     drawn = tiles.get(used.tolist()).to(renderer.device)
@@ -153,11 +153,11 @@ def _strip(
     size = (min(picture[0], (cells.start + len(block)) * tile_h) - first_row, picture[1])
     blend = None
     if config.blend:
-        # The source rows this strip samples, with the row either side that bilinear reads.
+        # The source rows the strip's first and last rows sample (Blend), and the next one.
         source = analysis.frame
-        top = max(0, cells.start * cell_h - 1)
-        bottom = min(source.shape[1], (cells.start + len(block)) * cell_h + 1)
         scale = (source.shape[1] / picture[0], source.shape[2] / picture[1])
+        top = int(max((first_row + 0.5) * scale[0] - 0.5, 0))
+        bottom = min(source.shape[1], int((first_row + size[0] - 0.5) * scale[0] - 0.5) + 2)
         blend = Blend(source[:, top:bottom], config.blend, scale, (first_row, top))
     return composite_tiles(drawn, local, transfer, size=size, blend=blend)
 

@@ -276,6 +276,36 @@ def test_blend_in_yuv_is_the_conversion_of_the_blended_rgb(spec, source_size):
     assert torch.equal(yuv, rgb_to_yuv420_reference(rgb))
 
 
+@pytest.mark.parametrize("transfer", [False, True])
+def test_blend_strips_equal_the_whole_picture(transfer):
+    """A picture drawn in strips of cell rows (the last cropped), each with the source rows it
+    samples and the whole picture's scale and rows: the rows of the whole, kernel and
+    reference alike."""
+    spec = {
+        "pool": 4, "side": 5, "side_w": 6, "grid": (5, 7), "size": (23, 40),
+        "tile_layout": "contiguous", "strided": False, "strength": 0.6 if transfer else None,
+        "lab": False, "seed": 3,
+    }  # fmt: skip
+    (tiles, choice, colour, _, size), blend = with_blend(spec, 0.6, (13, 9), "cpu")
+    scale = (13 / size[0], 9 / size[1])
+    for draw in (composite_tiles, composite_tiles_reference):
+        whole = draw(tiles, choice, colour, size=size, blend=blend)
+        pieces = []
+        for cells in (slice(0, 2), slice(2, 3), slice(3, 5)):
+            first, last = cells.start * 5, min(size[0], cells.stop * 5)
+            top = int(max((first + 0.5) * scale[0] - 0.5, 0))
+            bottom = min(13, int((last - 0.5) * scale[0] - 0.5) + 2)
+            strip_blend = Blend(blend.source[:, top:bottom], 0.6, scale, (first, top))
+            part = colour
+            if colour is not None:
+                part = colour._replace(
+                    cell_mean=colour.cell_mean[cells], cell_std=colour.cell_std[cells]
+                )
+            strip_size = (last - first, size[1])
+            pieces.append(draw(tiles, choice[cells], part, size=strip_size, blend=strip_blend))
+        assert torch.equal(torch.cat(pieces, 1), whole), draw.__name__
+
+
 def test_blend_refuses_bad_arguments():
     tiles, choice = torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.zeros(2, 2, dtype=torch.int64)
     source = torch.zeros(3, 5, 5, dtype=torch.uint8)
