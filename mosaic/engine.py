@@ -148,7 +148,8 @@ class FrameRenderer:
             f"colour {config.color:g}",
         ]
         if config.fair:
-            parts.append(f"fair use: each tile {lower}-{upper} times")
+            uses = f"{lower}-{upper} times" if lower < upper else f"{upper} times"
+            parts.append(f"fair use: each tile {'at most once' if upper == 1 else uses}")
         else:
             auto = " (auto)" if config.reuse == "auto" else ""
             parts.append(f"reuse {upper or 'unlimited'}{auto}")

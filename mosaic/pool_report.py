@@ -67,7 +67,7 @@ class Coverage:
             f"{COVERAGE_DISTANCE} (Oklab)"
         )
         if self.lacking:
-            gaps = ", ".join(f"{g.name} ({g.hex}, {100 * g.share:.0f} %)" for g in self.lacking)
+            gaps = ", ".join(f"{g.name} ({g.hex}, {_percent(g.share)})" for g in self.lacking)
             text += f"; lacks {gaps}"
         return text
 
@@ -144,6 +144,10 @@ def contact_sheet(pool: TilePool, thumbnail: int = 32, max_tiles: int = 4096) ->
     sheet[: len(order)] = images
     sheet = sheet.view(rows, columns, 3, *size).permute(2, 0, 3, 1, 4)
     return sheet.reshape(3, rows * size[0], columns * size[1])
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.0f} %" if share >= 0.01 else "<1 %"
 
 
 def _hex(lab: torch.Tensor) -> str:

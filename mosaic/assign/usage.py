@@ -37,9 +37,10 @@ class UsageReport:
         its name (its ``TilePool.sources`` entry) when given, else its index."""
         name = most_used_name or f"tile {self.most_used}"
         per_frame = "" if self.frames <= 1 else f", at most {self.most_in_a_frame} a frame"
+        cells = f"{self.most_used_cells} cell{'' if self.most_used_cells == 1 else 's'}"
         text = (
             f"{self.tiles_used} of {self.pool_size} tiles used, the most used {name} "
-            f"({self.most_used_cells} cells{per_frame})"
+            f"({cells}{per_frame})"
         )
         if self.clashes:
             text += f"; {self.clashes} cells beside a copy of their tile (pool too small)"
