@@ -11,7 +11,7 @@ The tiles at print size are decoded again from their photos when a strip first n
 (``TilePool.load_tiles``: as sharp as the photo allows, not the pool's small tiles enlarged) and
 kept in a least-recently-used cache of ``TILE_CACHE_BYTES``: a pool of about a thousand photos
 at 256 pixels fits it whole (each photo decoded once), a larger one re-decodes what falls out.
-Measured peak memory (bench/README.md): under 1 GiB for the 20,480-pixel print of ~1000 photos.
+Measured peak memory (bench/README.md): 824-908 MiB for the 20,480-pixel print of 1000 photos.
 """
 
 from __future__ import annotations
