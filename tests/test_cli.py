@@ -487,7 +487,7 @@ def test_the_program_exits_with_main_s_status_and_nothing_more(
     """``mosaic`` ends without the interpreter's teardown (``exit_now``): the status, the output
     and the messages are main()'s alone, with Triton loaded too (the interpreter runs kernels)."""
     options = ["-o", str(tmp_path / "o.png"), "--tiles", str(tiles), "--device", "cpu"]
-    options += ["--cell", "8", "--no-cache", "--quiet"]
+    options += ["--cell", "8", "--tile-size", "8", "--no-cache", "--quiet"]
     for source, status, messages in ((picture, 0, 0), (tmp_path / "missing.png", 1, 1)):
         done = subprocess.run(
             [sys.executable, "-m", "mosaic.cli", str(source), *options],
@@ -498,7 +498,7 @@ def test_the_program_exits_with_main_s_status_and_nothing_more(
         )
         assert done.returncode == status and done.stdout == ""
         assert len(done.stderr.splitlines()) == messages, done.stderr
-    assert read_image(tmp_path / "o.png").shape == (3, 256, 384)  # tiles "auto": 32 px a cell of 8
+    assert read_image(tmp_path / "o.png").shape == (3, 64, 96)
 
 
 def test_the_image_summary_and_the_repetition_warning(
@@ -702,6 +702,12 @@ def test_pool_subcommand_reports_skips_coverage_and_writes_a_sheet(
     assert read_image(sheet).shape == (3, 5 * 32, 6 * 32)  # 30 tiles, nearly square
     assert main(["pool", str(tmp_path / "missing")]) == 1
     assert one_error_line(capsys).endswith("does not exist")
+
+
+def test_pool_coverage_against_a_video_samples_its_frames(tiles: Path, clip: Path, capsys):
+    assert main(["pool", str(tiles), "--against", str(clip), "--cell", "8", "--no-cache"]) == 0
+    # 8 of the clip's 10 frames, 8 x 12 cells each
+    assert " % of 768 cells have a tile within 0.08" in capsys.readouterr().out
 
 
 def test_the_clip_is_the_demo_s_subject_and_its_pool_the_other_photos():

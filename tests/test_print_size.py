@@ -58,6 +58,10 @@ def test_print_tiles_are_decoded_from_the_photos_at_print_size(photos: Path):
     assert len(tiles._cache) <= 5 and tiles.decoded == 7
     tiles.get([12, 13])  # still cached
     assert tiles.decoded == 7
+    mirrored = TilePool.from_dir(photos, tile_size=8, augment=True, cache=False, progress=False)
+    expected = TilePool.from_dir(photos, tile_size=48, augment=True, cache=False, progress=False)
+    picked = [0, 45, 130, 159]  # a photo, a mirror image, a darker and a lighter mirrored copy
+    assert torch.equal(mirrored.load_tiles(picked, (48, 48)), expected.images[picked])
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".png", ".tif"])
