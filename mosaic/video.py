@@ -29,6 +29,7 @@ from adapters import (
 from adapters.info import as_fraction
 from adapters.pyav_source import pyav_problem
 from adapters.yuv import yuv420_to_rgb
+from mosaic.assign import UsageReport
 from mosaic.config import MosaicConfig, as_config
 from mosaic.engine import FrameAnalysis, FrameRenderer
 from mosaic.image import ProgressCallback, assignment_summary, warn_if_repetitive
@@ -57,8 +58,10 @@ class VideoStats:
     ``FIDELITY_EVERY``-th after it. ``gap_mean`` and ``gap_max`` are the mean and largest
     certified gap of the assignment over the frames (method ``"auction"``: an upper bound on how
     far each frame's assignment is above its optimum, as a fraction; 0 for exact methods;
-    ``None`` for ``"windows"``). ``stage_seconds`` is the wall-clock time of each pipeline
-    stage (``"open"``: the decoder and encoder starting, ``"decode"``, ``"features"``,
+    ``None`` for ``"windows"``). ``usage`` counts the tiles used over the video (distinct, the
+    most used, what the spacing rule left; ``most_used`` names that tile) and ``settings`` is
+    the look with its ``"auto"`` settings resolved. ``stage_seconds`` is the wall-clock time of
+    each pipeline stage (``"open"``: the decoder and encoder starting, ``"decode"``, ``"features"``,
     ``"assignment"``, ``"colour"``, ``"render"``, ``"encode"``, ``"metrics"``, the main thread's
     ``"waiting_input"`` and ``"waiting_output"``, and ``"flush"``: the last frames through the
     encoder and the file finished) summed over the run, and
@@ -89,6 +92,9 @@ class VideoStats:
     gap_max: float | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
+    usage: UsageReport | None = None
+    most_used: str = ""
+    settings: str = ""
 
     def summary(self) -> str:
         (w, h), (ow, oh) = self.input_size, self.output_size
@@ -102,6 +108,7 @@ class VideoStats:
             f"churn {100 * self.churn:.1f} %, fidelity {self.fidelity:.4f}, "
             f"scene cuts {self.scene_cuts}"
             + ("" if self.gap_max is None else f", certified gap <= {100 * self.gap_max:.2f} %")
+            + ("" if self.usage is None else f"; {self.usage.summary(self.most_used)}")
             + ended_note
         )
 
@@ -297,8 +304,7 @@ def render_video(
         rows, cols = renderer.grid_shape(info.height, info.width)
         reuse = renderer.reuse_for(info.height, info.width)  # fails early if the pool is too small
         warn_if_repetitive(config, reuse, rows * cols, renderer.pool_size)
-        tile = renderer.tiles.shape[-1]
-        out_w, out_h = info.width * tile // config.cell, info.height * tile // config.cell
+        out_h, out_w = renderer.output_size(info.height, info.width)
         audio = source if info.has_audio else None
         bar = tqdm(
             total=len(wanted), unit="frame", disable=not progress, smoothing=0.1, desc="mosaic"
@@ -341,6 +347,7 @@ def render_video(
         encoder = sink.encoding  # the encoder, its preset, quality and threads
     seconds = time.perf_counter() - started
     ended_at = _ended_early_at(source, info, stopped)
+    usage = renderer.usage.read()
     return VideoStats(
         frames=summary.frames,
         input_size=(info.width, info.height),
@@ -363,6 +370,9 @@ def render_video(
         gap_max=summary.gap_max,
         stage_seconds=dict(timer.seconds),
         stage_cpu_seconds=dict(timer.cpu_seconds),
+        usage=usage,
+        most_used=renderer.sources[usage.most_used],
+        settings=renderer.settings_summary(info.height, info.width),
     )
 
 

@@ -30,7 +30,11 @@ def test_stats_describe_the_run(tmp_path: Path):
     source = make_clip(tmp_path / "in.mp4", size="96x64", rate="10", seconds=1)
     output = tmp_path / "out.mp4"
     stats = render_video(
-        source, output, photo_pool(200), MosaicConfig(cell=8, device="cpu"), progress=False
+        source,
+        output,
+        photo_pool(200),
+        MosaicConfig(cell=8, tile_size=None, device="cpu"),
+        progress=False,
     )
     assert stats.frames == 10 and probe(output)["video"]["packets"] == 10
     assert stats.input_size == stats.output_size == (96, 64)

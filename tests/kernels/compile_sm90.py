@@ -271,10 +271,10 @@ def cell_oklab_scenes() -> dict[str, tuple[torch.Tensor, tuple[int, int], int, b
 
     Statistics (the frame path, one 1080p frame): cell 16 / grid 2 (the default, 1080 rows padded
     to 1088), cell 12 / grid 2 (cell width not a power of two) and cell 36 / grid 3 (the CPU
-    workload's cell), on HWC and CHW frames. Means only: ``cell_features`` on 8 frames at blocks
-    4 and 16 (the benchmarks) and 12 (padded lanes), 8 x 8 blocks of padded cells of 16
-    (``analyse_cells`` without colour transfer), and 1024 tiles of 64 x 64, one block each (the
-    pool's descriptors).
+    workload's cell), on HWC and CHW frames; non-square cells 16 x 24 and 12 x 16. Means only:
+    ``cell_features`` on 8 frames at blocks 4 and 16 (the benchmarks) and 12 (padded lanes),
+    8 x 8 blocks of padded cells of 16 (``analyse_cells`` without colour transfer), and 1024
+    tiles of 64 x 64, one block each (the pool's descriptors).
     """
     scenes = {}
     for layout in ("HWC", "CHW"):
@@ -285,6 +285,9 @@ def cell_oklab_scenes() -> dict[str, tuple[torch.Tensor, tuple[int, int], int, b
             batch = frame(layout, count=8)
             scenes[f"{layout} means {block}"] = (batch, (block, block), 1, False)
     scenes["HWC means 8 padded"] = (frame("HWC"), (8, 8), 1, False)
+    # Non-square cells (3:2 and 4:3 photos: cell 24 x 16 and 16 x 12, as (height, width)).
+    scenes["HWC stats 16x24/2"] = (frame("HWC"), (16, 24), 2, True)
+    scenes["CHW stats 12x16/2"] = (frame("CHW"), (12, 16), 2, True)
     scenes["tiles64 means 64"] = (meta(1024, 3, 64, 64, dtype=torch.uint8), (64, 64), 1, False)
     return scenes
 
@@ -511,22 +514,24 @@ def composite_launches() -> Iterator[Launch]:
     """The 1080p mosaic (68 x 120 cells of 16 px cropped to 1080 x 1920, 10k tiles) in each
     variant. Full: colour transfer from the tiles in Oklab (the renderer's pool fits), RGB and
     YUV, every config. Trimmed, first config: plain copies, the transfer converting uint8
-    tiles, channels-last tiles (strides 3) with 32 px tiles, and an odd crop (1079 x 1919)."""
+    tiles, channels-last tiles (strides 3) with 32 px tiles, and an odd crop (1079 x 1919); the
+    source blended over the mosaic (a 960 x 540 source under 32 px tiles from 16 px cells); 3:2
+    tiles (32 x 48 from cells 16 x 24)."""
     rows, cols, pool = 68, 120, 10_000
     choice = meta(rows, cols, dtype=torch.int64)
     cell_stats = (meta(rows, cols, 3), meta(rows, cols, 3))
 
-    def launches(tiles, tile_lab, size, transfer, pixel_format, every, scene):
+    def launches(tiles, tile_lab, size, transfer, pixel_format, every, scene, blend=None):
         lab = meta(*tiles.shape) if tile_lab else None
         colour = None
         if transfer:
             colour = composite.ColourTransfer(
                 0.5, meta(pool, 3), meta(pool, 3), *cell_stats, 2.0, 1e-4
             )
-        call = composite._kernel_call(tiles, choice, colour, lab, size, pixel_format)
+        call = composite._kernel_call(tiles, choice, colour, lab, size, pixel_format, blend)
         for config in tuned_configs(composite._composite_tuned, every):
             keywords = {**config, **call.variant}
-            shown = ("BLOCK_R", "BLOCK_W", "TRANSFER", "LAB_INPUT", "YUV")
+            shown = ("BLOCK_R", "BLOCK_W", "TRANSFER", "LAB_INPUT", "BLEND", "YUV")
             label = f"{scene} {config_text(keywords, shown)}"
             yield Launch(
                 "kernels.composite:_composite_kernel", label, launch_args(*call.args), keywords
@@ -542,6 +547,13 @@ def composite_launches() -> Iterator[Launch]:
         yield from launches(
             tiles32_hwc, True, (2159, 3839), True, pixel_format, False, "HWC t32 odd"
         )
+        source = meta(540, 960, 3, dtype=torch.uint8).permute(2, 0, 1)  # a decoder's HWC frame
+        blend = composite.Blend(source, 0.3)
+        tiles32 = meta(pool, 3, 32, 32, dtype=torch.uint8)
+        yield from launches(tiles32, True, full, True, pixel_format, False, "blend", blend)
+        yield from launches(tiles32, False, full, False, pixel_format, False, "blend copy", blend)
+        tiles_3_2 = meta(pool, 3, 32, 48, dtype=torch.uint8)
+        yield from launches(tiles_3_2, True, (2160, 5760), True, pixel_format, False, "t32x48")
 
 
 def auction_launches() -> Iterator[Launch]:
