@@ -22,7 +22,7 @@ from adapters.errors import SinkError
 from adapters.ffmpeg import ffmpeg_path
 from adapters.frame_sink import FASTSTART_CONTAINERS, FrameSink
 from adapters.paths import remove_quietly
-from adapters.pyav_source import _reason, pyav_problem
+from adapters.pyav_source import pyav_problem, pyav_reason
 
 if TYPE_CHECKING:
     import av
@@ -120,7 +120,7 @@ class PyAVSink(FrameSink):
                 reencode = None if self.audio == "copy" else reencoded_audio(self.container)
                 self._audio = _AudioTrack(self._output, self.audio_from, reencode)
         except (av.error.FFmpegError, ValueError) as error:
-            raise SinkError(f"PyAV cannot write {self.path}: {_reason(error)}") from None
+            raise SinkError(f"PyAV cannot write {self.path}: {pyav_reason(error)}") from None
 
     def _write(self, frames: np.ndarray) -> None:
         import av
@@ -170,7 +170,7 @@ class PyAVSink(FrameSink):
         self._output = None
 
     def _failure(self, error: Exception) -> SinkError:
-        return SinkError(f"PyAV failed writing {self.path}: {_reason(error)}")
+        return SinkError(f"PyAV failed writing {self.path}: {pyav_reason(error)}")
 
     def _stop(self) -> None:
         with self._lock:

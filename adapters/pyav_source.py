@@ -95,7 +95,9 @@ class PyAVSource(FrameSource):
             first = self._decode_at([0])
         except av.error.FFmpegError as error:
             self._close_container()
-            raise SourceError(f"cannot decode {self.path} as a video: {_reason(error)}") from None
+            raise SourceError(
+                f"cannot decode {self.path} as a video: {pyav_reason(error)}"
+            ) from None
         except BaseException:
             self._close_container()
             raise
@@ -197,7 +199,7 @@ class PyAVSource(FrameSource):
                 return torch.rot90(pixels, quarter_turns, (0, 1)) if quarter_turns else pixels
         except av.error.FFmpegError as error:
             self._next = None
-            raise DecodeError(self.path, target, _reason(error)) from None
+            raise DecodeError(self.path, target, pyav_reason(error)) from None
         self._next = None
         raise DecodeError(self.path, target, "frame not found")
 
@@ -212,6 +214,6 @@ class PyAVSource(FrameSource):
         self._close_container()
 
 
-def _reason(error: Exception) -> str:
+def pyav_reason(error: Exception) -> str:
     """PyAV's message without its errno prefix and file name."""
     return getattr(error, "strerror", None) or first_line(error)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["KB", "KR", "rgb_to_yuv420", "yuv420_planes"]
+__all__ = ["KB", "KR", "rgb_to_yuv420", "yuv420_planes", "yuv420_to_rgb"]
 
 # BT.709 luma weights of R and B (G's is 1 - KR - KB).
 KR, KB = 0.2126, 0.0722
@@ -99,3 +99,21 @@ def yuv420_planes(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
         flat[..., luma : luma + quarter].unflatten(-1, chroma),
         flat[..., luma + quarter :].unflatten(-1, chroma),
     )
+
+
+def yuv420_to_rgb(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB ``(3, H, W)`` (or ``(B, 3, H, W)``) of contiguous I420 bytes ``(H * 3 // 2, W)``
+    (or a batch): the inverse of ``rgb_to_yuv420``'s matrix, each 2x2 block taking its block's
+    chroma (what a player shows, give or take its chroma filter), rounded and clamped. For
+    measuring what an encoder receives, not for speed."""
+    y_plane, u_plane, v_plane = yuv420_planes(frames)
+    luma = (y_plane.float() - 16) / _Y_SCALE
+    blue_difference = (u_plane.float() - 128) * (2 * (1 - KB) / _C_SCALE)
+    red_difference = (v_plane.float() - 128) * (2 * (1 - KR) / _C_SCALE)
+    blue_difference = blue_difference.repeat_interleave(2, -1).repeat_interleave(2, -2)
+    red_difference = red_difference.repeat_interleave(2, -1).repeat_interleave(2, -2)
+    red = luma + red_difference
+    blue = luma + blue_difference
+    green = (luma - KR * red - KB * blue) / _KG
+    rgb = torch.stack([red, green, blue], -3)
+    return rgb.add_(0.5).floor_().clamp_(0, 255).to(torch.uint8)

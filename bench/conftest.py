@@ -1,8 +1,11 @@
-"""Shared benchmark machinery: device, measured copy bandwidth, and timing with GB/s reporting.
+"""Shared benchmark machinery: device, measured copy bandwidth and matmul rate, and timing with
+GB/s reporting.
 
 Every benchmark reports, in ``benchmark.extra_info``: the device name, the median time (ms), the
-throughput it achieved (GB/s from an explicit byte count, or GFLOP/s) and that throughput as a
-percentage of the copy bandwidth measured on the same device in the same run.
+throughput it achieved (GB/s from an explicit byte count) and that throughput as a percentage of
+the copy bandwidth measured on the same device in the same run; with a FLOP count, GFLOP/s and
+their percentage of a dense matmul's rate measured the same way; with a baseline, its median
+time by the same timer and the speed-up.
 
 On CUDA the reported times come from CUDA events (``triton.testing.do_bench``: warm-up, L2
 flushed before every run, median), so the Python launch overhead of a sub-millisecond kernel and
@@ -21,6 +24,9 @@ import torch
 
 T = TypeVar("T")
 COPY_BYTES = 1 << 30  # 1 GiB: far larger than any L2, so the copy measures DRAM bandwidth
+# The matmul whose rate compute-bound kernels are compared with: square, large enough to run at
+# the device's dense rate. float16 on CUDA (tensor cores), float32 on a CPU.
+MATMUL_SIDE = {"cuda": 8192, "cpu": 1024}
 
 
 def bench_device() -> torch.device:
@@ -40,7 +46,11 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int = 10) -> float:
+# Timed calls per measurement on a CPU (pytest-benchmark's rounds, and median_seconds' repeats).
+ROUNDS = 10
+
+
+def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int = ROUNDS) -> float:
     """Median time of ``fn`` after warm-up: CUDA events on CUDA (L2 flushed before each run,
     ``repeats`` unused), else wall time of ``repeats`` runs."""
     if device.type == "cuda":
@@ -102,21 +112,42 @@ def copy_bandwidth(device: torch.device) -> float:
     return 2 * nbytes / seconds
 
 
+@pytest.fixture(scope="session")
+def matmul_rate(device: torch.device) -> float:
+    """Measured dense matmul rate in FLOP/s: ``MATMUL_SIDE`` cubed, float16 on CUDA (the tensor
+    cores' rate, what a compute-bound kernel there is held to), float32 on a CPU."""
+    side = MATMUL_SIDE[device.type]
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    x = torch.randn((side, side), device=device).to(dtype)
+    y = torch.randn((side, side), device=device).to(dtype)
+    out = torch.empty_like(x)
+    return 2 * side**3 / median_seconds(lambda: torch.mm(x, y, out=out), device)
+
+
 @pytest.fixture
-def measure(benchmark, device: torch.device, copy_bandwidth: float):
-    """``measure(fn, bytes=..., flops=...)``: time ``fn`` with pytest-benchmark and report.
+def measure(benchmark, device: torch.device, copy_bandwidth: float, request):
+    """``measure(fn, bytes=..., flops=..., baseline=...)``: time ``fn`` with pytest-benchmark
+    and report; returns the median seconds (None under ``--benchmark-disable``).
 
     ``fn`` is synchronised inside the timed call so GPU work is counted. ``bytes`` is the number
-    of bytes the operation must move at minimum (its floor); ``flops`` its arithmetic, if it is
-    compute-bound.
+    of bytes the operation must move at minimum (its floor); ``flops`` its arithmetic, reported
+    against the matmul rate (``matmul_rate``) when given. ``baseline`` is timed by the same timer
+    as ``fn`` (CUDA events on CUDA, the wall-clock median of as many synchronised calls on a
+    CPU): ``baseline_ms`` and ``speedup_vs_baseline``.
     """
 
-    def run(fn: Callable[[], object], *, bytes: int, flops: int | None = None) -> None:
+    def run(
+        fn: Callable[[], object],
+        *,
+        bytes: int,
+        flops: int | None = None,
+        baseline: Callable[[], object] | None = None,
+    ) -> float | None:
         fn()  # warm-up (Triton compiles on the first call)
         synchronize(device)
-        _, seconds = timed_rounds(benchmark, device, fn, rounds=10)
+        _, seconds = timed_rounds(benchmark, device, fn, rounds=ROUNDS)
         if seconds is None:
-            return
+            return None
         info = benchmark.extra_info
         info["median_ms"] = seconds * 1e3
         info["bytes"] = bytes
@@ -124,8 +155,16 @@ def measure(benchmark, device: torch.device, copy_bandwidth: float):
         info["copy_GB/s"] = copy_bandwidth / 1e9
         info["pct_of_copy_bandwidth"] = 100.0 * bytes / seconds / copy_bandwidth
         if flops is not None:
+            rate = request.getfixturevalue("matmul_rate")
             info["flops"] = flops
             info["GFLOP/s"] = flops / seconds / 1e9
+            info["matmul_GFLOP/s"] = rate / 1e9
+            info["pct_of_matmul_rate"] = 100.0 * flops / seconds / rate
+        if baseline is not None:
+            baseline_seconds = median_seconds(baseline, device, repeats=ROUNDS)
+            info["baseline_ms"] = baseline_seconds * 1e3
+            info["speedup_vs_baseline"] = baseline_seconds / seconds
+        return seconds
 
     return run
 

@@ -26,8 +26,17 @@ import torch
 from conftest import timed_rounds
 from scipy.optimize import linear_sum_assignment
 
+import mosaic.assign.spacing as spacing
 from kernels import cost_matrix
-from mosaic.assign import Assignment, AuctionState, assign_tiles, make_problem, solve
+from mosaic.assign import (
+    Assignment,
+    AuctionState,
+    assign_tiles,
+    make_problem,
+    resolve_reuse,
+    solve,
+)
+from mosaic.assign.spacing import enforce_spacing, spacing_conflicts
 from tests.synthetic import image_like_instance
 
 FEATURES = 48
@@ -181,3 +190,38 @@ def test_auction_steady_state(benchmark, device, name, reuse):
         benchmark.extra_info["gap_to_exact_pct"] = gap_to_exact(
             noisy, tiles, result, first.tiles, float(bonus[0])
         )
+
+
+# --------------------------------------------------------------------------- spacing
+
+# The pools the default spacing rule runs with (it is off when no tile repeats): a 1080p frame
+# of 16 px cells with 1000 tiles (reuse 9), the CPU size with 100 (reuse 7).
+SPACING_SIZES = {"8160x1000": ((68, 120), 1000), "700x100": ((20, 35), 100)}
+
+
+@pytest.mark.parametrize("name", SPACING_SIZES)
+def test_spacing_repair_of_a_video_frame(benchmark, device, name, monkeypatch):
+    """The ``min_distance`` 1 repair as a video frame runs it on a GPU (every round, no early
+    stop: no host read) after a windows solve at reuse auto: its time, the clashes before and
+    after, and the colour cost it adds."""
+    grid, pool = SPACING_SIZES[name]
+    cells, tiles = (x.to(device) for x in image_like_instance(*grid, pool, dim=FEATURES, seed=0))
+    n = cells.shape[0]
+    reuse = resolve_reuse("auto", n, pool)
+    problem = make_problem(cells, tiles, torch.full((n,), -1, device=device), cells.new_zeros(()))
+    start = solve(problem, grid, reuse, "windows").tiles
+    monkeypatch.setattr(spacing, "STOP_WHEN_CLEAR_ON_CPU", False)
+    result, seconds = timed_rounds(
+        benchmark, device, lambda: enforce_spacing(problem, start, grid, 1, reuse), 3
+    )
+    every_cell = torch.arange(n, device=device)
+    before = float(problem.distance(every_cell, start).sum())
+    after = float(problem.distance(every_cell, result.tiles).sum())
+    benchmark.extra_info.update(
+        median_ms=None if seconds is None else seconds * 1e3,
+        reuse=reuse,
+        rounds=spacing.ROUNDS,
+        clashes_before=int(spacing_conflicts(start, grid, 1).sum()),
+        clashes_after=int(result.clashes),
+        cost_added_pct=100.0 * (after / before - 1.0),
+    )

@@ -43,7 +43,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 import torch
@@ -51,6 +50,7 @@ from conftest import device_name, synchronize
 from PIL import Image
 
 from adapters import open_sink, read_image
+from adapters.pyav_source import pyav_problem
 from mosaic import MosaicConfig, TilePool
 from mosaic.demo import DEMO_SUBJECT, asset_photos
 from mosaic.engine import FrameRenderer
@@ -60,10 +60,12 @@ from mosaic.video import decode_batch_size, render_frames
 from tests.processes import child_env
 from tests.scenes import crop_pool, spread, square_crops
 
-T = TypeVar("T")
 ROUNDS = 3
 FPS = 25
-needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs FFmpeg")
+needs_a_sink = pytest.mark.skipif(
+    shutil.which("ffmpeg") is None and pyav_problem() is not None,
+    reason="needs an encoder: the ffmpeg program or PyAV",
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Workload:
     device: str
     video_frames: int  # frames of the clip for the video measure
     memory_frames: int  # frames held decoded in memory for the pipeline measure
+    method: str = "auto"  # the assignment solver
 
     @property
     def pool_tile_size(self) -> int:
@@ -83,14 +86,25 @@ class Workload:
         return max(self.cell, 32)
 
     def config(self) -> MosaicConfig:
-        return MosaicConfig(cell=self.cell, device=self.device)
+        """The pinned settings the recorded figures were measured with: tiles drawn at the cell
+        size (the output has the input's size) and no spacing rule (``min_distance`` 0; its
+        repair is measured in ``test_bench_assign.py``), whatever the defaults become."""
+        return MosaicConfig(
+            cell=self.cell, tile_size=None, min_distance=0, device=self.device, method=self.method
+        )
 
 
 CPU = Workload("cpu", 1280, 720, 36, 1000, "cpu", video_frames=300, memory_frames=120)
-GPU = Workload("gpu", 1920, 1080, 16, 10_000, "cuda", video_frames=600, memory_frames=240)
+GPU = Workload("gpu", 1920, 1080, 16, 10_000, "cuda", video_frames=300, memory_frames=240)
+# The GPU workload with the sync-free auction instead of "auto"'s windows solver.
+GPU_AUCTION = Workload(
+    "gpu-auction", 1920, 1080, 16, 10_000, "cuda", video_frames=300, memory_frames=240,
+    method="auction",
+)  # fmt: skip
 WORKLOADS = [
     pytest.param(CPU, id="cpu"),
     pytest.param(GPU, id="gpu", marks=pytest.mark.cuda),
+    pytest.param(GPU_AUCTION, id="gpu-auction", marks=pytest.mark.cuda),
 ]
 
 
@@ -113,20 +127,22 @@ def pan_frames(width: int, height: int, count: int) -> Iterator[torch.Tensor]:
 
 @pytest.fixture(scope="session")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Workload], dict]:
-    """Per workload, built once when first asked for: its pool (saved for the subprocess), its
-    first ``memory_frames`` frames in memory and, where FFmpeg exists, its clip."""
+    """Per workload shape (workloads that differ only in their settings share them), built once
+    when first asked for: its pool (saved for the subprocess), its first ``memory_frames``
+    frames in memory and, where an encoder exists, its clip."""
     root = tmp_path_factory.mktemp("e2e")
     made: dict[str, dict] = {}
 
     def make(workload: Workload) -> dict:
-        if workload.name not in made:
+        key = f"{workload.width}x{workload.height}-{workload.tiles}-{workload.video_frames}"
+        if key not in made:
             pool = crop_pool(workload.tiles, workload.pool_tile_size)
-            pool_path = root / f"{workload.name}-pool.pt"
+            pool_path = root / f"{key}-pool.pt"
             torch.save(pool.images, pool_path)
             frames, clip = [], None
             generated = pan_frames(workload.width, workload.height, workload.video_frames)
-            if shutil.which("ffmpeg"):
-                clip = root / f"{workload.name}.mp4"
+            if shutil.which("ffmpeg") or pyav_problem() is None:
+                clip = root / f"{key}.mp4"
                 size = {"width": workload.width, "height": workload.height}
                 with open_sink(clip, **size, fps=FPS, crf=18) as sink:
                     for frame in generated:
@@ -135,9 +151,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Workload], dic
                             frames.append(frame)
             else:
                 frames = [next(generated) for _ in range(workload.memory_frames)]
-            made[workload.name] = {"pool": pool, "pool_path": pool_path, "frames": frames}
-            made[workload.name]["clip"] = clip
-        return made[workload.name]
+            made[key] = {"pool": pool, "pool_path": pool_path, "frames": frames, "clip": clip}
+        return made[key]
 
     return make
 
@@ -191,6 +206,9 @@ def run_pipeline(workload: Workload, pool: TilePool, frames: list[torch.Tensor])
         "load_average": [load_before, os.getloadavg()[0]],
         "churn": summary.tally.churn,
         "fidelity": summary.fidelity,
+        "certified_gap_mean": summary.gap_mean,
+        "certified_gap_max": summary.gap_max,
+        "method": summary.method,
     }
 
 
@@ -211,13 +229,14 @@ _VIDEO_SCRIPT = (
 import json, os, resource, sys, time, torch
 from mosaic import MosaicConfig, TilePool, render_video
 
-source, output, pool_path, cell, device = sys.argv[1:6]
+source, output, pool_path, cell, device, method = sys.argv[1:7]
 pool = TilePool.from_tensor(torch.load(pool_path))
 before = rss_mib("VmRSS:")
 load = os.getloadavg()[0]
 cpu = time.process_time()
-stats = render_video(source, output, pool, MosaicConfig(cell=int(cell), device=device),
-                     progress=False, timing=True)
+config = MosaicConfig(cell=int(cell), tile_size=None, min_distance=0, device=device,
+                      method=method)
+stats = render_video(source, output, pool, config, progress=False, timing=True)
 cpu = time.process_time() - cpu
 children = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"stats": stats.as_dict(), "cpu": cpu,
@@ -234,7 +253,7 @@ def run_video(workload: Workload, clip: Path, pool_path: Path, output: Path) -> 
     command = [
         sys.executable,
         *("-c", _VIDEO_SCRIPT, str(clip), str(output), str(pool_path)),
-        *(str(workload.cell), workload.device),
+        *(str(workload.cell), workload.device, workload.method),
     ]
     result = subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=1800, check=True
@@ -257,6 +276,9 @@ def run_video(workload: Workload, clip: Path, pool_path: Path, output: Path) -> 
         "output_bytes": output.stat().st_size,
         "churn": stats["churn"],
         "fidelity": stats["fidelity"],
+        "certified_gap_mean": stats["gap_mean"],
+        "certified_gap_max": stats["gap_max"],
+        "method": stats["method"],
     }
 
 
@@ -296,7 +318,7 @@ def test_pipeline(benchmark, inputs, workload: Workload):
     record(benchmark, workload, "pipeline", rounds)
 
 
-@needs_ffmpeg
+@needs_a_sink
 @pytest.mark.parametrize("workload", WORKLOADS)
 def test_video(benchmark, inputs, workload: Workload, tmp_path: Path):
     """render_video from the H.264 clip: decode and encode included."""
@@ -311,7 +333,7 @@ def test_video(benchmark, inputs, workload: Workload, tmp_path: Path):
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster")
 
 
-@needs_ffmpeg
+@needs_a_sink
 def test_encoder_presets(benchmark, inputs, tmp_path: Path):
     """libx264 at CRF 20 on the CPU workload's mosaic frames: encoder CPU ms per frame and
     bits per second of each preset (the sink's default is one of them)."""
@@ -448,7 +470,7 @@ def run_cli(argv: list[str], env: dict[str, str]) -> dict:
     return run
 
 
-@needs_ffmpeg
+@needs_a_sink
 def test_short_clip_cli(benchmark, tmp_path_factory: pytest.TempPathFactory):
     """The ``mosaic`` command on ``SHORT_CLIP``, start to exit, tile cache warm: rounds without
     options beyond the job's (the headline figure), each followed by one with ``--timing`` (the

@@ -5,13 +5,14 @@ and returns tensors on the same device; ``kernels.dispatch`` says which implemen
 """
 
 from kernels.cell_analysis import CellAnalysis, analyse_cells
-from kernels.composite import ColourTransfer, composite_tiles
+from kernels.composite import Blend, ColourTransfer, composite_tiles
 from kernels.cost import cost_matrix, cost_topk
 from kernels.features import cell_features
 from kernels.grid import grid_reduce
 from kernels.oklab import oklab_to_srgb, srgb_to_oklab
 
 __all__ = [
+    "Blend",
     "CellAnalysis",
     "ColourTransfer",
     "analyse_cells",

@@ -1,5 +1,5 @@
-"""What every launcher needs: argument checks (one clear line, raised before any launch) and
-output allocation.
+"""What every launcher needs: argument checks (one clear line, raised before any launch), output
+allocation, and autotuned launches that are safe inside a CUDA graph capture.
 
 With ``KERNELS_POISON_OUTPUTS=1`` (the tests set it) float outputs are allocated filled with NaN
 instead of left uninitialised, so an element a kernel forgets to write fails the comparison.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -62,3 +63,47 @@ def empty_output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.devic
     if os.environ.get("KERNELS_POISON_OUTPUTS", "0") == "1" and dtype.is_floating_point:
         return torch.full(shape, float("nan"), dtype=dtype, device=device)
     return torch.empty(shape, dtype=dtype, device=device)
+
+
+def size_class(n: int) -> int:
+    """Power-of-four class of a problem size for autotuning keys: ``ceil(log4(n))``, 0 for
+    ``n <= 1``.
+
+    An autotuned kernel keyed on its sizes' classes is tuned once per class, so a size that
+    changes from call to call (the cells still unassigned in a frame) does not tune every
+    call, and one size's best configuration is not kept for sizes 100x larger.
+    """
+    return ((max(n, 1) - 1).bit_length() + 1) // 2
+
+
+def tuning_key(tuned: Any, args: tuple, kwargs: dict) -> tuple:
+    """The key under which ``triton.autotune`` caches its choice for a launch: the values of
+    the ``key`` arguments, then the dtype of every tensor argument (Triton 3.x)."""
+    named = {**dict(zip(tuned.arg_names, args, strict=False)), **kwargs}
+    named = {name: value for name, value in named.items() if name in tuned.arg_names}
+    key = [named[name] for name in tuned.keys if name in named]
+    key += [str(value.dtype) for value in named.values() if hasattr(value, "dtype")]
+    return tuple(key)
+
+
+def capturing() -> bool:
+    """Whether the current CUDA stream is capturing a CUDA graph."""
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
+def launch_tuned(tuned: Any, grid: Any, *args: object, **kwargs: object) -> None:
+    """Launch ``tuned`` (a ``triton.autotune`` kernel) on a GPU, never benchmarking inside a
+    CUDA graph capture.
+
+    Outside a capture the autotuner works as usual: the first launch of each tuning key times
+    every configuration (synchronising the device) and keeps the fastest. That first launch is
+    how a launcher is tuned before a capture: call the operation once on inputs of the same
+    size class. Inside a capture, where a synchronisation is an error, a key already tuned
+    launches its configuration and an untuned one the first of ``tuned.configs`` (every
+    launcher lists a configuration that suits all its variants first), without timing anything.
+    """
+    if not capturing():
+        tuned[grid](*args, **kwargs)
+        return
+    config = tuned.cache.get(tuning_key(tuned, args, kwargs), tuned.configs[0])
+    tuned.fn[grid](*args, **kwargs, **config.all_kwargs())

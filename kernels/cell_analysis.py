@@ -1,7 +1,8 @@
 """What the mosaic engine needs of a frame's cells, in one pass over its pixels: Triton kernel,
 launcher and pure-torch reference.
 
-``analyse_cells`` reads a uint8 sRGB frame once and gives, for every ``cell x cell`` cell, the
+``analyse_cells`` reads a uint8 sRGB frame once and gives, for every cell (``cell x cell``, or
+``ch x cw`` pixels for non-square cells), the
 Oklab means of its ``grid x grid`` blocks (the descriptors) and, optionally, its Oklab mean and
 population standard deviation per channel (the colour transfer's statistics). A frame whose
 sides are not multiples of the cell is read as if padded by repeating its last row and column.
@@ -76,12 +77,13 @@ class CellAnalysis(NamedTuple):
 # --------------------------------------------------------------------------- references
 
 
-def repeat_edges(x: torch.Tensor, cell: int) -> torch.Tensor:
-    """``(..., H, W)`` padded bottom and right to multiples of ``cell`` by repeating the last row
-    and column; ``x`` itself when no padding is needed. Concatenates whole rows (not a per-pixel
-    gather: several times faster on a CPU)."""
+def repeat_edges(x: torch.Tensor, cell: int | tuple[int, int]) -> torch.Tensor:
+    """``(..., H, W)`` padded bottom and right to multiples of ``cell`` (a side, or ``(ch, cw)``)
+    by repeating the last row and column; ``x`` itself when no padding is needed. Concatenates
+    whole rows (not a per-pixel gather: several times faster on a CPU)."""
     height, width = x.shape[-2:]
-    padded_h, padded_w = -(-height // cell) * cell, -(-width // cell) * cell
+    cell_h, cell_w = (cell, cell) if isinstance(cell, int) else cell
+    padded_h, padded_w = -(-height // cell_h) * cell_h, -(-width // cell_w) * cell_w
     if padded_w > width:
         x = torch.cat([x, x[..., -1:].expand(*x.shape[:-1], padded_w - width)], dim=-1)
     if padded_h > height:
@@ -95,9 +97,13 @@ def oklab_block_means_reference(rgb: torch.Tensor, block: int | tuple[int, int])
 
 
 def _block_mean_std_reference(
-    lab: torch.Tensor, block: int, *, overwrite: bool = False, mean: torch.Tensor | None = None
+    lab: torch.Tensor,
+    block: tuple[int, int],
+    *,
+    overwrite: bool = False,
+    mean: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and population standard deviation of every ``block x block`` block, pure torch.
+    """Mean and population standard deviation of every ``bh x bw`` block, pure torch.
 
     Two passes (mean, then mean squared deviation), which stays accurate in float32 for the
     near-flat blocks whose spread matters most, unlike ``E[x^2] - E[x]^2``.
@@ -114,7 +120,7 @@ def _block_mean_std_reference(
     if mean is None:
         mean = grid_reduce_reference(lab, block)
     rows, cols = mean.shape[-2:]
-    blocks = lab.view(n, channels, rows, block, cols, block)
+    blocks = lab.view(n, channels, rows, block[0], cols, block[1])
     block_mean = mean[:, :, :, None, :, None]
     deviation = blocks.sub_(block_mean) if overwrite else blocks - block_mean
     variance = grid_reduce_reference(deviation.square_().view(n, channels, height, width), block)
@@ -122,12 +128,13 @@ def _block_mean_std_reference(
 
 
 def analyse_cells_reference(
-    rgb: torch.Tensor, cell: int, grid: int = 1, *, statistics: bool = True
+    rgb: torch.Tensor, cell: int | tuple[int, int], grid: int = 1, *, statistics: bool = True
 ) -> CellAnalysis:
     """Pure-torch ``analyse_cells``: the frame padded, converted to Oklab once, then its block
     means, the cell means averaged from them and the spreads in a second pass."""
+    cell = (cell, cell) if isinstance(cell, int) else cell
     padded = repeat_edges(rgb, cell)
-    block = cell // grid
+    block = (cell[0] // grid, cell[1] // grid)
     if not statistics:
         return CellAnalysis(oklab_block_means_reference(padded, block), None, None)
     lab = srgb_to_oklab_reference(padded)
@@ -143,16 +150,19 @@ def analyse_cells_reference(
 # --------------------------------------------------------------------------- public
 
 
-def _check_cell_and_grid(cell: object, grid: object) -> None:
-    for name, value in (("cell", cell), ("grid", grid)):
+def _cell_shape(cell: object, grid: object) -> tuple[int, int]:
+    """``cell`` (a side or ``(ch, cw)``) as ``(ch, cw)``, checked with ``grid`` (one line)."""
+    sides = cell if isinstance(cell, tuple) and len(cell) == 2 else (cell, cell)
+    for name, value in (("cell", sides[0]), ("cell", sides[1]), ("grid", grid)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if cell % grid:
+            raise ValueError(f"{name} must be a positive int (cell: or a pair), got {value!r}")
+    if sides[0] % grid or sides[1] % grid:
         raise ValueError(f"cell size {cell} must be a multiple of the grid {grid}")
+    return sides
 
 
 def analyse_cells(
-    rgb: torch.Tensor, cell: int, grid: int = 1, *, statistics: bool = True
+    rgb: torch.Tensor, cell: int | tuple[int, int], grid: int = 1, *, statistics: bool = True
 ) -> CellAnalysis:
     """Oklab block means and, with ``statistics``, Oklab mean and spread of every cell.
 
@@ -162,31 +172,33 @@ def analyse_cells(
         rgb: ``(N, 3, H, W)`` uint8 sRGB, ``H, W >= 1``; any strides (a decoder's HWC frames
             seen as CHW are read in place). Read as if padded to multiples of ``cell`` by
             repeating the last row and column.
-        cell: cell side in pixels (at most ``MAX_STATISTICS_CELL`` with ``statistics``).
-        grid: blocks per cell side; ``cell`` must be a multiple of it.
+        cell: cell side in pixels, or ``(ch, cw)`` (at most ``MAX_STATISTICS_CELL`` wide with
+            ``statistics``).
+        grid: blocks per cell side; the cell's sides must be multiples of it.
         statistics: also compute each cell's mean and standard deviation.
 
     Returns:
-        ``CellAnalysis`` on ``rgb``'s device; ``rows, cols = ceil(H / cell), ceil(W / cell)``.
+        ``CellAnalysis`` on ``rgb``'s device; ``rows, cols = ceil(H / ch), ceil(W / cw)``.
     """
     check_tensor(rgb, "rgb", dtypes=(torch.uint8,), ndim=4)
     check_channels(rgb, "rgb")
-    _check_cell_and_grid(cell, grid)
+    cell_h, cell_w = _cell_shape(cell, grid)
     if rgb.shape[-2] == 0 or rgb.shape[-1] == 0:
         raise ValueError(f"rgb must have at least one row and column, got {tuple(rgb.shape)}")
-    if statistics and cell > MAX_STATISTICS_CELL:
+    if statistics and cell_w > MAX_STATISTICS_CELL:
         raise ValueError(
-            f"cell {cell} is larger than {MAX_STATISTICS_CELL}, the most with statistics"
+            f"cell {cell} is larger than {MAX_STATISTICS_CELL} pixels wide, the most with "
+            "statistics"
         )
     if not use_triton(rgb):
-        return analyse_cells_reference(rgb, cell, grid, statistics=statistics)
+        return analyse_cells_reference(rgb, (cell_h, cell_w), grid, statistics=statistics)
     height, width = rgb.shape[-2:]
-    rows, cols = -(-height // cell), -(-width // cell)
-    block = cell // grid
+    rows, cols = -(-height // cell_h), -(-width // cell_w)
+    block = (cell_h // grid, cell_w // grid)
     if not statistics:
-        block_means = oklab_block_means_triton(rgb, (block, block), (rows * grid, cols * grid))
+        block_means = oklab_block_means_triton(rgb, block, (rows * grid, cols * grid))
         return CellAnalysis(block_means, None, None)
-    return _analyse_cells_triton(rgb, cell, grid, rows, cols)
+    return _analyse_cells_triton(rgb, (cell_h, cell_w), grid, rows, cols)
 
 
 # --------------------------------------------------------------------------- Triton kernel
@@ -506,7 +518,7 @@ def oklab_block_means_triton(
 
 
 def _analyse_cells_triton(
-    rgb: torch.Tensor, cell: int, grid: int, rows: int, cols: int
+    rgb: torch.Tensor, cell: tuple[int, int], grid: int, rows: int, cols: int
 ) -> CellAnalysis:
     """Launch ``_cell_oklab_kernel`` with statistics on a checked ``rgb``."""
     n = rgb.shape[0]
@@ -517,5 +529,5 @@ def _analyse_cells_triton(
     std = empty_output((n, rows, cols, 3), torch.float32, device)
     if n == 0:
         return CellAnalysis(blocks, mean, std)
-    _launch(rgb, (blocks, mean, std), (cell, cell), grid, statistics=True)
+    _launch(rgb, (blocks, mean, std), cell, grid, statistics=True)
     return CellAnalysis(blocks, mean, std)

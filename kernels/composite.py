@@ -1,8 +1,8 @@
-"""Mosaic compositing: every cell's tile, colour-transferred toward the cell in Oklab, written
-straight into the output frame as planar RGB or as YUV 4:2:0. Triton kernel, launcher and
-pure-torch reference.
+"""Mosaic compositing: every cell's tile, colour-transferred toward the cell in Oklab, the
+source optionally blended over it, written straight into the output frame as planar RGB or as
+YUV 4:2:0. Triton kernel, launcher and pure-torch reference.
 
-The frame is a ``rows x cols`` grid of cells of ``t x t`` pixels; cell ``(r, c)`` shows tile
+The frame is a ``rows x cols`` grid of cells of ``th x tw`` pixels; cell ``(r, c)`` shows tile
 ``choice[r, c]``. With a ``ColourTransfer`` each tile pixel goes to Oklab and through the cell's
 affine map, per channel (Reinhard et al.'s mean-and-spread match, blended by the strength ``s``)::
 
@@ -12,6 +12,14 @@ affine map, per channel (Reinhard et al.'s mean-and-spread match, blended by the
     out    = tile * scale + offset
 
 then back to sRGB (clamped to the gamut, rounded). Without one the tiles are copied, bit-exact.
+
+With a ``Blend`` the source picture is laid over the mosaic at an opacity ``o`` in [0, 1], as an
+image editor's layer opacity does on sRGB codes: ``out = round(mosaic + o * (source -
+mosaic))``, the source stretched over the output picture by bilinear sampling (PyTorch's
+``interpolate(mode="bilinear", align_corners=False)``: a source coordinate
+``(y + 0.5) * H_source / H - 0.5``, clamped at 0, between its two nearest rows and columns). A
+strip of a larger picture passes the whole picture's scale and its own first rows (in the
+output, and in the source crop it brings), so strips sample exactly as the whole would.
 
 One kernel program covers a block of output pixels (``BLOCK_R`` rows of ``BLOCK_W`` columns,
 for YUV ``2 x 2`` pixels per element): it finds each pixel's cell, reads the cell's tile index
@@ -52,6 +60,7 @@ from kernels.oklab import (
 
 __all__ = [
     "PIXEL_FORMATS",
+    "Blend",
     "ColourTransfer",
     "composite_tiles",
     "composite_tiles_reference",
@@ -83,6 +92,31 @@ class ColourTransfer(NamedTuple):
     cell_std: torch.Tensor
     max_gain: float
     spread_floor: float
+
+
+class Blend(NamedTuple):
+    """The source laid over the mosaic (see the module docstring).
+
+    Attributes:
+        source: uint8 ``(3, Hs, Ws)``, the source picture (any strides), stretched over the
+            output picture.
+        opacity: ``o`` in [0, 1]; 0 leaves the mosaic as it is, 1 gives the stretched source.
+        scale: source pixels per output pixel ``(rows, columns)``; ``None``: the source's size
+            over the output picture's.
+        rows: for a strip of a larger picture, ``(output row, source row)``: the rows of the
+            whole picture where this output strip and this source crop begin.
+    """
+
+    source: torch.Tensor
+    opacity: float
+    scale: tuple[float, float] | None = None
+    rows: tuple[int, int] = (0, 0)
+
+    def scales(self, size: tuple[int, int]) -> tuple[float, float]:
+        """``scale``, or the source's size over ``size``, the output picture's ``(H, W)``."""
+        if self.scale is not None:
+            return self.scale
+        return self.source.shape[1] / size[0], self.source.shape[2] / size[1]
 
 
 # BT.709 limited range in integers (Kr, Kg, Kb scaled by 10000, R, G, B the sRGB codes):
@@ -126,7 +160,7 @@ def _transferred_tiles(
     tile_lab: torch.Tensor | None,
     cells: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """uint8 ``(n, 3, t, t)``: tiles ``index`` (int64 ``(n,)``) through the transfer of cells
+    """uint8 ``(n, 3, th, tw)``: tiles ``index`` (int64 ``(n,)``) through the transfer of cells
     ``cells`` (row-major indices, all cells when ``None``)."""
     if tile_lab is None:
         lab = srgb_to_oklab_reference(tiles.index_select(0, index))
@@ -146,32 +180,61 @@ def composite_tiles_reference(
     pixel_format: str = "rgb",
     previous: torch.Tensor | None = None,
     changed: torch.Tensor | None = None,
+    blend: Blend | None = None,
 ) -> torch.Tensor:
     """Pure-torch ``composite_tiles`` (arguments as it checks them): tiles gathered, converted
     and arranged with whole-tensor operations.
 
     It is the CPU path of a video, so it spares what it can: given ``previous`` and ``changed``,
     only the changed cells are converted, the others copied from ``previous``. The RGB result
-    is a view of the ``rows * t x cols * t`` frame when ``size`` crops it.
+    is a view of the ``rows * th x cols * tw`` frame when ``size`` crops it.
     """
     rows, cols = choice.shape
-    side = tiles.shape[-1]
-    height, width = size if size is not None else (rows * side, cols * side)
+    side_h, side_w = tiles.shape[-2:]
+    height, width = size if size is not None else (rows * side_h, cols * side_w)
     index = choice.reshape(-1)
-    frame = torch.empty((3, rows * side, cols * side), dtype=torch.uint8, device=tiles.device)
-    blocks = frame.view(3, rows, side, cols, side).permute(1, 3, 0, 2, 4)  # (rows, cols, 3, t, t)
+    shape = (rows, cols, 3, side_h, side_w)
+    frame = torch.empty((3, rows * side_h, cols * side_w), dtype=torch.uint8, device=tiles.device)
+    blocks = frame.view(3, rows, side_h, cols, side_w).permute(1, 3, 0, 2, 4)  # (r, c, 3, h, w)
     if transfer is None:
-        blocks.copy_(tiles.index_select(0, index).view(rows, cols, 3, side, side))
+        blocks.copy_(tiles.index_select(0, index).view(shape))
     elif previous is None:
-        coloured = _transferred_tiles(tiles, index, transfer, tile_lab)
-        blocks.copy_(coloured.view(rows, cols, 3, side, side))
+        blocks.copy_(_transferred_tiles(tiles, index, transfer, tile_lab).view(shape))
     else:
         frame[:, :height, :width] = previous
         cells = changed.reshape(-1).nonzero().squeeze(1)
         coloured = _transferred_tiles(tiles, index[cells], transfer, tile_lab, cells)
         blocks[cells // cols, cells % cols] = coloured
     frame = frame[:, :height, :width]
+    if blend is not None:
+        frame = blended_reference(frame, blend)
     return rgb_to_yuv420_reference(frame) if pixel_format == "yuv420p" else frame
+
+
+def blended_reference(mosaic: torch.Tensor, blend: Blend) -> torch.Tensor:
+    """uint8 ``(3, H, W)``: ``blend.source`` stretched over ``H x W`` (bilinear, module
+    docstring) laid over the uint8 ``mosaic`` at ``blend.opacity``, in float32."""
+    base = mosaic.float()
+    source = stretched_reference(blend, mosaic.shape[-2:])
+    return base.add_(source.sub_(base).mul_(blend.opacity)).add_(0.5).floor_().to(torch.uint8)
+
+
+def stretched_reference(blend: Blend, size: tuple[int, int]) -> torch.Tensor:
+    """float32 ``(3, H, W)``: ``blend.source`` sampled over an output picture of ``size``."""
+    (_, source_h, source_w), device = blend.source.shape, blend.source.device
+    (scale_h, scale_w), (output_row, source_row) = blend.scales(size), blend.rows
+
+    def axis(count: int, first: int, scale: float, start: int, extent: int):
+        position = torch.arange(first, first + count, device=device, dtype=torch.float32)
+        position = ((position + 0.5) * scale - 0.5).clamp_min_(0) - start
+        low = position.floor().clamp_(0, extent - 1)
+        return low.long(), (low + 1).clamp_max_(extent - 1).long(), position - low
+
+    top, bottom, weight_y = axis(size[0], output_row, scale_h, source_row, source_h)
+    left, right, weight_x = axis(size[1], 0, scale_w, 0, source_w)
+    rows = blend.source.float()
+    rows = rows[:, top] + (rows[:, bottom] - rows[:, top]) * weight_y[:, None]
+    return rows[:, :, left] + (rows[:, :, right] - rows[:, :, left]) * weight_x
 
 
 def rgb_to_yuv420_reference(rgb: torch.Tensor) -> torch.Tensor:
@@ -216,19 +279,21 @@ def composite_tiles(
     pixel_format: str = "rgb",
     previous: torch.Tensor | None = None,
     changed: torch.Tensor | None = None,
+    blend: Blend | None = None,
 ) -> torch.Tensor:
-    """The mosaic frame: tile ``choice[r, c]`` in cell ``(r, c)``, colour-transferred if asked.
+    """The mosaic frame: tile ``choice[r, c]`` in cell ``(r, c)``, colour-transferred and the
+    source blended over it if asked.
 
     Args:
-        tiles: uint8 ``(M, 3, t, t)`` sRGB tiles; any strides.
+        tiles: uint8 ``(M, 3, th, tw)`` sRGB tiles; any strides.
         choice: int64 ``(rows, cols)`` tile of each cell, each in ``[0, M)`` (not checked here:
             that would read the device; an index out of range reads out of bounds); any strides.
         transfer: each cell's colour transfer (module docstring); ``None`` copies the tiles
             (bit-exact).
-        tile_lab: float32 ``(M, 3, t, t)``, ``srgb_to_oklab(tiles)`` precomputed once per pool;
-            read instead of converting the tiles (used with a transfer only).
-        size: ``(H, W)`` of the output picture, at most ``(rows * t, cols * t)``: the mosaic is
-            cropped at the bottom and right. Default: the whole mosaic.
+        tile_lab: float32 ``(M, 3, th, tw)``, ``srgb_to_oklab(tiles)`` precomputed once per
+            pool; read instead of converting the tiles (used with a transfer only).
+        size: ``(H, W)`` of the output picture, at most ``(rows * th, cols * tw)``: the mosaic
+            is cropped at the bottom and right. Default: the whole mosaic.
         pixel_format: one of ``PIXEL_FORMATS`` (YUV: module docstring).
         previous: uint8 ``(3, H, W)``, the RGB output of an earlier call with the same
             arguments except in the cells ``changed``: the other cells may be copied from it.
@@ -236,6 +301,8 @@ def composite_tiles(
             changed cells (where a CPU's time goes); the kernel recomputes every cell, which
             gives the same pixels.
         changed: bool ``(rows, cols)``, given with ``previous``.
+        blend: the source laid over the mosaic (module docstring); ``None`` for none. Not with
+            ``previous``: the source changes every cell.
 
     Returns:
         uint8 ``(3, H, W)`` (``"rgb"``) or ``(H' * 3 // 2, W')`` (``"yuv420p"``, ``H'`` and
@@ -244,8 +311,9 @@ def composite_tiles(
     """
     size = _check_arguments(tiles, choice, transfer, tile_lab, size, pixel_format)
     _check_previous(previous, changed, choice, size, transfer, pixel_format)
+    _check_blend(blend, tiles, previous)
     if use_triton(tiles):
-        return _composite_triton(tiles, choice, transfer, tile_lab, size, pixel_format)
+        return _composite_triton(tiles, choice, transfer, tile_lab, size, pixel_format, blend)
     return composite_tiles_reference(
         tiles,
         choice,
@@ -255,6 +323,7 @@ def composite_tiles(
         pixel_format=pixel_format,
         previous=previous,
         changed=changed,
+        blend=blend,
     )
 
 
@@ -268,9 +337,11 @@ def _check_arguments(
 ) -> tuple[int, int]:
     """Raise one clear line on a bad argument; return the output picture ``(H, W)``."""
     check_tensor(tiles, "tiles", dtypes=(torch.uint8,), ndim=4)
-    m, channels, side, side_w = tiles.shape
-    if m < 1 or channels != 3 or side < 1 or side != side_w:
-        raise ValueError(f"tiles must be a non-empty (M, 3, t, t) batch, got {tuple(tiles.shape)}")
+    m, channels, side_h, side_w = tiles.shape
+    if m < 1 or channels != 3 or side_h < 1 or side_w < 1:
+        raise ValueError(
+            f"tiles must be a non-empty (M, 3, th, tw) batch, got {tuple(tiles.shape)}"
+        )
     check_tensor(choice, "choice", dtypes=(torch.int64,), ndim=2)
     check_same_device(tiles=tiles, choice=choice)
     rows, cols = choice.shape
@@ -278,7 +349,7 @@ def _check_arguments(
         raise ValueError(f"choice must be a non-empty (rows, cols) grid, got {(rows, cols)}")
     if pixel_format not in PIXEL_FORMATS:
         raise ValueError(f"pixel_format must be one of {PIXEL_FORMATS}, got {pixel_format!r}")
-    full = (rows * side, cols * side)
+    full = (rows * side_h, cols * side_w)
     if size is None:
         size = full
     fits = isinstance(size, tuple) and len(size) == 2
@@ -329,6 +400,31 @@ def _check_transfer(transfer: object, tiles: torch.Tensor, choice: torch.Tensor)
         if value.shape != shape:
             raise ValueError(f"transfer.{name} must have shape {shape}, got {tuple(value.shape)}")
         check_same_device(tiles=tiles, **{f"transfer.{name}": value})
+
+
+def _check_blend(blend: object, tiles: torch.Tensor, previous: object) -> None:
+    if blend is None:
+        return
+    if not isinstance(blend, Blend):
+        raise TypeError(f"blend must be a Blend, got {type(blend).__name__}")
+    opacity = blend.opacity
+    if isinstance(opacity, bool) or not isinstance(opacity, Real) or not 0 <= opacity <= 1:
+        raise ValueError(f"blend.opacity must be a number in [0, 1], got {opacity!r}")
+    source = check_tensor(blend.source, "blend.source", dtypes=(torch.uint8,), ndim=3)
+    if source.shape[0] != 3 or source.shape[1] < 1 or source.shape[2] < 1:
+        raise ValueError(f"blend.source must be (3, H, W), got {tuple(source.shape)}")
+    scale_ok = blend.scale is None or (
+        len(blend.scale) == 2 and all(isinstance(x, Real) and x > 0 for x in blend.scale)
+    )
+    rows_ok = len(blend.rows) == 2 and all(_is_int(x) and x >= 0 for x in blend.rows)
+    if not scale_ok or not rows_ok:
+        raise ValueError(
+            f"blend.scale must be None or two numbers > 0 and blend.rows two ints >= 0, got "
+            f"{blend.scale!r} and {blend.rows!r}"
+        )
+    check_same_device(tiles=tiles, **{"blend.source": source})
+    if previous is not None:
+        raise ValueError("previous cannot go with blend: the source changes every cell")
 
 
 def _check_previous(
@@ -408,6 +504,25 @@ def _transferred(
 
 
 @triton.jit
+def _source_channel(source_ptr, rows0, rows1, cols0, cols1, weight_y, weight_x, channel_offset):
+    """One channel of the source, bilinear between rows ``rows0``/``rows1`` (pointer offsets,
+    ``(R, 1)``) and columns ``cols0``/``cols1`` (``(1, C)``) with the weights of the second."""
+    base = source_ptr + channel_offset
+    top = tl.load(base + rows0 + cols0).to(tl.float32)
+    top += (tl.load(base + rows0 + cols1).to(tl.float32) - top) * weight_x
+    bottom = tl.load(base + rows1 + cols0).to(tl.float32)
+    bottom += (tl.load(base + rows1 + cols1).to(tl.float32) - bottom) * weight_x
+    return top + (bottom - top) * weight_y
+
+
+@triton.jit
+def _blended(codes, source, opacity):
+    """int32 sRGB ``codes`` with ``source`` (float32) laid over them at ``opacity``."""
+    value = codes.to(tl.float32)
+    return tl.floor(value + (source - value) * opacity + 0.5).to(tl.int32)
+
+
+@triton.jit
 def _mosaic_pixels(
     ys,
     xs,
@@ -420,30 +535,38 @@ def _mosaic_pixels(
     cell_mean_ptr,
     cell_std_ptr,
     decode_table_ptr,
+    source_ptr,
     tile_strides,
     lab_strides,
     choice_strides,
     tile_stat_strides,
     cell_stat_strides,
+    source_strides,
+    source_shape,
     strength,
     max_gain,
     spread_floor,
-    TILE: tl.constexpr,
+    opacity,
+    TILE_H: tl.constexpr,
+    TILE_W: tl.constexpr,
     TRANSFER: tl.constexpr,
     LAB_INPUT: tl.constexpr,
+    BLEND: tl.constexpr,
 ):
-    """int32 sRGB codes ``(red, green, blue)`` of the mosaic pixels at rows ``ys`` and columns
-    ``xs`` (int32 blocks that broadcast to the shape of ``mask``).
+    """int32 sRGB codes ``(red, green, blue)`` of the output pixels at rows ``ys`` and columns
+    ``xs`` (int32 ``(R, 1)`` and ``(1, C)`` blocks that broadcast to the shape of ``mask``).
 
-    ``tile_strides`` and ``lab_strides`` are ``(m, c, h, w)``, ``choice_strides`` ``(r, c)``.
+    ``tile_strides`` and ``lab_strides`` are ``(m, c, h, w)``, ``choice_strides`` ``(r, c)``,
+    ``source_strides`` ``(c, h, w)``; ``source_shape`` is ``(Hs, Ws, scale_h, scale_w,
+    first output row, first source row)`` (``Blend``).
     """
-    cell_row = ys // TILE
-    cell_col = xs // TILE
+    cell_row = ys // TILE_H
+    cell_col = xs // TILE_W
     tile = tl.load(
         choice_ptr + cell_row * choice_strides[0] + cell_col * choice_strides[1], mask=mask, other=0
     )
-    within_y = ys % TILE
-    within_x = xs % TILE
+    within_y = ys % TILE_H
+    within_x = xs % TILE_W
     pixel = (
         tiles_ptr + tile * tile_strides[0] + within_y * tile_strides[2] + within_x * tile_strides[3]
     )
@@ -473,6 +596,26 @@ def _mosaic_pixels(
         red = tl.load(pixel, mask=mask, other=0).to(tl.int32)
         green = tl.load(pixel + tile_strides[1], mask=mask, other=0).to(tl.int32)
         blue = tl.load(pixel + 2 * tile_strides[1], mask=mask, other=0).to(tl.int32)
+    if BLEND:
+        # Source coordinates as PyTorch's bilinear interpolation computes them (a strip's rows
+        # offset to the whole picture's); every address is clamped into the source, so the
+        # loads need no mask.
+        row_in_picture = (ys + source_shape[4]).to(tl.float32)
+        source_y = tl.maximum((row_in_picture + 0.5) * source_shape[2] - 0.5, 0.0)
+        source_y -= source_shape[5]
+        source_x = tl.maximum((xs.to(tl.float32) + 0.5) * source_shape[3] - 0.5, 0.0)
+        row0 = tl.minimum(tl.maximum(tl.floor(source_y), 0.0), source_shape[0] - 1)
+        col0 = tl.minimum(tl.floor(source_x), source_shape[1] - 1)
+        weight_y = source_y - row0
+        weight_x = source_x - col0
+        rows0 = row0.to(tl.int64) * source_strides[1]
+        rows1 = tl.minimum(row0 + 1, source_shape[0] - 1).to(tl.int64) * source_strides[1]
+        cols0 = col0.to(tl.int64) * source_strides[2]
+        cols1 = tl.minimum(col0 + 1, source_shape[1] - 1).to(tl.int64) * source_strides[2]
+        corners = (rows0, rows1, cols0, cols1, weight_y, weight_x)
+        red = _blended(red, _source_channel(source_ptr, *corners, 0), opacity)
+        green = _blended(green, _source_channel(source_ptr, *corners, source_strides[0]), opacity)
+        blue = _blended(blue, _source_channel(source_ptr, *corners, 2 * source_strides[0]), opacity)
     return red, green, blue
 
 
@@ -494,6 +637,11 @@ _UNSPECIALISED = [
     "choice_stride_c",
     *(f"tile_{stat}_stride_{d}" for stat in ("mean", "std") for d in "mc"),
     *(f"cell_{stat}_stride_{d}" for stat in ("mean", "std") for d in "rck"),
+    *(f"source_stride_{d}" for d in "chw"),
+    "source_h",
+    "source_w",
+    "source_output_row",
+    "source_row",
 ]
 
 
@@ -507,6 +655,7 @@ def _composite_kernel(
     cell_mean_ptr,
     cell_std_ptr,
     decode_table_ptr,
+    source_ptr,
     out_ptr,
     height,
     width,
@@ -532,22 +681,36 @@ def _composite_kernel(
     cell_std_stride_r,
     cell_std_stride_c,
     cell_std_stride_k,
+    source_stride_c,
+    source_stride_h,
+    source_stride_w,
+    source_h,
+    source_w,
+    source_scale_h,
+    source_scale_w,
+    source_output_row,
+    source_row,
     strength,
     max_gain,
     spread_floor,
-    TILE: tl.constexpr,
+    opacity,
+    TILE_H: tl.constexpr,
+    TILE_W: tl.constexpr,
     TRANSFER: tl.constexpr,
     LAB_INPUT: tl.constexpr,
+    BLEND: tl.constexpr,
     YUV: tl.constexpr,
     BLOCK_R: tl.constexpr,
     BLOCK_W: tl.constexpr,
 ):
     """The mosaic of ``choice`` into ``out``.
 
-    Pointers: ``tiles`` uint8 ``(M, 3, TILE, TILE)``; ``lab`` float32 of the same shape, read
-    when ``LAB_INPUT``; ``choice`` int64 ``(rows, cols)``; ``tile_mean`` and ``tile_std`` float32
-    ``(M, 3)``, ``cell_mean`` and ``cell_std`` float32 ``(rows, cols, 3)``, read when
-    ``TRANSFER``; ``decode_table`` float32 ``(256,)`` (``srgb_decode_table``); ``out``
+    Pointers: ``tiles`` uint8 ``(M, 3, TILE_H, TILE_W)``; ``lab`` float32 of the same shape,
+    read when ``LAB_INPUT``; ``choice`` int64 ``(rows, cols)``; ``tile_mean`` and ``tile_std``
+    float32 ``(M, 3)``, ``cell_mean`` and ``cell_std`` float32 ``(rows, cols, 3)``, read when
+    ``TRANSFER``; ``decode_table`` float32 ``(256,)`` (``srgb_decode_table``); ``source`` uint8
+    ``(3, source_h, source_w)``, read when ``BLEND`` (``source_scale_*``, ``source_output_row``,
+    ``source_row`` and ``opacity``: the ``Blend``'s); ``out``
     contiguous uint8: ``(3, height, width)``, or with ``YUV`` ``(3 * out_rows, 2 * out_cols)``,
     the I420 frame of the picture padded to ``2 * out_rows x 2 * out_cols``. Any input strides.
 
@@ -566,6 +729,7 @@ def _composite_kernel(
         cell_mean_ptr,
         cell_std_ptr,
         decode_table_ptr,
+        source_ptr,
         (tile_stride_m, tile_stride_c, tile_stride_h, tile_stride_w),
         (lab_stride_m, lab_stride_c, lab_stride_h, lab_stride_w),
         (choice_stride_r, choice_stride_c),
@@ -578,9 +742,12 @@ def _composite_kernel(
             cell_std_stride_c,
             cell_std_stride_k,
         ),
+        (source_stride_c, source_stride_h, source_stride_w),
+        (source_h, source_w, source_scale_h, source_scale_w, source_output_row, source_row),
         strength,
         max_gain,
         spread_floor,
+        opacity,
     )
     mask = (block_rows < out_rows)[:, None] & (block_cols < out_cols)[None, :]
     if YUV:
@@ -599,11 +766,13 @@ def _composite_kernel(
             luma_rows = 2 * block_rows + dy
             ys = tl.minimum(luma_rows, height - 1)[:, None]  # an odd height repeats its last row
             red_l, green_l, blue_l = _mosaic_pixels(
-                ys, left, mask, *inputs, TILE=TILE, TRANSFER=TRANSFER, LAB_INPUT=LAB_INPUT
-            )
+                ys, left, mask, *inputs, TILE_H=TILE_H, TILE_W=TILE_W, TRANSFER=TRANSFER,
+                LAB_INPUT=LAB_INPUT, BLEND=BLEND,
+            )  # fmt: skip
             red_r, green_r, blue_r = _mosaic_pixels(
-                ys, right, mask, *inputs, TILE=TILE, TRANSFER=TRANSFER, LAB_INPUT=LAB_INPUT
-            )
+                ys, right, mask, *inputs, TILE_H=TILE_H, TILE_W=TILE_W, TRANSFER=TRANSFER,
+                LAB_INPUT=LAB_INPUT, BLEND=BLEND,
+            )  # fmt: skip
             luma = tl.interleave(
                 (_weighted(red_l, green_l, blue_l, 2126, 7152, 722) * 73 + 14_025_000) // 850_000,
                 (_weighted(red_r, green_r, blue_r, 2126, 7152, 722) * 73 + 14_025_000) // 850_000,
@@ -623,8 +792,9 @@ def _composite_kernel(
         ys = block_rows[:, None]
         xs = block_cols[None, :]
         red, green, blue = _mosaic_pixels(
-            ys, xs, mask, *inputs, TILE=TILE, TRANSFER=TRANSFER, LAB_INPUT=LAB_INPUT
-        )
+            ys, xs, mask, *inputs, TILE_H=TILE_H, TILE_W=TILE_W, TRANSFER=TRANSFER,
+            LAB_INPUT=LAB_INPUT, BLEND=BLEND,
+        )  # fmt: skip
         plane = height * width
         pixel = out_ptr + ys.to(tl.int64) * width + xs
         tl.store(pixel, red.to(tl.uint8), mask=mask)
@@ -637,9 +807,9 @@ def _composite_kernel(
 # on sm_90 YUV takes 80 and 138 registers a thread at those, 244 at 8
 # (tests/kernels/compile_sm90.py). The interpreter runs one.
 _GPU_CONFIGS = [triton.Config({"BLOCK_R": rows, "BLOCK_W": 128}, num_warps=4) for rows in (2, 4)]
-_composite_tuned = triton.autotune(_GPU_CONFIGS, key=["TILE", "TRANSFER", "LAB_INPUT", "YUV"])(
-    _composite_kernel
-)
+_composite_tuned = triton.autotune(
+    _GPU_CONFIGS, key=["TILE_H", "TILE_W", "TRANSFER", "LAB_INPUT", "BLEND", "YUV"]
+)(_composite_kernel)
 
 # Interpreter time grows with the number of programs, hardly with their size.
 _INTERPRETER_BLOCK_PIXELS = 8192
@@ -669,6 +839,7 @@ def _kernel_call(
     tile_lab: torch.Tensor | None,
     size: tuple[int, int],
     pixel_format: str,
+    blend: Blend | None = None,
 ) -> _KernelCall:
     """The launch of checked arguments, its output allocated (tensors may be on the meta device:
     ``tests/kernels/compile_sm90.py`` builds its launches here)."""
@@ -688,12 +859,20 @@ def _kernel_call(
         coefficients = (transfer.strength, transfer.max_gain, transfer.spread_floor)
     else:  # pointers never read get the tiles (any valid tensor), strides 0
         stats, stat_strides, coefficients = (tiles,) * 4, (0,) * 10, (0.0, 1.0, 1.0)
+    if blend is not None:
+        source, (_, source_h, source_w) = blend.source, blend.source.shape
+        scales = tuple(map(float, blend.scales(size)))
+        source_args = (*source.stride(), source_h, source_w, *scales, *blend.rows)
+        opacity = float(blend.opacity)
+    else:
+        source, source_args, opacity = tiles, (0, 0, 0, 1, 1, 0.0, 0.0, 0, 0), 0.0
     args = (
         tiles,
         lab,
         choice,
         *stats,
         srgb_decode_table(tiles.device),
+        source,
         out,
         height,
         width,
@@ -703,12 +882,16 @@ def _kernel_call(
         *(lab.stride() if lab_input else (0,) * 4),
         *choice.stride(),
         *stat_strides,
+        *source_args,
         *map(float, coefficients),
+        opacity,
     )
     variant = {
-        "TILE": tiles.shape[-1],
+        "TILE_H": tiles.shape[-2],
+        "TILE_W": tiles.shape[-1],
         "TRANSFER": transfer is not None,
         "LAB_INPUT": lab_input,
+        "BLEND": blend is not None,
         "YUV": yuv,
     }
     return _KernelCall(out, args, variant, (out_rows, out_cols))
@@ -721,9 +904,10 @@ def _composite_triton(
     tile_lab: torch.Tensor | None,
     size: tuple[int, int],
     pixel_format: str,
+    blend: Blend | None,
 ) -> torch.Tensor:
     """Launch ``_composite_kernel`` on checked arguments."""
-    call = _kernel_call(tiles, choice, transfer, tile_lab, size, pixel_format)
+    call = _kernel_call(tiles, choice, transfer, tile_lab, size, pixel_format, blend)
     out_rows, out_cols = call.extent
     if tiles.device.type == "cuda" and not interpreting():
         grid = lambda meta: (

@@ -21,6 +21,8 @@ from kernels._launch import (
     check_channels,
     check_tensor,
     empty_output,
+    launch_tuned,
+    size_class,
 )
 from kernels._math import (
     LINEAR_SRGB_FROM_LMS,
@@ -29,12 +31,12 @@ from kernels._math import (
     OKLAB_FROM_LMS_CBRT,
     linear_srgb_to_oklab,
     oklab_to_linear_srgb,
-    round_half_even,
+    rounded_int,
     srgb_decode,
     srgb_encode,
 )
 from kernels._triton import tl, triton
-from kernels.dispatch import interpreting, use_triton
+from kernels.dispatch import runs_compiled, use_triton
 
 __all__ = [
     "oklab_to_srgb",
@@ -234,7 +236,7 @@ def _load_linear_srgb(pointers, mask, decode_table_ptr, DECODE_FROM_TABLE: tl.co
     return linear
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["size_class"])
 def _srgb_to_oklab_kernel(
     x_ptr,
     out_ptr,
@@ -244,10 +246,22 @@ def _srgb_to_oklab_kernel(
     stride_channel,
     stride_row,
     stride_col,
+    size_class,
     decode_table_ptr,
     DECODE_FROM_TABLE: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
+    """sRGB -> Oklab of ``BLOCK`` pixels of one row.
+
+    ``x``: frames of 3 channels of ``rows x cols`` pixels (uint8, or float in [0, 1]), strides
+    ``stride_frame``, ``stride_channel``, ``stride_row``, ``stride_col`` in elements (a plane
+    walked as one long row has ``rows = 1``, ``_plane_walk``). ``out``: float32 ``(frames, 3,
+    rows, cols)`` contiguous. ``decode_table``: float32 ``(256,)``, read when
+    ``DECODE_FROM_TABLE`` (uint8 input), else the curve is evaluated. ``size_class`` is unused:
+    it puts the size classes of the pixel count and the row length in the autotuning key.
+
+    Grid: (frames * rows * cdiv(cols, BLOCK),).
+    """
     frame, row, columns, mask = _block_position(rows, cols, BLOCK)
     src = x_ptr + frame * stride_frame + row * stride_row + columns * stride_col
     red = _load_linear_srgb(src, mask, decode_table_ptr, DECODE_FROM_TABLE)
@@ -263,10 +277,10 @@ def _srgb_to_oklab_kernel(
 @triton.jit
 def _encode_to_uint8(linear):
     """Linear float32 -> sRGB code: clamped to [0, 1], encoded, scaled, rounded half to even."""
-    return round_half_even(srgb_encode(linear) * 255.0).to(tl.uint8)
+    return rounded_int(srgb_encode(linear) * 255.0).to(tl.uint8)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["size_class"])
 def _oklab_to_srgb_kernel(
     lab_ptr,
     out_ptr,
@@ -276,8 +290,17 @@ def _oklab_to_srgb_kernel(
     stride_channel,
     stride_row,
     stride_col,
+    size_class,
     BLOCK: tl.constexpr,
 ):
+    """Oklab -> sRGB codes of ``BLOCK`` pixels of one row, clamped to the gamut.
+
+    ``lab``: float frames of 3 channels of ``rows x cols`` pixels, strides as in
+    ``_srgb_to_oklab_kernel``; ``out``: uint8 ``(frames, 3, rows, cols)`` contiguous.
+    ``size_class`` is unused (autotuning key).
+
+    Grid: (frames * rows * cdiv(cols, BLOCK),).
+    """
     frame, row, columns, mask = _block_position(rows, cols, BLOCK)
     src = lab_ptr + frame * stride_frame + row * stride_row + columns * stride_col
     lab_l = tl.load(src, mask=mask, other=0.0).to(tl.float32)
@@ -291,13 +314,14 @@ def _oklab_to_srgb_kernel(
 
 
 # On a GPU the best block depends on the part and on the layout (CHW planes load as 16-byte
-# vectors, an HWC frame as bytes 3 apart), so a few are tuned once per shape and layout.
-# Multi-config autotuning cannot run in the interpreter; there ``interpreter_block_size`` picks.
+# vectors, an HWC frame as bytes 3 apart), so a few are tuned once per size class (powers of
+# four of the pixel count and of the row length) and layout. Multi-config autotuning cannot run
+# in the interpreter; there ``interpreter_block_size`` picks.
 _GPU_CONFIGS = [
     triton.Config({"BLOCK": block}, num_warps=warps)
     for block, warps in ((1024, 4), (2048, 4), (2048, 8), (4096, 8))
 ]
-_TUNING_KEY = ["rows", "cols", "stride_col"]
+_TUNING_KEY = ["size_class", "stride_col"]
 _srgb_to_oklab_tuned = triton.autotune(_GPU_CONFIGS, key=_TUNING_KEY)(_srgb_to_oklab_kernel)
 _oklab_to_srgb_tuned = triton.autotune(_GPU_CONFIGS, key=_TUNING_KEY)(_oklab_to_srgb_kernel)
 
@@ -406,9 +430,10 @@ def _launch_pixelwise(
     stride_frame, stride_channel, stride_h, stride_w = frames.stride()
     rows, cols, stride_row, stride_col = _plane_walk(height, width, stride_h, stride_w)
     args = (frames, out, rows, cols, stride_frame, stride_channel, stride_row, stride_col)
-    if src.device.type == "cuda" and not interpreting():
+    args += (size_class(count * rows * cols) * 16 + size_class(cols),)
+    if runs_compiled(src):
         grid = lambda meta: (count * rows * triton.cdiv(cols, meta["BLOCK"]),)
-        tuned_kernel[grid](*args, *extra_args, **constexprs)
+        launch_tuned(tuned_kernel, grid, *args, *extra_args, **constexprs)
     else:
         block = interpreter_block_size(cols)
         grid = (count * rows * triton.cdiv(cols, block),)

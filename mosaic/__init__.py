@@ -22,6 +22,7 @@ _EXPORTS = {
     "Augmentation": "mosaic.pool",
     "PoolError": "mosaic.pool",
     "TilePool": "mosaic.pool",
+    "render_print": "mosaic.print_size",
     "VideoStats": "mosaic.video",
     "render_video": "mosaic.video",
 }

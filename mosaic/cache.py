@@ -130,22 +130,23 @@ class PoolCache:
 
     # ------------------------------------------------------------------ tiles
 
-    def read_tiles(self, tile_size: int) -> tuple[list[str], np.ndarray]:
-        """Content hashes ``(K,)`` and uint8 tiles ``(K, 3, t, t)``; none when nothing usable."""
-        empty = np.empty((0, 3, tile_size, tile_size), np.uint8)
-        arrays = self._read_npz(f"tiles-{tile_size}px.npz", ("hashes", "tiles"))
+    def read_tiles(self, shape: tuple[int, int]) -> tuple[list[str], np.ndarray]:
+        """Content hashes ``(K,)`` and uint8 tiles ``(K, 3, h, w)`` of ``shape = (h, w)``; none
+        when nothing usable."""
+        empty = np.empty((0, 3, *shape), np.uint8)
+        arrays = self._read_npz(_tiles_file(shape), ("hashes", "tiles"))
         if arrays is None:
             return [], empty
         hashes, tiles = arrays["hashes"], arrays["tiles"]
-        shape_ok = tiles.shape == (len(hashes), 3, tile_size, tile_size) and hashes.ndim == 1
+        shape_ok = tiles.shape == (len(hashes), 3, *shape) and hashes.ndim == 1
         if not shape_ok or tiles.dtype != np.uint8 or hashes.dtype.kind != "S":
             return [], empty
         return hashes.astype(str).tolist(), tiles
 
-    def write_tiles(self, tile_size: int, hashes: list[str], tiles: np.ndarray) -> None:
-        """Replace the tiles of size ``tile_size`` with ``tiles`` uint8 ``(K, 3, t, t)``."""
+    def write_tiles(self, shape: tuple[int, int], hashes: list[str], tiles: np.ndarray) -> None:
+        """Replace the tiles of ``shape = (h, w)`` with ``tiles`` uint8 ``(K, 3, h, w)``."""
         arrays = {"hashes": np.array(hashes, dtype="S32").reshape(-1), "tiles": tiles}
-        self._write_npz(f"tiles-{tile_size}px.npz", arrays)
+        self._write_npz(_tiles_file(shape), arrays)
 
     # ------------------------------------------------------------------ descriptors
 
@@ -207,3 +208,9 @@ class PoolCache:
             for folder in created:  # innermost first; only a failed first write left it empty
                 with contextlib.suppress(OSError):
                     folder.rmdir()
+
+
+def _tiles_file(shape: tuple[int, int]) -> str:
+    """``tiles-32px.npz`` for square tiles, ``tiles-48x36px.npz`` (width by height) otherwise."""
+    height, width = shape
+    return f"tiles-{width}px.npz" if height == width else f"tiles-{width}x{height}px.npz"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from adapters.backends import DECODE_DEVICES, VIDEO_BACKENDS
 from adapters.errors import first_line
-from mosaic.config import PRESETS, ConfigError, MosaicConfig
+from mosaic.config import METHODS, PRESETS, READABLE_TILE, ConfigError, MosaicConfig, parse_size
 
 if TYPE_CHECKING:
     from mosaic.video import VideoStats
@@ -32,6 +32,8 @@ EPILOG = """examples:
   mosaic photo.jpg -o mosaic.png --tiles photos/  one image
   mosaic clip.mp4 -o mosaic.mp4 --tiles photos/ --preset vivid --cell 12
   mosaic clip.mp4 -o mosaic.mp4 --tiles photos/ --encoder-preset slow --crf 18 --timing
+  mosaic photo.jpg -o print.tif --tiles photos/ --tile-size 256   a print, written in strips
+  mosaic pool photos/ --against photo.jpg --sheet sheet.png       what the pool holds and lacks
   mosaic --clear-cache                            delete the tile caches
 
 exit status: 0 done, 1 failed (or, with --strict, an input ended early), 2 usage error,
@@ -49,6 +51,7 @@ CONFIG_OPTIONS = (
     "tile_size",
     "min_distance",
     "color",
+    "blend",
     "saturation",
     "method",
     "device",
@@ -138,14 +141,22 @@ def build_parser() -> argparse.ArgumentParser:
     looks.add_argument(
         "--preset", choices=sorted(PRESETS), help="a named look; options below override it"
     )
-    looks.add_argument("--cell", type=int, help="cell size in source pixels (default 16)")
+    looks.add_argument(
+        "--cell",
+        type=_size_option(),
+        metavar="N|WxH",
+        help="cell size in source pixels, or width x height for non-square photos (e.g. 16x12 "
+        "keeps 4:3 photos whole; default 16)",
+    )
     looks.add_argument(
         "--grid", type=int, help="descriptor grid per cell: 1 = mean colour, 2-3 = structure too"
     )
     looks.add_argument(
         "--tile-size",
-        type=int,
-        help="tile size in the output (default: the cell size, so the output has the input's size)",
+        type=_size_option("auto"),
+        metavar="N|WxH|auto",
+        help=f"tile width in the output (default auto: at least {READABLE_TILE} px, so the photos "
+        "read; give the cell size to keep the input's size)",
     )
     looks.add_argument(
         "--reuse",
@@ -153,10 +164,26 @@ def build_parser() -> argparse.ArgumentParser:
         '"auto" (default: the smallest cap the pool allows)',
     )
     looks.add_argument(
-        "--min-distance", type=int, help="the same tile never within this many cells of itself"
+        "--fair",
+        action="store_true",
+        default=None,
+        help="fair use: every tile used before any tile repeats (each floor or ceil of "
+        "cells / tiles times a frame)",
+    )
+    looks.add_argument(
+        "--min-distance",
+        type=_count_or_auto,
+        metavar="N|auto",
+        help="the same tile never within N cells of itself (default auto: 1 when the pool "
+        "allows, so no tile sits beside itself)",
     )
     looks.add_argument(
         "--color", type=float, help="colour transfer toward each cell, 0 (none) to 1 (full)"
+    )
+    looks.add_argument(
+        "--blend",
+        type=float,
+        help="opacity of the source laid over the mosaic, 0 (none, default) to 1",
     )
     looks.add_argument(
         "--saturation",
@@ -165,8 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     looks.add_argument(
         "--method",
-        choices=["auto", "exact", "windows"],
-        help="assignment solver (default auto: by problem size)",
+        choices=METHODS,
+        help="assignment solver (default auto: exact or windows by problem size; auction: the "
+        "experimental sync-free GPU solver with a certified gap)",
     )
     run = parser.add_argument_group("run")
     run.add_argument(
@@ -183,13 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also use mirrored and brighter/darker copies of every tile",
     )
     cache = parser.add_argument_group("tile cache")
-    cache.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="where the tile caches live (default $XDG_CACHE_HOME/triton-mosaic, else "
-        "~/.cache/triton-mosaic); never inside the tile folder",
-    )
-    cache.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    _add_cache_options(cache)
     cache.add_argument(
         "--clear-cache",
         action="store_true",
@@ -212,11 +234,37 @@ def config_from_args(args: argparse.Namespace) -> MosaicConfig:
     overrides: dict[str, Any] = {
         name: getattr(args, name) for name in CONFIG_OPTIONS if getattr(args, name) is not None
     }
+    if args.fair:
+        overrides["fair"] = True
     if args.reuse is not None:
         overrides["reuse"] = args.reuse if args.reuse == "auto" else _parse_reuse(args.reuse)
     if args.preset:
         return MosaicConfig.from_preset(args.preset, **overrides)
     return MosaicConfig(**overrides)
+
+
+def _size_option(*words: str) -> Any:
+    """argparse type: ``N`` or ``WxH`` (``parse_size``), or one of ``words``."""
+
+    def parse(text: str) -> int | tuple[int, int] | str:
+        if text in words:
+            return text
+        try:
+            return parse_size(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
+
+
+def _count_or_auto(text: str) -> int | str:
+    """argparse type: an integer, or ``"auto"``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'an integer or "auto", got {text!r}') from None
 
 
 def _parse_reuse(text: str) -> int:
@@ -230,18 +278,55 @@ def _parse_reuse(text: str) -> int:
 
 def as_options(message: str) -> str:
     """A ``ConfigError`` message in the command line's terms: ``cell`` -> ``--cell``."""
-    names = "|".join((*CONFIG_OPTIONS, "reuse"))
+    names = "|".join((*CONFIG_OPTIONS, "reuse", "fair"))
     return re.sub(rf"\b({names})\b", lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
+def build_pool_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mosaic pool",
+        description="What a tile folder holds: the tiles, what was skipped and why, which "
+        "colours of a picture or video it lacks, and a contact sheet of every tile.",
+    )
+    parser.add_argument("folder", metavar="DIR", help="the tile folder")
+    against = "an image or video whose colours the pool should cover (a video: 8 of its frames)"
+    parser.add_argument("--against", metavar="FILE", help=against)
+    parser.add_argument("--sheet", metavar="PNG", help="write a contact sheet of every tile")
+    parser.add_argument(
+        "--cell", type=int, default=16, help="cell size in --against's pixels (default 16)"
+    )
+    parser.add_argument("--augment", action="store_true", help="as for a render")
+    _add_cache_options(parser)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    return parser
+
+
+def _add_cache_options(group: Any) -> None:
+    """``--cache-dir`` and ``--no-cache``, for a render and for ``mosaic pool``."""
+    group.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where the tile caches live (default $XDG_CACHE_HOME/triton-mosaic, else "
+        "~/.cache/triton-mosaic); never inside the tile folder",
+    )
+    group.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["pool"]:  # a subcommand; a file named "pool" is ./pool
+        parser = build_pool_parser()
+        args = parser.parse_args(argv[1:])
+        run = lambda: _pool_command(args)
+    else:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        run = lambda: _run(parser, args)
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = _show_warning
         try:
-            return _run(parser, args)
+            return run()
         except KeyboardInterrupt:
             print("mosaic: interrupted", file=sys.stderr)
             return 130
@@ -327,10 +412,17 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     from mosaic.pool import TilePool
 
+    frame = None
+    if kind == "image":  # read now: its size says whether the mosaic is drawn in strips
+        from adapters import read_image
+
+        frame = read_image(source)
+    in_strips = frame is not None and _drawn_in_strips(frame, output, config)
     pool_started = time.perf_counter()
     pool = TilePool.from_dir(
         args.tiles,
-        tile_size=_pool_tile_size(config),
+        # A print's tiles are decoded at print size strip by strip: the pool only describes them.
+        tile_size=_pool_tile_size(config.replace(tile_size=None) if in_strips else config),
         augment=args.augment,
         cache=not args.no_cache,
         cache_dir=args.cache_dir,
@@ -343,11 +435,22 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if kind == "image":
         from adapters import write_image
         from mosaic.image import render_image_with_stats
+        from mosaic.print_size import render_print
 
-        image, image_stats = render_image_with_stats(source, pool, config)
-        write_image(output, image)
+        if in_strips:
+            from tqdm import tqdm
+
+            bar = tqdm(unit="strip", desc="mosaic", disable=args.quiet)
+            with bar:
+                image_stats = render_print(
+                    frame, output, pool, config, on_progress=_bar_update(bar)
+                )
+        else:
+            image, image_stats = render_image_with_stats(frame, pool, config)
+            write_image(output, image)
         if not args.quiet:
             print(image_stats.summary(), file=sys.stderr)
+            print(f"look: {image_stats.settings}", file=sys.stderr)
             print(f"wrote {output}", file=sys.stderr)
         return 0
 
@@ -382,6 +485,69 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return code
 
 
+def _drawn_in_strips(frame: Any, output: Path, config: MosaicConfig) -> bool:
+    """Whether the still's mosaic is too large to hold (``mosaic.print_size``); then the output
+    must be a type written in strips (a one-line error otherwise, before any work)."""
+    from adapters.strips import STRIP_SUFFIXES
+    from mosaic.print_size import STRIPS_ABOVE_BYTES
+
+    height, width = config.output_size(*frame.shape[-2:])
+    if 3 * height * width <= STRIPS_ABOVE_BYTES:
+        return False
+    if output.suffix.lower() not in STRIP_SUFFIXES:
+        raise ValueError(
+            f"a {width}x{height} mosaic is written in strips: use "
+            f"{', '.join(STRIP_SUFFIXES)} for {output}"
+        )
+    return True
+
+
+def _bar_update(bar: Any) -> Any:
+    """``on_progress(done, total)`` moving a tqdm bar."""
+
+    def update(done: int, total: int | None) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return update
+
+
+def _pool_command(args: argparse.Namespace) -> int:
+    """``mosaic pool DIR``: the pool's report on stdout, the contact sheet if asked."""
+    from adapters import is_image, open_source, read_image, write_image
+    from mosaic.pool import TilePool
+    from mosaic.pool_report import colour_coverage, contact_sheet
+
+    if args.sheet is not None:
+        from adapters.sinks import check_output
+
+        check_output(Path(args.sheet), video=False)
+    if args.against is not None and not Path(args.against).exists():
+        raise FileNotFoundError(f"--against: not found: {args.against}")
+    pool = TilePool.from_dir(
+        args.folder,
+        augment=args.augment,
+        cache=not args.no_cache,
+        cache_dir=args.cache_dir,
+        progress=False,
+    )
+    print(pool.summary())
+    for path, reason in pool.skipped:
+        print(f"skipped {path}: {reason}")
+    if args.against is not None:
+        if is_image(args.against):
+            pictures = [read_image(args.against)]
+        else:
+            with open_source(args.against, device="cpu") as source:
+                pictures = list(source.sample_uniform(min(8, len(source))))
+        print(f"against {args.against}: {colour_coverage(pool, pictures, args.cell).summary()}")
+    if args.sheet is not None:
+        write_image(args.sheet, contact_sheet(pool))
+        print(f"wrote the contact sheet {args.sheet}")
+    return 0
+
+
 def _report_video(
     stats: VideoStats, args: argparse.Namespace, split: tuple[float, float, float] | None = None
 ) -> int:
@@ -389,6 +555,7 @@ def _report_video(
     ``run_split``); return the exit status the run earns."""
     if not args.quiet:
         print(stats.summary(), file=sys.stderr)
+        print(f"look: {stats.settings}", file=sys.stderr)
     if args.timing:
         if split is not None:
             print(run_split(*split, stats), file=sys.stderr)
@@ -505,10 +672,15 @@ def _check_output(output: Path, source: Path, *, folder: bool) -> None:
         raise PermissionError(f"cannot write to {existing}")
 
 
-def _pool_tile_size(config: MosaicConfig) -> int:
-    """Tiles are loaded at the output tile size, but at least 32 px so descriptors stay sharp."""
-    size = max(config.tile_size or config.cell, 32)
-    return size + (-size % config.grid)
+def _pool_tile_size(config: MosaicConfig) -> int | tuple[int, int]:
+    """The size tiles are loaded at, ``TilePool.from_dir``'s ``tile_size``: the output tile,
+    cropped to the cell's aspect, scaled by a whole factor to at least ``READABLE_TILE`` px a
+    side so descriptors stay sharp, and rounded up to a multiple of the grid."""
+    (cell_h, cell_w), (height, width) = config.cell_shape, config.tile_shape
+    if min(height, width) < READABLE_TILE or height % config.grid or width % config.grid:
+        factor = -(-READABLE_TILE // min(cell_h, cell_w))
+        height, width = cell_h * factor, cell_w * factor
+    return height if height == width else (width, height)
 
 
 if __name__ == "__main__":

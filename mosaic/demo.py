@@ -1,8 +1,9 @@
 """``mosaic --demo``: a short mosaic video from photographs shipped in the package.
 
-No network and no files of the user's: the tile pool is cut from the photographs in
-``mosaic/assets/photos`` (CC0 / public domain, see ``assets/LICENSES.md``), and the input clip is
-a slow pan and zoom over one of them, written first so the demo also exercises decoding.
+No network and no files of the user's: the input clip is a slow pan and zoom over one of the
+photographs in ``mosaic/assets/photos`` (CC0 / public domain, see ``assets/LICENSES.md``), written
+first so the demo also exercises decoding, and the tile pool is cut from the others: the
+subject is never built from pieces of itself.
 """
 
 from __future__ import annotations
@@ -36,9 +37,12 @@ def asset_photos() -> list[Path]:
 
 
 def demo_pool(tile_size: int = TILE_SIZE) -> TilePool:
-    """About a thousand tiles: square crops of every shipped photo at three scales."""
-    crops = []
+    """About a thousand tiles: square crops of every shipped photo but the clip's subject, at
+    three scales."""
+    crops, sources = [], []
     for path in asset_photos():
+        if path.name == DEMO_SUBJECT:
+            continue
         photo = read_image(path)
         height, width = photo.shape[-2:]
         for fraction in (0.5, 0.25, 0.125):
@@ -47,8 +51,8 @@ def demo_pool(tile_size: int = TILE_SIZE) -> TilePool:
             for top in range(0, height - side + 1, step):
                 for left in range(0, width - side + 1, step):
                     crops.append(resize(photo[:, top : top + side, left : left + side], tile_size))
-    images = torch.stack(crops)
-    return TilePool.from_tensor(images)
+                    sources.append(path.name)
+    return TilePool.from_tensor(torch.stack(crops), sources)
 
 
 def demo_clip(path: Path) -> None:
@@ -74,10 +78,11 @@ def run_demo(
 ) -> VideoStats:
     """Render the demo into ``./mosaic-demo`` (or a temporary folder) and say where.
 
-    ``config`` is a ``MosaicConfig``, a preset's name, or ``None`` (cell 12); ``video_options``
-    go to ``render_video`` (``encoder_preset``, ``crf``, ``decoder``, ``timing``, ...).
+    ``config`` is a ``MosaicConfig``, a preset's name, or ``None`` (the defaults: cells of 16,
+    tiles of 32, a 1280 x 720 mosaic); ``video_options`` go to ``render_video``
+    (``encoder_preset``, ``crf``, ``decoder``, ``timing``, ...).
     """
-    config = MosaicConfig(cell=12) if config is None else as_config(config)
+    config = as_config(config)
     folder = _writable_folder()
     clip, output = folder / "demo-input.mp4", folder / "demo-mosaic.mp4"
     if not quiet:

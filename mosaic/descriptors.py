@@ -12,23 +12,27 @@ from kernels import cell_features
 
 
 def descriptors(
-    images: torch.Tensor, cell: int, grid: int, lightness_weight: float = 1.0
+    images: torch.Tensor, cell: int | tuple[int, int], grid: int, lightness_weight: float = 1.0
 ) -> torch.Tensor:
-    """Descriptors of every ``cell x cell`` cell of every image.
+    """Descriptors of every cell of every image.
 
     Args:
-        images: ``(N, 3, H, W)`` uint8 sRGB, ``H`` and ``W`` multiples of ``cell``; any strides.
-        cell: cell side in pixels; a multiple of ``grid``.
+        images: ``(N, 3, H, W)`` uint8 sRGB, ``H`` and ``W`` multiples of the cell's sides; any
+            strides.
+        cell: cell side in pixels, or ``(height, width)``; multiples of ``grid``.
         grid: ``s``, the descriptor grid per cell (1 = the plain mean colour).
         lightness_weight: factor on the L channel; a/b keep weight 1 (distances are Euclidean,
             so this weighs lightness against chroma).
 
     Returns:
-        float32 ``(N, rows, cols, 3 * grid * grid)``, ``rows = H // cell``, ``cols = W // cell``.
+        float32 ``(N, rows, cols, 3 * grid * grid)``, ``rows = H // height``,
+        ``cols = W // width``.
     """
-    if cell % grid:
+    cell_h, cell_w = (cell, cell) if isinstance(cell, int) else cell
+    if cell_h % grid or cell_w % grid:
         raise ValueError(f"cell size {cell} must be a multiple of the descriptor grid {grid}")
-    return block_descriptors(cell_features(images, cell // grid), grid, lightness_weight)
+    blocks = cell_features(images, (cell_h // grid, cell_w // grid))
+    return block_descriptors(blocks, grid, lightness_weight)
 
 
 def block_descriptors(

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from adapters import read_image
+from mosaic.assign import Assignment, UsageReport
 from mosaic.config import MosaicConfig, as_config
 from mosaic.engine import FrameRenderer
 from mosaic.metrics import fidelity
@@ -28,8 +29,10 @@ IMAGE_STEPS = 3
 @dataclass(frozen=True)
 class ImageStats:
     """What ``render_image_with_stats`` did: sizes, time, device, the assignment (``method``,
-    the ``reuse`` cap, ``grid`` of cells), how many distinct tiles of the pool it used, and
-    ``fidelity``, the mean Oklab distance between each cell of the source and of the mosaic."""
+    the ``reuse`` cap, ``grid`` of cells), how many distinct tiles of the pool it used and the
+    most used (``usage``, with ``most_used`` its source), ``fidelity``, the mean Oklab distance
+    between each cell of the source and of the mosaic, and ``settings``: the look with its
+    ``"auto"`` settings resolved (``FrameRenderer.settings_summary``)."""
 
     input_size: tuple[int, int]
     output_size: tuple[int, int]
@@ -41,13 +44,19 @@ class ImageStats:
     tiles_used: int
     pool_size: int
     fidelity: float
+    usage: UsageReport | None = None
+    most_used: str = ""
+    settings: str = ""
 
     def summary(self) -> str:
         (w, h), (ow, oh) = self.input_size, self.output_size
+        used = f"{self.tiles_used} of {self.pool_size} tiles used"
+        if self.usage is not None:
+            used = self.usage.summary(self.most_used)
         return (
             f"{w}x{h} -> {ow}x{oh} in {self.seconds:.1f} s ({self.device}); "
             f"{assignment_summary(self.grid, self.method, self.reuse)}, "
-            f"{self.tiles_used} of {self.pool_size} tiles used; fidelity {self.fidelity:.4f}"
+            f"{used}; fidelity {self.fidelity:.4f}"
         )
 
 
@@ -91,14 +100,7 @@ def render_image_with_stats(
     """``render_image``, and what it did (``ImageStats``, whose ``summary()`` the command line
     prints)."""
     config = as_config(config)
-    if isinstance(image, torch.Tensor):
-        if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
-            raise ValueError(
-                f"image must be a uint8 (3, H, W) tensor, got {image.dtype} {tuple(image.shape)}"
-            )
-        frame, out_device = image, image.device
-    else:
-        frame, out_device = read_image(image), torch.device("cpu")
+    frame, out_device = input_frame(image)
     started = time.perf_counter()
     renderer = FrameRenderer(pool, config)
     height, width = frame.shape[-2:]
@@ -119,19 +121,63 @@ def render_image_with_stats(
     choice = assignment.tiles.reshape(analysis.grid)
     mosaic = renderer.compose(analysis, choice)
     step_done()
-    stats = ImageStats(
+    score = fidelity(analysis.frame, mosaic, analysis.grid)["mean"]
+    stats = finished_stats(renderer, assignment, (height, width), started, score)
+    return mosaic.to(out_device), stats
+
+
+def finished_stats(
+    renderer: FrameRenderer,
+    assignment: Assignment,
+    size: tuple[int, int],
+    started: float,
+    score: float,
+) -> ImageStats:
+    """The ``ImageStats`` of a still of ``size`` ``(H, W)`` that ``renderer`` assigned and drew
+    since ``started`` (``time.perf_counter()``), its fidelity ``score``; warns when an explicit
+    ``min_distance`` could not hold."""
+    usage = renderer.usage.read()
+    warn_if_spacing_failed(renderer.config, usage)
+    height, width = size
+    out_h, out_w = renderer.output_size(height, width)
+    return ImageStats(
         input_size=(width, height),
-        output_size=(mosaic.shape[-1], mosaic.shape[-2]),
+        output_size=(out_w, out_h),
         seconds=time.perf_counter() - started,
         device=str(renderer.device),
         method=assignment.method,
-        reuse=reuse,
-        grid=(rows, cols),
-        tiles_used=int(choice.unique().numel()),
+        reuse=renderer.reuse_for(height, width),
+        grid=renderer.grid_shape(height, width),
+        tiles_used=usage.tiles_used,
         pool_size=renderer.pool_size,
-        fidelity=fidelity(analysis.frame, mosaic, analysis.grid)["mean"],
+        fidelity=score,
+        usage=usage,
+        most_used=renderer.sources[usage.most_used],
+        settings=renderer.settings_summary(height, width),
     )
-    return mosaic.to(out_device), stats
+
+
+def input_frame(image: str | Path | torch.Tensor) -> tuple[torch.Tensor, torch.device]:
+    """The uint8 ``(3, H, W)`` frame of ``image`` and the device its mosaic goes back to."""
+    if isinstance(image, torch.Tensor):
+        if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(
+                f"image must be a uint8 (3, H, W) tensor, got {image.dtype} {tuple(image.shape)}"
+            )
+        return image, image.device
+    return read_image(image), torch.device("cpu")
+
+
+def warn_if_spacing_failed(config: MosaicConfig, usage: UsageReport) -> None:
+    """Warn in one line when an explicit ``min_distance`` left cells beside a copy of their tile
+    (``"auto"`` spacing is best effort: the summary counts them)."""
+    if config.min_distance != "auto" and usage.clashes:
+        warnings.warn(
+            f"min_distance {config.min_distance}: {usage.clashes} cells still have a copy of their "
+            "tile within that distance; lower it, raise --reuse or add tiles",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
 def warn_if_repetitive(config: MosaicConfig, reuse: int, cells: int, tiles: int) -> None:

@@ -146,28 +146,32 @@ class TileSwaps:
     changed: torch.Tensor
 
 
-def source_change(previous: torch.Tensor, current: torch.Tensor, cell: int) -> torch.Tensor:
-    """Mean absolute change of every ``cell x cell`` cell between two frames, in levels of 255.
+def source_change(
+    previous: torch.Tensor, current: torch.Tensor, cell: int | tuple[int, int]
+) -> torch.Tensor:
+    """Mean absolute change of every cell between two frames, in levels of 255.
 
     Args:
         previous, current: uint8 ``(3, H, W)`` sRGB on one device, any strides.
-        cell: the cell side in pixels; the grid is ``ceil(H / cell) x ceil(W / cell)``, and the
-            cells of the last row and column average over the pixels they have.
+        cell: the cell's side in pixels, or its ``(height, width)``; the grid is
+            ``ceil(H / height) x ceil(W / width)``, and the cells of the last row and column
+            average over the pixels they have.
 
     Returns:
         float32 ``(rows, cols)`` on the frames' device.
     """
+    cell_h, cell_w = (cell, cell) if isinstance(cell, int) else cell
     height, width = current.shape[-2:]
-    rows, cols = -(-height // cell), -(-width // cell)
+    rows, cols = -(-height // cell_h), -(-width // cell_w)
     # |a - b| in uint8 without a wider copy: the larger minus the smaller.
     difference = torch.maximum(previous, current) - torch.minimum(previous, current)
-    padded = F.pad(difference, (0, cols * cell - width, 0, rows * cell - height))
-    means = grid_reduce(padded[None], cell)[0].sum(0)  # (rows, cols), over padded cells
+    padded = F.pad(difference, (0, cols * cell_w - width, 0, rows * cell_h - height))
+    means = grid_reduce(padded[None], (cell_h, cell_w))[0].sum(0)  # (rows, cols), padded cells
     device = current.device
-    cell_rows = (height - cell * torch.arange(rows, device=device)).clamp_max(cell)
-    cell_cols = (width - cell * torch.arange(cols, device=device)).clamp_max(cell)
+    cell_rows = (height - cell_h * torch.arange(rows, device=device)).clamp_max(cell_h)
+    cell_cols = (width - cell_w * torch.arange(cols, device=device)).clamp_max(cell_w)
     pixels = cell_rows[:, None] * cell_cols[None, :]
-    return means * (cell * cell / 3) / pixels
+    return means * (cell_h * cell_w / 3) / pixels
 
 
 def tile_swaps(

@@ -1,9 +1,9 @@
-"""The tile pool: photos turned into square uint8 tiles, with their descriptors.
+"""The tile pool: photos turned into uint8 tiles, with their descriptors.
 
 ``TilePool.from_dir`` scans a folder recursively, decodes the images in a thread pool (centre
-square crop, antialiased resize), merges files with identical content into one tile, optionally
-adds augmented copies, and caches the tiles on disk (in the user's cache folder, see
-``mosaic.cache``) so that a re-run only decodes the files that changed.
+crop to the tiles' aspect, square by default, antialiased resize), merges files with identical
+content into one tile, optionally adds augmented copies, and caches the tiles on disk (in the
+user's cache folder, see ``mosaic.cache``) so that a re-run only decodes the files that changed.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from adapters import SourceError, read_image
 from kernels import oklab_to_srgb, srgb_to_oklab
 from mosaic.cache import FORMAT_VERSION, PoolCache, content_hash, folder_cache_dir
 from mosaic.descriptors import descriptors as cell_descriptors
+from mosaic.imageops import resize
 
 __all__ = ["IMAGE_SUFFIXES", "Augmentation", "PoolError", "TilePool"]
 
@@ -35,6 +36,9 @@ IMAGE_SUFFIXES = frozenset(
 )
 _PROGRESS_MIN_FILES = 256  # fewer files than this load without a progress bar
 _CHUNK = 8192  # tiles per step of whole-pool work: bounds the temporaries
+# Pixels per step of the descriptors (their float32 Oklab copy is 12 bytes a pixel): large tiles
+# (a print's 256 px) go a few hundred at a time.
+_CHUNK_PIXELS = 2**23
 
 
 class PoolError(ValueError):
@@ -113,23 +117,34 @@ def _brightness_lut(step: float) -> np.ndarray:
 # ---------------------------------------------------------------------------- decoding
 
 
-def _load_tile(path: str, tile_size: int) -> np.ndarray:
-    """Decode one image file into its tile: uint8 ``(3, t, t)``, centre square, antialiased.
+def centre_crop(height: int, width: int, aspect: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(top, left, crop_h, crop_w)``: the largest centred crop of an ``height x width`` image
+    with the aspect of ``aspect = (h, w)``."""
+    aspect_h, aspect_w = aspect
+    crop_w = min(width, height * aspect_w // aspect_h)
+    crop_h = min(height, crop_w * aspect_h // aspect_w)
+    crop_w = max(1, crop_w)
+    crop_h = max(1, crop_h)
+    return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
+
+
+def _load_tile(path: str, shape: tuple[int, int]) -> np.ndarray:
+    """Decode one image file into its tile: uint8 ``(3, h, w)`` of ``shape = (h, w)``, the
+    centred crop of that aspect, antialiased.
 
     Raises ``SourceError``.
     """
+    tile_h, tile_w = shape
     # Twice the tile size, so the reduced-scale JPEG decode leaves room for a clean resample.
-    rgb = read_image(path, min_side=2 * tile_size)
-    _, height, width = rgb.shape
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    # Cropped before resizing: a resize box would let the filter reach pixels outside the square.
+    rgb = read_image(path, min_side=2 * max(shape))
+    top, left, crop_h, crop_w = centre_crop(*rgb.shape[-2:], shape)
+    # Cropped before resizing: a resize box would let the filter reach pixels outside the crop.
     # numpy, not torch: a small torch copy in a worker thread can wait on torch's own threads.
-    square = np.ascontiguousarray(
-        rgb.numpy()[:, top : top + side, left : left + side].transpose(1, 2, 0)
+    crop = np.ascontiguousarray(
+        rgb.numpy()[:, top : top + crop_h, left : left + crop_w].transpose(1, 2, 0)
     )
-    tile = Image.fromarray(square).resize(
-        (tile_size, tile_size), Image.Resampling.LANCZOS, reducing_gap=3.0
+    tile = Image.fromarray(crop).resize(
+        (tile_w, tile_h), Image.Resampling.LANCZOS, reducing_gap=3.0
     )
     return np.asarray(tile).transpose(2, 0, 1)
 
@@ -179,7 +194,7 @@ class _Decoded(NamedTuple):
 
 
 def _decode_file(
-    file: _File, content: str | None, tile_size: int, cached: dict[str, int]
+    file: _File, content: str | None, tile_size: tuple[int, int], cached: dict[str, int]
 ) -> _Decoded:
     """Hash ``file`` unless its hash is known, then decode it unless its content is cached."""
     if file.size == 0:
@@ -201,11 +216,12 @@ def _decode_file(
 
 
 class TilePool:
-    """Square uint8 tiles and their descriptors; build one with ``from_dir`` or ``from_tensor``.
+    """uint8 tiles and their descriptors; build one with ``from_dir`` or ``from_tensor``.
 
     Attributes:
-        images: uint8 ``(M, 3, t, t)``, contiguous.
-        tile_size: ``t``.
+        images: uint8 ``(M, 3, h, w)``, contiguous.
+        tile_shape: ``(h, w)``.
+        tile_size: the tiles' side (their width when they are not square).
         sources: per tile, where it came from (for ``from_dir`` the path relative to the
             folder; augmented copies repeat their photo's path).
         skipped: ``(relative path, reason)`` of every image file that could not be read.
@@ -221,24 +237,29 @@ class TilePool:
         cache: PoolCache | None = None,
         cache_key: str = "",
         cache_settings: str = "",
+        folder: Path | None = None,
+        augmentation: Augmentation | None = None,
     ) -> None:
         if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
             raise PoolError(f"tile images must be a uint8 tensor, got {_type_name(images)}")
-        if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
-            raise PoolError(f"tile images must have shape (M, 3, t, t), got {tuple(images.shape)}")
-        if len(images) == 0 or images.shape[2] == 0:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise PoolError(f"tile images must have shape (M, 3, h, w), got {tuple(images.shape)}")
+        if len(images) == 0 or images.shape[2] == 0 or images.shape[3] == 0:
             raise PoolError("a tile pool needs at least one tile")
         sources = [f"tile {i}" for i in range(len(images))] if sources is None else list(sources)
         if len(sources) != len(images):
             raise PoolError(f"{len(sources)} sources given for {len(images)} tiles")
         self.images = images.contiguous()
-        self.tile_size = int(images.shape[2])
+        self.tile_shape = (int(images.shape[2]), int(images.shape[3]))
+        self.tile_size = self.tile_shape[1]
         self.sources = sources
         self.skipped = list(skipped)
-        self._summary = summary or f"{len(images)} tiles of {self.tile_size} px from a tensor"
+        self._summary = summary or f"{len(images)} tiles of {self._size_text()} from a tensor"
         self._cache = cache
         self._cache_key = cache_key  # content key of this pool's descriptors in the cache
         self._cache_settings = cache_settings  # format, tile size, augmentation
+        self._folder = folder  # the photos' folder, for tiles at another size (from_dir)
+        self._augmentation = augmentation or _NO_AUGMENTATION
         # (grid, lightness weight, device) -> float32 (M, D); shared with the pools .to() makes.
         self._descriptors: dict[tuple[int, float, torch.device], torch.Tensor] = {}
 
@@ -251,7 +272,7 @@ class TilePool:
     def from_dir(
         cls,
         path: str | os.PathLike[str],
-        tile_size: int = 32,
+        tile_size: int | tuple[int, int] = 32,
         *,
         augment: bool | Augmentation = False,
         cache: bool = True,
@@ -263,7 +284,8 @@ class TilePool:
 
         Args:
             path: the tile folder, scanned recursively (hidden files and folders left out).
-            tile_size: tile side ``t`` in pixels.
+            tile_size: tile side in pixels, or ``(width, height)``: each photo is cropped to
+                that aspect around its centre.
             augment: ``True`` for ``Augmentation()``, or the augmentation to apply.
             cache: read and write the on-disk cache.
             cache_dir: the folder that holds the caches, one subfolder per tile folder; default
@@ -281,7 +303,8 @@ class TilePool:
             raise PoolError(f"tile folder {os.fspath(path)} does not exist")
         if not folder.is_dir():
             raise PoolError(f"tile folder {os.fspath(path)} is not a folder")
-        if tile_size < 1:
+        shape = (tile_size, tile_size) if isinstance(tile_size, int) else tile_size[::-1]
+        if min(shape) < 1:
             raise ValueError(f"tile_size must be at least 1, got {tile_size}")
         if isinstance(augment, bool):
             augment = Augmentation() if augment else _NO_AUGMENTATION
@@ -292,12 +315,14 @@ class TilePool:
         if cache:
             root = None if cache_dir is None else Path(cache_dir).expanduser()
             store = PoolCache(folder_cache_dir(folder, root))
-        loaded = _load_tiles(files, tile_size, store, skipped, progress=progress, workers=workers)
+        loaded = _load_tiles(files, shape, store, skipped, progress=progress, workers=workers)
         skipped.sort()
         if not loaded.contents:
             raise PoolError(_empty_pool_message(os.fspath(path), files, skipped))
 
-        settings = f"{FORMAT_VERSION}|{tile_size}|{augment.tag()}"
+        settings = (
+            f"{FORMAT_VERSION}|{tile_size if shape[0] == shape[1] else shape}|{augment.tag()}"
+        )
         notes = [f"{len(skipped)} unreadable skipped"] if skipped else []
         if loaded.files_read > len(loaded.contents):
             notes.append(f"{loaded.files_read - len(loaded.contents)} duplicates merged")
@@ -313,13 +338,19 @@ class TilePool:
             cache=store,
             cache_key=_digest(settings, *loaded.contents),
             cache_settings=settings,
+            folder=folder,
+            augmentation=augment,
         )
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __repr__(self) -> str:
-        return f"TilePool({len(self)} tiles of {self.tile_size} px on {self.images.device})"
+        return f"TilePool({len(self)} tiles of {self._size_text()} on {self.images.device})"
+
+    def _size_text(self) -> str:
+        height, width = self.tile_shape
+        return f"{width} px" if height == width else f"{width}x{height} px"
 
     def summary(self) -> str:
         """One line: tiles, files, folder, and what was skipped, merged or added."""
@@ -334,6 +365,29 @@ class TilePool:
         moved.images = images
         return moved
 
+    def load_tiles(self, indices: Sequence[int], shape: tuple[int, int]) -> torch.Tensor:
+        """uint8 ``(len(indices), 3, h, w)``: tiles ``indices`` at ``shape = (h, w)``, decoded
+        again from their photos (a print's tiles, sharper than the pool's), augmented as the
+        pool is; a pool made from a tensor resizes its own tiles. On the CPU."""
+        if self._folder is None:
+            images = self.images[torch.as_tensor(list(indices), dtype=torch.long)]
+            return resize(images.cpu(), shape)
+        photos = len(self) // self._augmentation.variants
+        tiles = []
+        for index in indices:
+            photo = _load_tile(str(self._folder / self.sources[index]), shape)
+            tiles.append(self._augmentation.apply(photo[None])[index // photos])
+        return torch.from_numpy(np.stack(tiles))
+
+    def cropped(self, aspect: tuple[int, int]) -> TilePool:
+        """This pool with every tile cropped around its centre to the aspect of ``aspect =
+        (h, w)`` (``self`` when the tiles already have it), for cells of that shape."""
+        top, left, crop_h, crop_w = centre_crop(*self.tile_shape, aspect)
+        if (crop_h, crop_w) == self.tile_shape:
+            return self
+        images = self.images[:, :, top : top + crop_h, left : left + crop_w]
+        return TilePool(images, self.sources, skipped=self.skipped, summary=self._summary)
+
     @property
     def mean_lab(self) -> torch.Tensor:
         """Mean Oklab colour of every tile: float32 ``(M, 3)``, ``descriptors(1)``."""
@@ -343,7 +397,7 @@ class TilePool:
         """Descriptor of every tile, the whole tile being one cell.
 
         Args:
-            grid: descriptor grid ``s``; ``tile_size`` must be a multiple of it.
+            grid: descriptor grid ``s``; the tiles' sides must be multiples of it.
             lightness_weight: factor on the L channel (see ``mosaic.descriptors``).
 
         Returns:
@@ -366,8 +420,8 @@ class TilePool:
         if values is None:
             values = torch.cat(
                 [
-                    cell_descriptors(chunk, self.tile_size, grid, weight).reshape(len(chunk), -1)
-                    for chunk in self.images.split(_CHUNK)
+                    cell_descriptors(chunk, self.tile_shape, grid, weight).reshape(len(chunk), -1)
+                    for chunk in self.images.split(self._chunk_tiles())
                 ]
             )
             if self._cache is not None:
@@ -375,17 +429,21 @@ class TilePool:
         self._descriptors[memo_key] = values = values.to(device)
         return values
 
+    def _chunk_tiles(self) -> int:
+        """Tiles per step of the descriptors: ``_CHUNK``, fewer for large tiles."""
+        return max(1, min(_CHUNK, _CHUNK_PIXELS // (self.tile_shape[0] * self.tile_shape[1])))
+
 
 class _Loaded(NamedTuple):
     contents: list[str]  # distinct content hashes, in path order
-    tiles: np.ndarray  # uint8 (K, 3, t, t), one per content
+    tiles: np.ndarray  # uint8 (K, 3, h, w), one per content
     sources: list[str]  # first relative path of each content
     files_read: int  # files that gave a tile, duplicates included
 
 
 def _load_tiles(
     files: list[_File],
-    tile_size: int,
+    tile_size: tuple[int, int],
     store: PoolCache | None,
     skipped: list[tuple[str, str]],
     *,
@@ -398,9 +456,7 @@ def _load_tiles(
     """
     manifest = store.read_manifest() if store else {}
     cached_contents, cached_tiles = (
-        store.read_tiles(tile_size)
-        if store
-        else ([], np.empty((0, 3, tile_size, tile_size), np.uint8))
+        store.read_tiles(tile_size) if store else ([], np.empty((0, 3, *tile_size), np.uint8))
     )
     cached = {content: row for row, content in enumerate(cached_contents)}
 
@@ -455,7 +511,7 @@ def _gather(
     cached: dict[str, int],
     new_tiles: dict[str, np.ndarray],
 ) -> np.ndarray:
-    """uint8 ``(K, 3, t, t)``: the tile of each content, from ``new_tiles`` or the cache rows."""
+    """uint8 ``(K, 3, h, w)``: the tile of each content, from ``new_tiles`` or the cache rows."""
     tiles = np.empty((len(contents), *cached_tiles.shape[1:]), np.uint8)
     reused = [(row, cached[c]) for row, c in enumerate(contents) if c not in new_tiles]
     if reused:
@@ -470,7 +526,7 @@ def _gather(
 def _decode_files(
     jobs: list[_File],
     contents: dict[str, str],
-    tile_size: int,
+    tile_size: tuple[int, int],
     cached: dict[str, int],
     progress: bool,
     workers: int | None,

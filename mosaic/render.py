@@ -1,4 +1,5 @@
-"""Rendering: tiles composited into the output frame, with optional colour transfer per cell.
+"""Rendering: tiles composited into the output frame, with optional colour transfer per cell and
+the source optionally blended over the result.
 
 Colour transfer is Reinhard et al.'s (2001) mean-and-spread match, per Oklab channel, blended by
 the strength ``s`` in [0, 1]. For a cell whose source has mean ``mu_c`` and standard deviation
@@ -22,7 +23,11 @@ operations. A renderer that draws many frames with one pool converts the tiles t
 statistics stay within a tolerance of those it was last coloured with is coloured with those same
 statistics again, so its pixels do not change and noise in the source does not make the tiles
 shimmer. The hold is a few fixed-shape tensors on the device: a GPU frame reads nothing back.
-On a CPU only the cells that changed are converted, the others copied from the previous frame.
+On a CPU only the cells that changed are converted, the others copied from the previous frame
+(not with a blend, which changes every cell with its source).
+
+A ``Blend`` lays the source over the mosaic at an opacity in [0, 1], in the same pass
+(``kernels.composite``): an image editor's layer opacity, on sRGB codes.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from numbers import Real
 import torch
 
 from kernels import (
+    Blend,
     ColourTransfer,
     analyse_cells,
     composite_tiles,
@@ -58,8 +64,9 @@ MAX_SPREAD_GAIN = 2.0
 SPREAD_EPS = 1e-4
 """Floor on a tile's Oklab standard deviation in the gain's denominator (flat tiles)."""
 
-# Tiles converted to Oklab per batch in ``tile_stats``: bounds the float32 copy of large pools.
-_TILE_STATS_BATCH = 1024
+# Pixels converted to Oklab per batch in ``tile_stats`` (12 bytes each in float32): bounds the
+# float32 copy of large pools and large tiles.
+_TILE_STATS_PIXELS = 2**24
 
 
 @dataclass(frozen=True)
@@ -104,14 +111,14 @@ class ColourHold:
         if not tolerance >= 0:  # also refuses NaN
             raise ValueError(f"the colour hold tolerance must be >= 0, got {tolerance}")
         self.tolerance = tolerance
-        self._side: int | None = None  # tile side in pixels of the frames held
+        self._side: object = None  # tile shape in pixels of the frames held
         self._tiles: torch.Tensor | None = None  # (rows, cols) int64 tile of each cell
         self._mean: torch.Tensor | None = None  # (rows, cols, 3) statistics it was coloured with
         self._std: torch.Tensor | None = None
         self.frame: torch.Tensor | None = None  # uint8 (3, H, W), the last RGB frame drawn
 
     def statistics(
-        self, choice: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, side: int
+        self, choice: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, side: object
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The statistics to colour this frame's cells with, and which cells changed.
 
@@ -119,7 +126,7 @@ class ColourHold:
             choice: int64 ``(rows, cols)``, this frame's tiles.
             mean: float32 ``(rows, cols, 3)``, its cells' source Oklab means.
             std: float32 ``(rows, cols, 3)``, their standard deviations.
-            side: the tile side in pixels.
+            side: the tile size in pixels (a side, or ``(height, width)``).
 
         Returns:
             ``(mean, std, changed)``: the given statistics where ``changed`` (bool
@@ -159,7 +166,7 @@ def tile_stats(
     """Oklab mean and standard deviation of every tile of a pool (computed once per pool).
 
     Args:
-        tiles: uint8 ``(M, 3, t, t)`` sRGB tiles; any strides.
+        tiles: uint8 ``(M, 3, th, tw)`` sRGB tiles; any strides.
         lab: ``srgb_to_oklab(tiles)`` when the caller already has it (read, not modified);
             otherwise the tiles are converted here, a batch at a time.
 
@@ -169,14 +176,13 @@ def tile_stats(
     _check_tiles(tiles)
     if lab is not None:
         _check_tile_lab(lab, tiles)
-    side = tiles.shape[-1]
+    side = tuple(tiles.shape[-2:])
+    batch = max(1, _TILE_STATS_PIXELS // (side[0] * side[1]))
     batches = [
         _block_mean_std(srgb_to_oklab(b), side, overwrite=True)
         if lab is None
-        else _block_mean_std(lab[start : start + _TILE_STATS_BATCH], side)
-        for start, b in zip(
-            range(0, len(tiles), _TILE_STATS_BATCH), tiles.split(_TILE_STATS_BATCH), strict=True
-        )
+        else _block_mean_std(lab[start : start + batch], side)
+        for start, b in zip(range(0, len(tiles), batch), tiles.split(batch), strict=True)
     ]
     mean = torch.cat([m for m, _ in batches]).reshape(len(tiles), 3)
     std = torch.cat([s for _, s in batches]).reshape(len(tiles), 3)
@@ -197,9 +203,11 @@ def render_mosaic(
     hold: ColourHold | None = None,
     size: tuple[int, int] | None = None,
     pixel_format: str = "rgb",
+    blend: Blend | None = None,
     timer: StageTimer = NO_TIMER,
 ) -> torch.Tensor:
-    """Composite the chosen tiles into one frame, optionally colour-matched to the source cells.
+    """Composite the chosen tiles into one frame, optionally colour-matched to the source cells
+    and blended with the source.
 
     Args:
         tiles: uint8 ``(M, 3, t, t)`` tile pixels; any strides.
@@ -219,6 +227,7 @@ def render_mosaic(
         size: ``(H, W)`` to crop the mosaic to (at the bottom and right); default the whole.
         pixel_format: ``"rgb"``, or ``"yuv420p"`` for the I420 bytes a video encoder takes
             (``kernels.composite_tiles``).
+        blend: the source picture laid over the mosaic at an opacity (``kernels.Blend``).
         timer: records the cells' colour statistics (the hold) as stage ``"colour"`` and
             drawing the frame (tiles, colour transfer, sRGB) as ``"render"``.
 
@@ -248,6 +257,7 @@ def render_mosaic(
         hold=hold,
         size=size,
         pixel_format=pixel_format,
+        blend=blend,
         timer=timer,
     )
 
@@ -263,6 +273,7 @@ def render_mosaic_unchecked(
     hold: ColourHold | None = None,
     size: tuple[int, int] | None = None,
     pixel_format: str = "rgb",
+    blend: Blend | None = None,
     timer: StageTimer = NO_TIMER,
 ) -> torch.Tensor:
     """``render_mosaic`` without the checks only it makes (the index range, the strength, the
@@ -270,8 +281,8 @@ def render_mosaic_unchecked(
     read back from the device. ``tile_stats`` is required when ``color_strength > 0``."""
     if color_strength == 0:
         with timer.stage("render"):
-            return composite_tiles(tiles, choice, size=size, pixel_format=pixel_format)
-    side = tiles.shape[-1]
+            return composite_tiles(tiles, choice, size=size, pixel_format=pixel_format, blend=blend)
+    side = tiles.shape[-2:]
     mean, std = cell_stats.mean, cell_stats.std
     previous = changed = None
     with timer.stage("colour"):
@@ -279,7 +290,7 @@ def render_mosaic_unchecked(
             mean, std, changed = hold.statistics(choice, mean, std, side)
             # The CPU path copies the unchanged cells from the last frame, if it is one like this.
             rows, cols = choice.shape
-            shape = (3, *(size or (rows * side, cols * side)))
+            shape = (3, *(size or (rows * side[0], cols * side[1])))
             if pixel_format == "rgb" and hold.frame is not None and hold.frame.shape == shape:
                 previous = hold.frame
             hold.frame = None  # matches the hold's statistics only once this frame is drawn
@@ -296,22 +307,23 @@ def render_mosaic_unchecked(
             pixel_format=pixel_format,
             previous=previous,
             changed=changed if previous is not None else None,
+            blend=blend,
         )
-    if hold is not None and pixel_format == "rgb":
+    if hold is not None and pixel_format == "rgb" and blend is None:
         hold.frame = image
     return image
 
 
 def _block_mean_std(
-    lab: torch.Tensor, block: int, *, overwrite: bool = False
+    lab: torch.Tensor, block: tuple[int, int], *, overwrite: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and population standard deviation of every ``block x block`` block.
+    """Mean and population standard deviation of every ``bh x bw`` block.
 
     Two passes (mean, then mean squared deviation), which stays accurate in float32 for the
     near-flat blocks whose spread matters most, unlike ``E[x^2] - E[x]^2``.
 
     Args:
-        lab: contiguous float32 ``(N, 3, H, W)`` Oklab, ``H`` and ``W`` multiples of ``block``.
+        lab: contiguous float32 ``(N, 3, H, W)`` Oklab, ``H`` and ``W`` multiples of ``block``'s.
         overwrite: work in ``lab`` itself (its values are lost) instead of a copy.
 
     Returns:
@@ -320,7 +332,7 @@ def _block_mean_std(
     n, _, height, width = lab.shape
     mean = grid_reduce(lab, block)
     rows, cols = mean.shape[-2:]
-    blocks = lab.view(n, 3, rows, block, cols, block)
+    blocks = lab.view(n, 3, rows, block[0], cols, block[1])
     block_mean = mean[:, :, :, None, :, None]
     deviation = blocks.sub_(block_mean) if overwrite else blocks - block_mean
     variance = grid_reduce(deviation.square_().view(n, 3, height, width), block)
@@ -351,10 +363,9 @@ def _check_cell(frame: torch.Tensor, cell: object) -> None:
 def _check_tiles(tiles: object) -> None:
     _check_image(tiles, "tiles", ndim=4)
     m, _, height, width = tiles.shape
-    if m < 1 or height < 1 or height != width:
+    if m < 1 or height < 1 or width < 1:
         raise ValueError(
-            f"tiles must be a non-empty (M, 3, t, t) batch of square tiles, "
-            f"got shape {tuple(tiles.shape)}"
+            f"tiles must be a non-empty (M, 3, th, tw) batch, got shape {tuple(tiles.shape)}"
         )
 
 

@@ -28,7 +28,8 @@ from adapters import (
 )
 from adapters.info import as_fraction
 from adapters.pyav_source import pyav_problem
-from mosaic.assign import Assignment
+from adapters.yuv import yuv420_to_rgb
+from mosaic.assign import Assignment, UsageReport
 from mosaic.config import MosaicConfig, as_config
 from mosaic.engine import FrameAnalysis, FrameRenderer
 from mosaic.image import ProgressCallback, assignment_summary, warn_if_repetitive
@@ -66,8 +67,10 @@ class VideoStats:
     ``FIDELITY_EVERY``-th after it. ``gap_mean`` and ``gap_max`` are the mean and largest
     certified gap of the assignment over the frames (method ``"auction"``: an upper bound on how
     far each frame's assignment is above its optimum, as a fraction; 0 for exact methods;
-    ``None`` for ``"windows"``). ``stage_seconds`` is the wall-clock time of each pipeline
-    stage (``"open"``: the decoder and encoder starting, ``"decode"``, ``"features"``,
+    ``None`` for ``"windows"``). ``usage`` counts the tiles used over the video (distinct, the
+    most used, what the spacing rule left; ``most_used`` names that tile) and ``settings`` is
+    the look with its ``"auto"`` settings resolved. ``stage_seconds`` is the wall-clock time of
+    each pipeline stage (``"open"``: the decoder and encoder starting, ``"decode"``, ``"features"``,
     ``"assignment"``, ``"colour"``, ``"render"``, ``"encode"``, ``"metrics"``, the main thread's
     ``"waiting_input"`` and ``"waiting_output"``, and ``"flush"``: the last frames through the
     encoder and the file finished) summed over the run, and
@@ -102,6 +105,9 @@ class VideoStats:
     source_changes: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
+    usage: UsageReport | None = None
+    most_used: str = ""
+    settings: str = ""
 
     def summary(self) -> str:
         (w, h), (ow, oh) = self.input_size, self.output_size
@@ -117,6 +123,7 @@ class VideoStats:
             f"{100 * self.source_changes:.1f} %), fidelity {self.fidelity:.4f}, "
             f"scene cuts {self.scene_cuts}"
             + ("" if self.gap_max is None else f", certified gap <= {100 * self.gap_max:.2f} %")
+            + ("" if self.usage is None else f"; {self.usage.summary(self.most_used)}")
             + ended_note
         )
 
@@ -144,6 +151,7 @@ def render_frames(
     *,
     timer: StageTimer = NO_TIMER,
     on_batch: Callable[[int], None] | None = None,
+    pixel_format: str = "rgb",
 ) -> FramesSummary:
     """Render uint8 NHWC ``(B, H, W, 3)`` batches of frames into mosaics handed to ``write``.
 
@@ -158,7 +166,9 @@ def render_frames(
     ``"decode"`` (producing a batch), the ``FrameRenderer`` stages, ``"metrics"`` (the tally,
     and fidelity on every ``FIDELITY_EVERY``-th frame), ``"encode"``
     (``write``), this thread's ``"waiting_input"`` and ``"waiting_output"``, and ``"flush"``
-    (the last batches' way out once all are assigned).
+    (the last batches' way out once all are assigned). With ``pixel_format="yuv420p"`` the
+    mosaics are handed over as the I420 bytes a video encoder takes (``FrameRenderer.compose``);
+    fidelity is then measured on them converted back to RGB, what the encoder receives.
     """
     temporal = TemporalCoherence(renderer.config.temporal)
     hold = renderer.colour_hold()
@@ -183,14 +193,17 @@ def render_frames(
             zip(analyses, assignments, cuts, strict=True), first
         ):
             choice = assignment.tiles.reshape(analysis.grid)
-            image = renderer.compose(analysis, choice, timer, hold)
+            image = renderer.compose(analysis, choice, timer, hold, pixel_format)
             with timer.stage("metrics"):
                 if index % FIDELITY_EVERY == 0:
-                    fidelities.append(fidelity(analysis.frame, image, analysis.grid)["mean"])
+                    shown = image if pixel_format == "rgb" else yuv420_to_rgb(image)
+                    fidelities.append(fidelity(analysis.frame, shown, analysis.grid)["mean"])
                 previous_frame, previous_choice = last or (None, None)
                 change = None
                 if previous_frame is not None:
-                    change = source_change(previous_frame, analysis.frame, renderer.config.cell)
+                    change = source_change(
+                        previous_frame, analysis.frame, renderer.config.cell_shape
+                    )
                 tally.add(previous_choice, choice, cut, assignment.gap, change)
                 last = analysis.frame, choice
             writer.put(image)
@@ -313,8 +326,7 @@ def render_video(
         rows, cols = renderer.grid_shape(info.height, info.width)
         reuse = renderer.reuse_for(info.height, info.width)  # fails early if the pool is too small
         warn_if_repetitive(config, reuse, rows * cols, renderer.pool_size)
-        tile = renderer.tiles.shape[-1]
-        out_w, out_h = info.width * tile // config.cell, info.height * tile // config.cell
+        out_h, out_w = renderer.output_size(info.height, info.width)
         audio = source if info.has_audio else None
         bar = tqdm(
             total=len(wanted), unit="frame", disable=not progress, smoothing=0.1, desc="mosaic"
@@ -331,24 +343,33 @@ def render_video(
         stopped: list[DecodeError] = []
         with bar, contextlib.ExitStack() as closing:
             with timer.stage("open"):
-                size = {"width": out_w, "height": out_h}
+                pixel_format = sink_pixel_format(renderer.device)
                 sink = closing.enter_context(
                     open_sink(
                         output,
-                        **size,
+                        **encoded_size(out_w, out_h, pixel_format),
                         fps=out_fps,
                         audio_from=audio,
                         preset=encoder_preset,
                         crf=crf,
+                        pixel_format=pixel_format,
                     )
                 )
             frames = decodable_batches(frames_in, wanted, stopped)
-            summary = render_frames(frames, renderer, sink.write, timer=timer, on_batch=advance)
+            summary = render_frames(
+                frames,
+                renderer,
+                sink.write,
+                timer=timer,
+                on_batch=advance,
+                pixel_format=pixel_format,
+            )
             with timer.stage("flush"):  # the encoder's last frames and the file's index
                 closing.close()
         encoder = sink.encoding  # the encoder, its preset, quality and threads
     seconds = time.perf_counter() - started
     ended_at = _ended_early_at(source, info, stopped)
+    usage = renderer.usage.read()
     return VideoStats(
         frames=summary.frames,
         input_size=(info.width, info.height),
@@ -367,6 +388,9 @@ def render_video(
         **asdict(summary.tally),
         stage_seconds=dict(timer.seconds),
         stage_cpu_seconds=dict(timer.cpu_seconds),
+        usage=usage,
+        most_used=renderer.sources[usage.most_used],
+        settings=renderer.settings_summary(info.height, info.width),
     )
 
 
@@ -426,6 +450,24 @@ def _ended_early_at(source: Path, info: VideoInfo, stopped: list[DecodeError]) -
         stacklevel=3,
     )
     return frame
+
+
+def sink_pixel_format(device: torch.device) -> str:
+    """How a pipeline on ``device`` hands its mosaics to the encoder: on CUDA the composite
+    kernel writes I420 bytes (``"yuv420p"``: half the bytes of RGB to copy to the host and no
+    conversion left for the encoder); on a CPU RGB, which the ffmpeg program converts in about
+    2 ms a 720p frame where the pure-torch I420 path takes about 22 ms (bench/README.md,
+    "Compositing")."""
+    return "yuv420p" if device.type == "cuda" else "rgb"
+
+
+def encoded_size(width: int, height: int, pixel_format: str) -> dict[str, int]:
+    """The sink's frame size for mosaics of ``width x height``: I420 frames come padded to even
+    sizes (``kernels.composite_tiles`` repeats the last row and column), RGB frames as they are
+    (the sink pads them the same way)."""
+    if pixel_format == "yuv420p":
+        return {"width": width + width % 2, "height": height + height % 2}
+    return {"width": width, "height": height}
 
 
 def decode_batch_size(device: torch.device) -> int:

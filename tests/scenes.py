@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from mosaic.pool import TilePool
 
@@ -42,6 +44,22 @@ def photo_pool(count: int, tile_size: int = 16, seed: int = 0) -> TilePool:
     texture = torch.randn(count, 3, tile_size, tile_size, generator=generator) * 0.03
     images = ((base + gradient + texture).clamp(0, 1) * 255).round().to(torch.uint8)
     return TilePool.from_tensor(images)
+
+
+def write_photos(
+    folder: Path, count: int, size: tuple[int, int], seed: int = 0, suffixes: tuple = ("jpg",)
+) -> Path:
+    """``count`` photo-like files of ``size`` (width, height) in ``folder``: a colour with a
+    gradient across and noise, named ``tile_000.jpg``..., the suffixes taken in turn."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    for index in range(count):
+        ramp = np.linspace(-40, 40, width)[None, :, None] * rng.uniform(-1, 1, 3)
+        pixels = rng.integers(0, 256, 3) + ramp + rng.normal(0, 6, (height, width, 3))
+        suffix = suffixes[index % len(suffixes)]
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        image.save(folder / f"tile_{index:03d}.{suffix}")
+    return folder
 
 
 def add_noise(frame: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:

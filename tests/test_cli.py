@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -20,7 +19,7 @@ from mosaic.cache import folder_cache_dir
 from mosaic.cli import main
 from tests.adapters.media import cut_short, make_clip, probe
 from tests.processes import child_env
-from tests.scenes import landscape, photo_pool
+from tests.scenes import landscape, photo_pool, write_photos
 
 pytestmark = pytest.mark.usefixtures("reference_path")
 
@@ -28,15 +27,7 @@ pytestmark = pytest.mark.usefixtures("reference_path")
 @pytest.fixture(scope="module")
 def tiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of 120 small photos-like images (gradients over the colour cube)."""
-    folder = tmp_path_factory.mktemp("tiles")
-    rng = np.random.default_rng(0)
-    for index in range(120):
-        base = rng.integers(0, 256, 3)
-        ramp = np.linspace(-40, 40, 24)[None, :, None] * rng.uniform(-1, 1, 3)
-        pixels = np.clip(base + ramp + rng.normal(0, 6, (24, 24, 3)), 0, 255).astype(np.uint8)
-        suffix = "jpg" if index % 2 else "png"
-        Image.fromarray(pixels).save(folder / f"tile_{index:03d}.{suffix}")
-    return folder
+    return write_photos(tmp_path_factory.mktemp("tiles"), 120, (24, 24), suffixes=("png", "jpg"))
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +44,10 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(*argv: str) -> int:
-    """The CLI in-process on CPU, quiet, uncached; options in ``argv`` override these."""
-    return main(["--quiet", "--device", "cpu", "--cell", "8", "--no-cache", *argv])
+    """The CLI in-process on CPU, quiet, uncached, outputs at the input's size; options in
+    ``argv`` override these."""
+    options = ["--quiet", "--device", "cpu", "--cell", "8", "--tile-size", "8", "--no-cache"]
+    return main([*options, *argv])
 
 
 def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -494,7 +487,7 @@ def test_the_program_exits_with_main_s_status_and_nothing_more(
     """``mosaic`` ends without the interpreter's teardown (``exit_now``): the status, the output
     and the messages are main()'s alone, with Triton loaded too (the interpreter runs kernels)."""
     options = ["-o", str(tmp_path / "o.png"), "--tiles", str(tiles), "--device", "cpu"]
-    options += ["--cell", "8", "--no-cache", "--quiet"]
+    options += ["--cell", "8", "--tile-size", "8", "--no-cache", "--quiet"]
     for source, status, messages in ((picture, 0, 0), (tmp_path / "missing.png", 1, 1)):
         done = subprocess.run(
             [sys.executable, "-m", "mosaic.cli", str(source), *options],
@@ -524,12 +517,18 @@ def test_the_image_summary_and_the_repetition_warning(
         "mosaic: warning: 3 tiles for 384 cells: each tile may fill up to 128 cells of a "
         "frame; add photos, or augment the pool (--augment), for a less repetitive mosaic"
     )
+    # The default tiles are readable: 32 px for cells of 4, the output 8 times the input.
     assert re.fullmatch(
-        r"96x64 -> 96x64 in [\d.]+ s \(cpu\); 16x24 cells, \w+ assignment, reuse 128, "
-        r"3 of 3 tiles used; fidelity [\d.]+",
+        r"96x64 -> 768x512 in [\d.]+ s \(cpu\); 16x24 cells, \w+ assignment, reuse 128, "
+        r"3 of 3 tiles used, the most used \d\.png \(128 cells\); fidelity [\d.]+",
         lines[2],
     ), lines[2]
-    assert lines[3:] == [f"wrote {output}"]
+    # What the defaults chose: spacing is off with 3 tiles (too few to keep copies apart).
+    assert lines[3] == (
+        "look: cells 4x4 px, tiles 32x32 px (output 768x512), grid 2, colour 0.6, "
+        "reuse 128 (auto), min distance 0 (auto)"
+    )
+    assert lines[4:] == [f"wrote {output}"]
 
 
 def test_the_cache_goes_where_asked_and_is_cleared(
@@ -638,3 +637,82 @@ def test_webm_output_is_vp9_with_opus(tiles: Path, clip: Path, tmp_path: Path):
     found = probe(output)
     assert found["video"]["codec_name"] == "vp9" and found["audio"]["codec_name"] == "opus"
     assert no_partial_files(tmp_path)
+
+
+def test_makers_options_reach_the_config(tiles: Path, picture: Path, tmp_path: Path, capsys):
+    """--cell WxH, --tile-size WxH, --blend, --fair and --min-distance: what the look line says,
+    and the size of what is written."""
+    output = tmp_path / "o.png"
+    options = ["--cell", "8x6", "--tile-size", "16x12", "--blend", "0.25", "--fair"]
+    options += ["--min-distance", "2"]
+    options += ["--device", "cpu", "--no-cache", "--tiles", str(tiles)]
+    assert main([str(picture), "-o", str(output), *options]) == 0
+    assert read_image(output).shape == (3, 128, 192)
+    look = capsys.readouterr().err.splitlines()[-2]
+    assert look == (
+        "look: cells 8x6 px, tiles 16x12 px (output 192x128), grid 2, colour 0.6, "
+        "fair use: each tile 1-2 times, min distance 2, blend 0.25"
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--cell", "8x"), "argument --cell: expected N or WIDTHxHEIGHT, got '8x'"),
+        (("--tile-size", "big"), "argument --tile-size: expected N or WIDTHxHEIGHT, got 'big'"),
+        (("--min-distance", "far"), 'argument --min-distance: an integer or "auto", got'),
+        (("--blend", "1.5"), "--blend must be between 0 and 1, got 1.5"),
+        (
+            ("--cell", "8x6", "--tile-size", "10"),
+            "--tile-size 10 does not have the aspect of the cells",
+        ),
+    ],
+)
+def test_bad_makers_options_are_one_line(
+    tiles: Path, picture: Path, tmp_path: Path, capsys, option, message
+):
+    try:
+        code = run(str(picture), "-o", str(tmp_path / "o.png"), "--tiles", str(tiles), *option)
+    except SystemExit as exit_:  # a usage error
+        code = exit_.code
+    assert code in (1, 2)
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_pool_subcommand_reports_skips_coverage_and_writes_a_sheet(
+    tiles: Path, picture: Path, tmp_path: Path, capsys
+):
+    folder = tmp_path / "pool"
+    folder.mkdir()
+    for path in sorted(tiles.iterdir())[:30]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"not a picture")
+    sheet = tmp_path / "sheet.png"
+    command = ["pool", str(folder), "--against", str(picture), "--sheet", str(sheet)]
+    assert main([*command, "--no-cache"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"30 tiles from 31 files in {folder} (1 unreadable skipped)"
+    assert lines[1].startswith("skipped broken.jpg: ")
+    assert re.fullmatch(
+        rf"against {re.escape(str(picture))}: \d+ % of 24 cells have a tile within 0.08 \(Oklab\)"
+        r"(; lacks .+)?",
+        lines[2],
+    )
+    assert lines[3] == f"wrote the contact sheet {sheet}"
+    assert read_image(sheet).shape == (3, 5 * 32, 6 * 32)  # 30 tiles, nearly square
+    assert main(["pool", str(tmp_path / "missing")]) == 1
+    assert one_error_line(capsys).endswith("does not exist")
+
+
+def test_pool_coverage_against_a_video_samples_its_frames(tiles: Path, clip: Path, capsys):
+    assert main(["pool", str(tiles), "--against", str(clip), "--cell", "8", "--no-cache"]) == 0
+    # 8 of the clip's 10 frames, 8 x 12 cells each
+    assert " % of 768 cells have a tile within 0.08" in capsys.readouterr().out
+
+
+def test_the_clip_is_the_demo_s_subject_and_its_pool_the_other_photos():
+    from mosaic.demo import DEMO_SUBJECT, asset_photos, demo_pool
+
+    pool = demo_pool(tile_size=8)
+    names = {path.name for path in asset_photos()}
+    assert set(pool.sources) == names - {DEMO_SUBJECT}

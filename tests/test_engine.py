@@ -10,10 +10,10 @@ import torch
 
 import mosaic.engine as engine
 from kernels import srgb_to_oklab
+from kernels.cell_analysis import repeat_edges
 from mosaic import MosaicConfig
 from mosaic.descriptors import descriptors
 from mosaic.engine import FrameRenderer
-from mosaic.imageops import pad_to_multiple
 from mosaic.render import cell_stats, render_mosaic, tile_stats
 from tests.scenes import add_noise, landscape, photo_pool
 
@@ -36,7 +36,7 @@ def test_padding_repeats_the_last_row_and_column(size: tuple[int, int], layout: 
         frame = frame.permute(1, 2, 0).contiguous().permute(2, 0, 1)
     elif layout == "batch":
         frame = torch.stack([frame, frame.flip(-1)])
-    assert torch.equal(pad_to_multiple(frame, 12), padded_by_gather(frame, 12))
+    assert torch.equal(repeat_edges(frame, 12), padded_by_gather(frame, 12))
 
 
 @pytest.mark.parametrize("grid", [1, 2])
@@ -49,7 +49,7 @@ def test_features_do_not_depend_on_colour_transfer(grid: int):
     for color in (0.0, 0.5):
         config = MosaicConfig(cell=8, grid=grid, color=color, lightness_weight=1.5, device="cpu")
         features[color] = FrameRenderer(pool, config).analyse(frame).features
-    expected = descriptors(pad_to_multiple(frame, 8)[None], 8, grid, 1.5).reshape(-1, 3 * grid**2)
+    expected = descriptors(repeat_edges(frame, 8)[None], 8, grid, 1.5).reshape(-1, 3 * grid**2)
     assert torch.equal(features[0.0], expected)
     torch.testing.assert_close(features[0.5], expected, atol=1e-6, rtol=0)
 

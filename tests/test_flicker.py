@@ -24,34 +24,38 @@ from tests.scenes import photo_pool
 from tests.syncs import count_syncs
 
 
-def change_numpy(a: np.ndarray, b: np.ndarray, cell: int) -> np.ndarray:
+def change_numpy(a: np.ndarray, b: np.ndarray, cell_h: int, cell_w: int) -> np.ndarray:
     """Mean absolute difference of every cell of two ``(3, H, W)`` frames, cell by cell."""
     height, width = a.shape[1:]
-    rows, cols = -(-height // cell), -(-width // cell)
+    rows, cols = -(-height // cell_h), -(-width // cell_w)
     out = np.zeros((rows, cols))
     difference = np.abs(a.astype(np.float64) - b.astype(np.float64))
     for r in range(rows):
         for c in range(cols):
-            out[r, c] = difference[:, r * cell : (r + 1) * cell, c * cell : (c + 1) * cell].mean()
+            rows_of = slice(r * cell_h, (r + 1) * cell_h)
+            out[r, c] = difference[:, rows_of, c * cell_w : (c + 1) * cell_w].mean()
     return out
 
 
 @given(
     height=st.sampled_from([1, 7, 8, 9, 17]),
     width=st.sampled_from([1, 5, 8, 13, 24]),
-    cell=st.sampled_from([1, 2, 3, 8]),
+    cell=st.sampled_from([1, 2, 3, 8, (3, 4), (8, 6)]),
     layout=st.sampled_from(["CHW", "HWC"]),
     seed=st.integers(0, 2**16),
 )
 def test_source_change_is_the_mean_absolute_difference_of_each_cell(
-    height: int, width: int, cell: int, layout: str, seed: int
+    height: int, width: int, cell: int | tuple[int, int], layout: str, seed: int
 ):
-    """Partial cells at the bottom and right average over the pixels they have; frames may be
-    views of HWC buffers (as decoders deliver them)."""
+    """Square and non-square cells ``(height, width)``; partial cells at the bottom and right
+    average over the pixels they have; frames may be views of HWC buffers (as decoders deliver
+    them)."""
     generator = torch.Generator().manual_seed(seed)
     shape = (3, height, width)
     a, b = (torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8) for _ in "ab")
-    expected = change_numpy(a.numpy(), b.numpy(), cell)
+    expected = change_numpy(
+        a.numpy(), b.numpy(), *((cell, cell) if isinstance(cell, int) else cell)
+    )
     if layout == "HWC":
         a, b = (x.permute(1, 2, 0).contiguous().permute(2, 0, 1) for x in (a, b))
     got = source_change(a, b, cell)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("reference_path")
 
 def test_stats_describe_the_mosaic():
     frame, pool = landscape(40, 56), photo_pool(60)
-    config = MosaicConfig(cell=8, device="cpu", reuse=2)
+    config = MosaicConfig(cell=8, tile_size=None, device="cpu", reuse=2)
     image, stats = render_image_with_stats(frame, pool, config)
 
     expected = FrameRenderer(pool, config).render(frame)
@@ -34,7 +34,7 @@ def test_stats_describe_the_mosaic():
 
 def test_a_preset_by_name_is_the_preset():
     frame, pool = landscape(32, 32), photo_pool(40)
-    by_name = render_image(frame, pool, "photo")  # reuse 1, no colour transfer
+    by_name = render_image(frame, pool, "photo")  # fair use, no colour transfer
     assert torch.equal(by_name, render_image(frame, pool, MosaicConfig.from_preset("photo")))
     assert as_config("vivid") == MosaicConfig.from_preset("vivid")
     assert as_config(None) == MosaicConfig()

@@ -357,7 +357,7 @@ def test_hundred_thousand_tiles_load_from_cache(
     cache.write_manifest(
         {f.relative: (f.size, f.mtime_ns, h) for f, h in zip(files, contents, strict=True)}
     )
-    cache.write_tiles(tile_size, contents, tiles)
+    cache.write_tiles((tile_size, tile_size), contents, tiles)
     monkeypatch.setattr(mosaic.pool, "_scan", lambda folder, skipped: list(files))
     monkeypatch.setattr(mosaic.pool, "_decode_file", None)
 
@@ -409,7 +409,7 @@ def test_from_tensor_checks_its_input() -> None:
     for bad in (
         torch.zeros(3, 3, 4, 4),  # float
         torch.zeros(3, 4, 4, dtype=torch.uint8),  # no batch axis
-        torch.zeros(3, 3, 4, 5, dtype=torch.uint8),  # not square
+        torch.zeros(3, 3, 4, 0, dtype=torch.uint8),  # no columns
         torch.zeros(0, 3, 4, 4, dtype=torch.uint8),  # empty
     ):
         with pytest.raises(PoolError):

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from kernels import cost_matrix, srgb_to_oklab
+from kernels import Blend, cost_matrix, srgb_to_oklab
 from kernels.composite import rgb_to_yuv420_reference
 from kernels.dispatch import use_triton
 from mosaic import MosaicConfig
@@ -236,8 +236,11 @@ def _bad_calls():
         "negative index": lambda: render_mosaic(tiles, torch.full((2, 3), -1)),
         "choice not 2-D": lambda: render_mosaic(tiles, torch.zeros(6, dtype=torch.int64)),
         "empty choice": lambda: render_mosaic(tiles, torch.zeros(0, 3, dtype=torch.int64)),
-        "tiles not square": lambda: render_mosaic(
-            torch.zeros(4, 3, 2, 3, dtype=torch.uint8), choice
+        "tiles without rows": lambda: render_mosaic(
+            torch.zeros(4, 3, 0, 3, dtype=torch.uint8), choice
+        ),
+        "blend above 1": lambda: render_mosaic(
+            tiles, choice, blend=Blend(torch.zeros(3, 4, 6, dtype=torch.uint8), 1.5)
         ),
         "tiles not RGB": lambda: render_mosaic(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), choice),
         "empty pool": lambda: render_mosaic(torch.zeros(0, 3, 2, 2, dtype=torch.uint8), choice),

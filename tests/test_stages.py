@@ -104,7 +104,7 @@ def test_pipelined_frames_equal_sequential_rendering(color: float):
     """render_frames (stages in threads) gives exactly what FrameRenderer.render gives frame
     after frame with one temporal state and colour hold; the size is not a multiple of the
     cell."""
-    config = MosaicConfig(cell=8, color=color, device="cpu")
+    config = MosaicConfig(cell=8, tile_size=None, color=color, device="cpu")
     renderer = FrameRenderer(photo_pool(300), config)
     frames = clip_frames(11)
     temporal, hold = TemporalCoherence(config.temporal), renderer.colour_hold()

@@ -91,7 +91,9 @@ def test_colour_hold_stops_tiles_shimmering_with_sensor_noise():
     changed = {}
     for tolerance in (0.0, TemporalSettings().colour_hold):
         settings = TemporalSettings(colour_hold=tolerance)
-        config = MosaicConfig(cell=CELL, grid=2, color=0.6, device="cpu", temporal=settings)
+        config = MosaicConfig(
+            cell=CELL, tile_size=None, grid=2, color=0.6, device="cpu", temporal=settings
+        )
         renderer = FrameRenderer(photo_pool(600, tile_size=16), config)
         temporal, hold = TemporalCoherence(settings), renderer.colour_hold()
         images = [renderer.render(frame, temporal, hold=hold).image for frame in frames]

@@ -30,7 +30,11 @@ def test_stats_describe_the_run(tmp_path: Path):
     source = make_clip(tmp_path / "in.mp4", size="96x64", rate="10", seconds=1)
     output = tmp_path / "out.mp4"
     stats = render_video(
-        source, output, photo_pool(200), MosaicConfig(cell=8, device="cpu"), progress=False
+        source,
+        output,
+        photo_pool(200),
+        MosaicConfig(cell=8, tile_size=None, device="cpu"),
+        progress=False,
     )
     assert stats.frames == 10 and probe(output)["video"]["packets"] == 10
     assert stats.input_size == stats.output_size == (96, 64)
@@ -253,3 +257,30 @@ def test_an_output_no_sink_writes_is_refused_before_decoding(
     with pytest.raises(SinkError, match=r"not a video container the sinks write \(\.avi\)"):
         render_video(tmp_path / "in.mp4", tmp_path / "out.avi", photo_pool(20), progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_yuv_frames_are_the_rgb_mosaics_in_i420(reference_path):
+    """A pipeline handing I420 bytes to the encoder (what CUDA does) writes the same mosaics as
+    the RGB one, converted as the sinks define it, and measures about the same fidelity."""
+    from adapters.yuv import rgb_to_yuv420
+    from mosaic.engine import FrameRenderer
+    from mosaic.video import render_frames
+    from tests.scenes import add_noise, landscape
+
+    frames = [add_noise(landscape(48, 64, seed=1), 2.0, seed=i).permute(1, 2, 0) for i in range(3)]
+    config = MosaicConfig(cell=8, device="cpu")
+    written: dict[str, list[torch.Tensor]] = {"rgb": [], "yuv420p": []}
+    summaries = {}
+    for pixel_format, out in written.items():
+        renderer = FrameRenderer(photo_pool(60), config)
+        summaries[pixel_format] = render_frames(
+            [frame[None] for frame in frames],
+            renderer,
+            lambda image, out=out: out.append(image.clone()),
+            pixel_format=pixel_format,
+        )
+    for rgb, yuv in zip(written["rgb"], written["yuv420p"], strict=True):
+        assert yuv.shape == (48 * 3 // 2, 64)
+        assert (yuv.int() - rgb_to_yuv420(rgb).int()).abs().max() <= 1
+    rgb_fidelity, yuv_fidelity = summaries["rgb"].fidelity, summaries["yuv420p"].fidelity
+    assert abs(yuv_fidelity - rgb_fidelity) <= 0.05 * rgb_fidelity

@@ -17,34 +17,46 @@ frame). ``reuse`` caps how often a tile may appear per frame:
 - ``reuse=k >= 1``, method ``"auction"``: an epsilon-scaled auction on candidate lists with a
   certified gap and no host syncs, whose prices and lists a video carries from frame to frame
   (``mosaic.assign.auction``; pass the ``AuctionState`` as ``warm_start``).
+- ``fair=True`` (fair use): every tile used ``floor(N / M)`` to ``ceil(N / M)`` times, a
+  transportation problem with lower and upper capacities. ``"exact"`` solves it exactly
+  (``solve_exact_fair``); ``"windows"`` starts from a valid fair assignment and keeps every
+  tile's count. The auction cannot honour lower capacities with its certificate, so fair use
+  with ``"auction"`` runs what ``"auto"`` picks (with more tiles than cells fair use is reuse 1,
+  which the auction solves).
 - ``min_distance=d > 0`` (same tile never within ``d`` cells, Chebyshev): a repair after any
-  solver moves the later cell of each clash to its cheapest admissible tile
-  (``mosaic.assign.spacing``). With ``reuse=1`` no tile repeats, so it never runs.
+  solver moves or swaps the later cell of each clash to its cheapest admissible tile, on the
+  device without host syncs, keeping the capacities (``mosaic.assign.spacing``). With
+  ``reuse=1`` no tile repeats, so it never runs.
 
 Everything runs on the device of the features; results are deterministic. ``assign_tiles``
 checks its arguments (``mosaic.assign.problem``, a few host reads); ``solve`` takes a trusted
-``Problem`` and, for ``"auction"`` without ``min_distance``, reads nothing back from the device.
+``Problem`` and, for ``"auction"`` (with or without ``min_distance``), reads nothing back from
+the device.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 
 from mosaic.assign.auction import AuctionState, solve_auction
-from mosaic.assign.exact import solve_exact, solve_nearest
+from mosaic.assign.exact import solve_exact, solve_exact_fair, solve_nearest
 from mosaic.assign.problem import (
     METHODS,
     PoolTooSmallError,
     Problem,
     check_method,
     check_min_distance,
+    fair_capacities,
     make_problem,
+    resolve_min_distance,
     resolve_reuse,
     validated_problem,
 )
-from mosaic.assign.spacing import enforce_spacing
+from mosaic.assign.spacing import ROUNDS, STILL_ROUNDS, enforce_spacing, spacing_conflicts
+from mosaic.assign.usage import TileUsage, UsageReport
 from mosaic.assign.windows import solve_windows
 
 __all__ = [
@@ -54,8 +66,12 @@ __all__ = [
     "AuctionState",
     "PoolTooSmallError",
     "Problem",
+    "TileUsage",
+    "UsageReport",
     "assign_tiles",
+    "fair_capacities",
     "make_problem",
+    "resolve_min_distance",
     "resolve_reuse",
     "resolved_method",
     "solve",
@@ -78,13 +94,18 @@ class Assignment:
     ``method``: the solver that ran: ``"nearest"``, ``"exact"``, ``"windows"`` or ``"auction"``.
     ``gap``: float64 ``()`` on the device for ``"auction"``: a certified upper bound on how far
     the solved objective (bonus included) is above its optimum, as a fraction; 0 for the exact
-    methods; ``None`` for ``"windows"`` (no bound) and whenever ``min_distance`` moved cells.
+    methods; ``None`` for ``"windows"`` (no bound). After the ``min_distance`` repair it bounds
+    the repaired assignment against the solver's lower bound (the optimum without spacing, at
+    most the optimum with it), so cells the repair moved count in it.
+    ``clashes``: int64 ``()`` on the device, with ``min_distance``: cells the repair left beside
+    a copy of their tile (0 when the rule holds); ``None`` without the rule.
     """
 
     tiles: torch.Tensor
     total: torch.Tensor
     method: str
     gap: torch.Tensor | None = field(default=None)
+    clashes: torch.Tensor | None = field(default=None)
 
     @property
     def cost(self) -> float:
@@ -92,13 +113,13 @@ class Assignment:
         return float(self.total)
 
 
-def resolved_method(method: str, reuse: int, cells: int, tiles: int) -> str:
+def resolved_method(method: str, reuse: int, cells: int, tiles: int, lower: int = 0) -> str:
     """The solver ``method`` stands for on a problem of that size: ``"nearest"`` when
-    ``reuse=0``, ``"exact"`` or ``"windows"`` for ``"auto"`` (by ``EXACT_MAX_ENTRIES``), else
-    ``method`` itself."""
+    ``reuse=0``, ``"exact"`` or ``"windows"`` for ``"auto"`` (by ``EXACT_MAX_ENTRIES``) and for
+    ``"auction"`` under a lower capacity ``lower`` (fair use), else ``method`` itself."""
     if reuse == 0:
         return "nearest"
-    if method == "auto":
+    if method == "auto" or (method == "auction" and lower):
         copies = min(reuse, cells)
         return "exact" if cells * tiles * copies <= EXACT_MAX_ENTRIES else "windows"
     return method
@@ -110,6 +131,7 @@ def assign_tiles(
     grid: tuple[int, int],
     *,
     reuse: int | str = 1,
+    fair: bool = False,
     method: str = "auto",
     min_distance: int = 0,
     incumbent: torch.Tensor | None = None,
@@ -124,6 +146,8 @@ def assign_tiles(
         grid: ``(rows, cols)``.
         reuse: ``0`` unlimited, ``k >= 1`` at most ``k`` uses per tile, or ``"auto"``
             (see ``resolve_reuse``).
+        fair: fair use, every tile ``floor(N / M)`` to ``ceil(N / M)`` times (``reuse`` is
+            then ignored).
         method: ``"auto"``, ``"exact"``, ``"windows"`` or ``"auction"`` (ignored when
             ``reuse=0``).
         min_distance: the same tile never within this many cells (Chebyshev); 0 = off.
@@ -136,16 +160,28 @@ def assign_tiles(
 
     Raises:
         PoolTooSmallError: the pool cannot fill the grid under ``reuse`` (before any solver runs).
-        ValueError: invalid arguments, or the ``min_distance`` repair found no admissible tile.
+        ValueError: invalid arguments, or the ``min_distance`` repair left a clash.
     """
     problem = validated_problem(cell_features, tile_features, grid, incumbent, switch_bonus)
     n, m = problem.cells.shape[0], problem.tiles.shape[0]
+    lower = 0
+    if fair:
+        lower, reuse = fair_capacities(n, m)
     reuse = resolve_reuse(reuse, n, m)
     check_method(method)
     check_min_distance(min_distance)
     if warm_start is not None and not warm_start.matches(problem, min(max(reuse, 1), n)):
         raise ValueError("warm_start was made for another grid, pool, reuse or device")
-    return solve(problem, grid, reuse, method, min_distance, warm_start)
+    result = solve(problem, grid, reuse, method, min_distance, warm_start, lower=lower, still=True)
+    if result.clashes is not None and int(result.clashes):
+        first = int(spacing_conflicts(result.tiles, grid, min_distance).int().argmax())
+        rows, cols = divmod(first, grid[1])
+        raise ValueError(
+            f"min_distance={min_distance} could not be honoured: around cell (row {rows}, column "
+            f"{cols}) every tile with a use left already sits within {min_distance} cell(s); "
+            "lower min_distance, raise reuse or add tiles"
+        )
+    return result
 
 
 def solve(
@@ -155,28 +191,51 @@ def solve(
     method: str = "auto",
     min_distance: int = 0,
     warm_start: AuctionState | None = None,
+    *,
+    lower: int = 0,
+    still: bool = False,
 ) -> Assignment:
-    """``assign_tiles`` on a trusted problem: ``reuse`` resolved and valid, ``method`` one of
-    ``METHODS``, ``warm_start`` matching. No argument checks, so no host reads of its own."""
+    """``assign_tiles`` on a trusted problem: ``reuse`` resolved and valid (with fair use, the
+    upper capacity, and ``lower`` the lower one: ``fair_capacities``), ``method`` one of
+    ``METHODS``, ``warm_start`` matching. No argument checks, so no host reads of its own,
+    except for a ``still`` picture's spacing repair, which may run longer and stop once clear
+    (``mosaic.assign.spacing``)."""
     n, m = problem.cells.shape[0], problem.tiles.shape[0]
-    method = resolved_method(method, reuse, n, m)
+    method = resolved_method(method, reuse, n, m, lower)
     zero = torch.zeros((), dtype=torch.float64, device=problem.device)
     if n == 0:
         return Assignment(problem.incumbent.clone(), zero, method, zero)
-    gap = zero
+    bound = None  # the solver's lower bound on the objective, for the gap after spacing
     if method == "nearest":
         tiles = solve_nearest(problem)
     elif method == "exact":
-        tiles = solve_exact(problem, reuse)
+        tiles = solve_exact_fair(problem, lower, reuse) if lower else solve_exact(problem, reuse)
     elif method == "windows":
-        tiles, gap = solve_windows(problem, reuse), None
+        tiles = solve_windows(problem, reuse, lower)
     else:
         result = solve_auction(problem, reuse, warm_start)
-        tiles, gap = result.tiles, result.gap
+        tiles, bound = result.tiles, result.dual
+    gap = None if method == "windows" else zero if bound is None else result.gap
+    clashes = None
     if min_distance and reuse != 1:
-        spaced = enforce_spacing(problem, tiles, grid, min_distance, reuse)
-        if spaced is not tiles:
-            tiles, gap = spaced, None
+        if gap is not None and bound is None:
+            bound = _objective(problem, tiles)  # an exact method's optimum
+        rounds = STILL_ROUNDS if still else ROUNDS
+        spaced = enforce_spacing(
+            problem, tiles, grid, min_distance, reuse, lower, rounds=rounds, stop_when_clear=still
+        )
+        tiles, clashes = spaced.tiles, spaced.clashes
+        if gap is not None:
+            excess = (_objective(problem, tiles) - bound).clamp_min(0)
+            gap = torch.where(bound > 0, excess / bound, torch.where(excess > 0, math.inf, 0.0))
     cells = torch.arange(n, device=problem.device)
     total = problem.distance(cells, tiles).double().sum()
-    return Assignment(tiles, total, method, gap)
+    return Assignment(tiles, total, method, gap, clashes)
+
+
+def _objective(problem: Problem, tiles: torch.Tensor) -> torch.Tensor:
+    """float64 ``()``: the cost of ``tiles`` with the bonus as a charge on every tile but the
+    incumbent (the auction's objective; the exact one plus a constant, the bonuses' sum)."""
+    cells = torch.arange(tiles.numel(), device=tiles.device)
+    charge = torch.where(tiles == problem.incumbent, 0.0, problem.bonus)
+    return (problem.distance(cells, tiles) + charge).double().sum()

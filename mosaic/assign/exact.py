@@ -55,6 +55,29 @@ def solve_exact(problem: Problem, reuse: int) -> torch.Tensor:
     return columns[solution // copies]
 
 
+def solve_exact_fair(problem: Problem, lower: int, upper: int) -> torch.Tensor:
+    """The optimum with every tile used ``lower >= 1`` to ``upper`` times (``M * lower <= N <=
+    M * upper``), on the square problem of the module docstring. Returns int64 ``(N,)``."""
+    n, m = problem.cells.shape[0], problem.tiles.shape[0]
+    cells = torch.arange(n, device=problem.device)
+    tiles = torch.arange(m, device=problem.device)
+    cost = cost_matrix(problem.cells, problem.tiles)
+    cost -= problem.bonus_for(cells[:, None], tiles[None, :])
+    optional = upper - lower
+    mandatory = m * lower
+    dummy = torch.zeros((m * upper - n, m * upper), device=problem.device)
+    dummy[:, :mandatory] = float("inf")
+    square = torch.cat(
+        [
+            torch.cat([cost.repeat_interleave(lower, 1), cost.repeat_interleave(optional, 1)], 1),
+            dummy,
+        ]
+    )
+    column = solve_batch(square[None])[0][:n]
+    optional_tile = (column - mandatory).div(max(optional, 1), rounding_mode="floor")
+    return torch.where(column < mandatory, column.div(lower, rounding_mode="floor"), optional_tile)
+
+
 def solve_batch(cost: torch.Tensor) -> torch.Tensor:
     """Optimal assignment of each problem of ``cost (B, R, T)``, ``R <= T``, +inf = forbidden.
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mosaic.config import METHODS
+from mosaic.config import AUTO_MIN_DISTANCE, AUTO_SPACING_MIN_TILES, METHODS
 
 __all__ = [
     "METHODS",
@@ -21,10 +21,13 @@ __all__ = [
     "Problem",
     "check_method",
     "check_min_distance",
+    "fair_capacities",
     "make_problem",
+    "resolve_min_distance",
     "resolve_reuse",
     "validated_problem",
 ]
+
 
 class PoolTooSmallError(ValueError):
     """The tile pool cannot fill the grid under the reuse cap."""
@@ -94,6 +97,24 @@ def resolve_reuse(reuse: int | str, cells: int, tiles: int) -> int:
             f"{math.ceil(cells / tiles)}) or a larger --reuse, or add tiles"
         )
     return reuse
+
+
+def fair_capacities(cells: int, tiles: int) -> tuple[int, int]:
+    """Fair use's ``(lower, upper)`` uses of every tile: ``floor(cells / tiles)`` and
+    ``ceil(cells / tiles)`` (at least 1), so every tile is used before any repeats."""
+    if cells and not tiles:
+        raise PoolTooSmallError(f"the tile pool is empty; {cells} cells need at least 1 tile")
+    return cells // max(tiles, 1), max(1, math.ceil(cells / max(tiles, 1)))
+
+
+def resolve_min_distance(min_distance: int | str, tiles: int, reuse: int) -> int:
+    """The spacing to enforce: ``min_distance`` itself, or for ``"auto"`` ``AUTO_MIN_DISTANCE``
+    when the pool has ``AUTO_SPACING_MIN_TILES`` tiles or more and tiles may repeat (``reuse``
+    is not 1), else 0."""
+    if min_distance != "auto":
+        check_min_distance(min_distance)
+        return min_distance
+    return AUTO_MIN_DISTANCE if tiles >= AUTO_SPACING_MIN_TILES and reuse != 1 else 0
 
 
 def check_method(method: str) -> None:

@@ -51,7 +51,7 @@ from triton.compiler import ASTSource
 from triton.runtime import Autotuner, JITFunction
 
 from kernels import auction, cell_analysis, composite, cost, grid, oklab
-from kernels._launch import FLOAT_DTYPES, IMAGE_DTYPES
+from kernels._launch import FLOAT_DTYPES, IMAGE_DTYPES, size_class
 
 TARGET = GPUTarget("cuda", 90, 32)
 # H100 and H200 both have 132 SMs; the grid heuristics size tiles by it.
@@ -69,6 +69,8 @@ POINTER_TYPES = {
 # The cost kernels' problem: the cells of a 1080p frame (16-pixel cells, 68 x 120) against a
 # 20k-tile pool, top-k columns split over SPLITS programs.
 CELLS, TILES, SPLITS = 8160, 20000, 4
+# Its autotuning size class, a plain int argument.
+SIZE_CLASS = cost._size_key(CELLS, TILES)
 CUDA = torch.device("cuda")  # only its type is read: the launchers' GPU block sizes
 DOT_KEYWORDS = {"BLOCK_D": cost._BLOCK_D, "DOT_PRECISION": cost._DOT_PRECISION}
 # What the tiled launchers ask of a 132-SM GPU, and Triton's default pipelining depth.
@@ -139,9 +141,11 @@ def launch_args(*values: torch.Tensor | int) -> tuple[Pointer | int, ...]:
 
 
 def config_text(keywords: dict[str, object], shown: tuple[str, ...]) -> str:
-    """``NAME=value`` for the ``shown`` keywords, then warps and stages (``w4 s3``)."""
+    """``NAME=value`` for the ``shown`` keywords, then warps, stages and any register limit
+    (``w4 s3``, ``w4 s2 r168``)."""
     names = " ".join(f"{name}={keywords[name]}" for name in shown)
-    return f"{names} w{keywords['num_warps']} s{keywords['num_stages']}".strip()
+    limit = f" r{keywords['maxnreg']}" if keywords.get("maxnreg") else ""
+    return f"{names} w{keywords['num_warps']} s{keywords['num_stages']}{limit}".strip()
 
 
 def tuned_configs(
@@ -181,7 +185,9 @@ def pixel_launch(
     rows, cols, stride_row, stride_col = oklab._plane_walk(height, width, stride_h, stride_w)
     out_dtype = torch.uint8 if kernel == "_oklab_to_srgb_kernel" else torch.float32
     out = meta(*src.shape, dtype=out_dtype)
-    args = (frames, out, rows, cols, stride_frame, stride_channel, stride_row, stride_col, *extra)
+    sizes = size_class(frames.shape[0] * rows * cols) * 16 + size_class(cols)
+    args = (frames, out, rows, cols, stride_frame, stride_channel, stride_row, stride_col, sizes)
+    args += extra
     return Launch(f"kernels.oklab:{kernel}", label, launch_args(*args), keywords)
 
 
@@ -265,10 +271,10 @@ def cell_oklab_scenes() -> dict[str, tuple[torch.Tensor, tuple[int, int], int, b
 
     Statistics (the frame path, one 1080p frame): cell 16 / grid 2 (the default, 1080 rows padded
     to 1088), cell 12 / grid 2 (cell width not a power of two) and cell 36 / grid 3 (the CPU
-    workload's cell), on HWC and CHW frames. Means only: ``cell_features`` on 8 frames at blocks
-    4 and 16 (the benchmarks) and 12 (padded lanes), 8 x 8 blocks of padded cells of 16
-    (``analyse_cells`` without colour transfer), and 1024 tiles of 64 x 64, one block each (the
-    pool's descriptors).
+    workload's cell), on HWC and CHW frames; non-square cells 16 x 24 and 12 x 16. Means only:
+    ``cell_features`` on 8 frames at blocks 4 and 16 (the benchmarks) and 12 (padded lanes),
+    8 x 8 blocks of padded cells of 16 (``analyse_cells`` without colour transfer), and 1024
+    tiles of 64 x 64, one block each (the pool's descriptors).
     """
     scenes = {}
     for layout in ("HWC", "CHW"):
@@ -279,6 +285,9 @@ def cell_oklab_scenes() -> dict[str, tuple[torch.Tensor, tuple[int, int], int, b
             batch = frame(layout, count=8)
             scenes[f"{layout} means {block}"] = (batch, (block, block), 1, False)
     scenes["HWC means 8 padded"] = (frame("HWC"), (8, 8), 1, False)
+    # Non-square cells (3:2 and 4:3 photos: cell 24 x 16 and 16 x 12, as (height, width)).
+    scenes["HWC stats 16x24/2"] = (frame("HWC"), (16, 24), 2, True)
+    scenes["CHW stats 12x16/2"] = (frame("CHW"), (12, 16), 2, True)
     scenes["tiles64 means 64"] = (meta(1024, 3, 64, 64, dtype=torch.uint8), (64, 64), 1, False)
     return scenes
 
@@ -303,7 +312,9 @@ def cell_oklab_launches() -> Iterator[Launch]:
         yield plan_launch(plan, f"{scene} {config_text(keywords, ('TILE_OW', 'CW_CHUNK'))}")
 
 
-def feature_pairs(dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def feature_pairs(
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Cell and tile descriptors ``(N, D)``, ``(M, D)`` of a 1080p frame and a 20k-tile pool.
 
     Contiguous with D = 12 (grid 2, the default: row stride not 16-divisible) and D = 48 (grid 4:
@@ -317,28 +328,60 @@ def feature_pairs(dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Ten
 
 
 def cost_matrix_launches() -> Iterator[Launch]:
-    """Every feature pair. Full: float32, every config. Trimmed: fp16 / bf16 / fp64, first
-    config."""
-    block_n, block_m = cost._matrix_blocks(CUDA)
+    """Every feature pair. Full: float32 D = 12 (rows not 16-element aligned: the most registers),
+    every config (their tiles). Trimmed: the others, first config."""
     for dtype in FLOAT_DTYPES:
         for pair, (a, b) in feature_pairs(dtype).items():
             n, m, d = a.shape[0], b.shape[0], a.shape[1]
             out = meta(n, m)
-            for config in tuned_configs(cost._cost_matrix_kernel_tuned, dtype == torch.float32):
-                keywords = {**config, **DOT_KEYWORDS, "BLOCK_N": block_n, "BLOCK_M": block_m}
-                label = f"{type_name(dtype)} {pair} {config_text(keywords, ())}"
-                args = (a, b, out, n, m, d, *a.stride(), *b.stride(), out.stride(0))
+            full = dtype == torch.float32 and pair == "D=12"
+            for config in tuned_configs(cost._cost_matrix_kernel_tuned, full):
+                keywords = {**config, **DOT_KEYWORDS}
+                label = f"{type_name(dtype)} {pair} {config_text(keywords, ('BLOCK_N', 'BLOCK_M'))}"
+                args = (a, b, out, n, m, d, SIZE_CLASS, *a.stride(), *b.stride(), out.stride(0))
                 yield Launch(
                     "kernels.cost:_cost_matrix_kernel", label, launch_args(*args), keywords
                 )
 
 
+def topk_variants(
+    a: torch.Tensor, b: torch.Tensor, k: int, auction: bool
+) -> Iterator[tuple[tuple[torch.Tensor, ...], dict[str, object]]]:
+    """What both top-k kernels take for each variant their launcher runs, without and with the
+    column split, and with ``auction`` the auction's (a price bias and a masked update of
+    selected rows): ``(values, indices, partial, bias, selected)`` and the variant's
+    constexprs (``K``, ``K_PAD``, blocks, ``WRITE_PARTIAL``, ``HAS_BIAS``, ``HAS_ROWS``)."""
+    n, m = a.shape[0], b.shape[0]
+    k_pad = triton.next_power_of_2(k)
+    block_n, block_m = cost._topk_blocks(k_pad, compiled=True)
+    values, indices = meta(n, k), meta(n, k, dtype=torch.int64)
+    options = [(False, False), (True, True)] if auction else [(False, False)]
+    for write_partial, (biased, masked) in itertools.product((False, True), options):
+        partial = meta(n, SPLITS, k, dtype=torch.int64) if write_partial else indices
+        bias = meta(m) if biased else b
+        selected = meta(n, dtype=torch.uint8) if masked else indices
+        constexprs = {
+            "K": k,
+            "K_PAD": k_pad,
+            "BLOCK_N": block_n,
+            "BLOCK_M": block_m,
+            "WRITE_PARTIAL": write_partial,
+            "HAS_BIAS": biased,
+            "HAS_ROWS": masked,
+        }
+        yield (values, indices, partial, bias, selected), constexprs
+
+
+TOPK_SHOWN = ("K", "BLOCK_N", "WRITE_PARTIAL", "HAS_BIAS", "HAS_ROWS")
+
+
 def cost_topk_launches() -> Iterator[Launch]:
-    """With and without the column split, at the launcher's block sizes for each k.
+    """The exact path, with and without the column split, at the launcher's block sizes for
+    each k.
 
     Full: float32 D = 12, k = 1, 16 (64-row blocks) and 17, 64 (16-row blocks), every config the
-    autotuner tries. Trimmed: fp16 / bf16 / fp64 D = 12 and the other float32 feature pairs,
-    k = 16 and 64, first config.
+    autotuner tries; the auction's variant for k = 16. Trimmed: fp16 / bf16 / fp64 D = 12 and the
+    other float32 feature pairs, k = 16 and 64, first config.
     """
     for dtype in FLOAT_DTYPES:
         for pair, (a, b) in feature_pairs(dtype).items():
@@ -347,44 +390,102 @@ def cost_topk_launches() -> Iterator[Launch]:
             full = dtype == torch.float32 and pair == "D=12"
             n, m, d = a.shape[0], b.shape[0], a.shape[1]
             for k in (1, 16, 17, 64) if full else (16, 64):
-                k_pad = triton.next_power_of_2(k)
-                block_n, block_m = cost._topk_blocks(k_pad, CUDA)
-                values, indices = meta(n, k), meta(n, k, dtype=torch.int64)
-                # The auction's searches: a price bias, and a masked update of selected rows.
-                options = [(False, False), (True, True)] if full and k == 16 else [(False, False)]
-                for write_partial, (biased, masked) in itertools.product((False, True), options):
-                    partial = meta(n, SPLITS, k, dtype=torch.int64) if write_partial else indices
-                    bias = meta(m) if biased else b
-                    selected = meta(n, dtype=torch.uint8) if masked else indices
-                    constexprs = {
-                        **DOT_KEYWORDS,
-                        "K": k,
-                        "K_PAD": k_pad,
-                        "BLOCK_N": block_n,
-                        "BLOCK_M": block_m,
-                        "WRITE_PARTIAL": write_partial,
-                        "HAS_BIAS": biased,
-                        "HAS_ROWS": masked,
-                    }
+                for tensors, variant in topk_variants(a, b, k, auction=full and k == 16):
+                    values, indices, _, _, _ = tensors
+                    biased = int(variant["HAS_BIAS"])
+                    constexprs = {**DOT_KEYWORDS, **variant}
                     for config in tuned_configs(cost._cost_topk_kernel_tuned, full, **constexprs):
                         keywords = {**config, **constexprs}
-                        shown = ("K", "BLOCK_N", "WRITE_PARTIAL", "HAS_BIAS", "HAS_ROWS")
-                        label = f"{type_name(dtype)} {pair} {config_text(keywords, shown)}"
+                        label = f"{type_name(dtype)} {pair} {config_text(keywords, TOPK_SHOWN)}"
                         args = (
-                            a, b, values, indices, partial, bias, selected, n, m, d,
-                            m // SPLITS, *a.stride(), *b.stride(), values.stride(0),
-                            indices.stride(0), int(biased),
+                            a, b, *tensors, n, m, d, m // SPLITS, SIZE_CLASS, *a.stride(),
+                            *b.stride(), values.stride(0), indices.stride(0), biased,
                         )  # fmt: skip
                         yield Launch(
                             "kernels.cost:_cost_topk_kernel", label, launch_args(*args), keywords
                         )
 
 
+def prepare_candidates_launches() -> Iterator[Launch]:
+    """The filtered path's float16 copies: every feature pair in float32 (D = 12 and 48 in one
+    chunk), D = 192 (three chunks of 64) and fp16 / bf16 / fp64 D = 12."""
+    pairs = {f"fp32 {pair}": ab for pair, ab in feature_pairs().items()}
+    pairs["fp32 D=192"] = (meta(CELLS, 192), meta(TILES, 192))
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):
+        pairs[f"{type_name(dtype)} D=12"] = feature_pairs(dtype)["D=12"]
+    _, block_m = cost._topk_blocks(16, compiled=True)
+    for label, (a, b) in pairs.items():
+        n, m, d = a.shape[0], b.shape[0], a.shape[1]
+        d_pad, block_d = cost._half_layout(d)
+        rows = (triton.cdiv(n, block_m) + triton.cdiv(m, block_m)) * block_m
+        keywords = {
+            "D_PAD": d_pad,
+            "BLOCK_R": block_m,
+            "BLOCK_D": block_d,
+            "SAMPLE": cost._CENTRE_SAMPLE,
+            "num_warps": 4,
+            "num_stages": DEFAULT_STAGES,
+        }
+        args = (
+            a, b, meta(rows, d_pad, dtype=torch.float16), meta(rows), meta(rows),
+            meta(triton.cdiv(m, block_m), 2), meta(1), n, m, d, *a.stride(), *b.stride(),
+            cost._rounding_margins(d)[0],
+        )  # fmt: skip
+        yield Launch("kernels.cost:_prepare_candidates_kernel", label, launch_args(*args), keywords)
+
+
+def filtered_topk_launches() -> Iterator[Launch]:
+    """The filtered path at the launcher's block sizes, with and without the column split.
+
+    Full: float32 D = 48 (the benchmark; the rows' copy held in registers), k = 16, every
+    config. Trimmed, first config: the auction's variant of that; float32 D = 12 for k = 1, 5 (a
+    padded list) and 16 with the auction's variant; fp16 and column-major D = 12; D = 192
+    (copies read chunk by chunk).
+    """
+    pairs = {f"{type_name(dtype)} {pair}": ab for dtype in (torch.float32, torch.float16)
+             for pair, ab in feature_pairs(dtype).items()}  # fmt: skip
+    pairs["fp32 D=192"] = (meta(CELLS, 192), meta(TILES, 192))
+    cases = [("fp32 D=48", 16, True), ("fp32 D=12", 1, False), ("fp32 D=12", 5, False)]
+    cases += [("fp32 D=12", 16, False), ("fp16 D=12", 16, False)]
+    cases += [("fp32 D=12 col-major", 16, False), ("fp32 D=192", 16, False)]
+    for label, k, full in cases:
+        a, b = pairs[label]
+        n, m, d = a.shape[0], b.shape[0], a.shape[1]
+        d_pad, block_d = cost._half_layout(d)
+        _, block_m = cost._topk_blocks(triton.next_power_of_2(k), compiled=True)
+        capacity = cost._CAPACITY_TILES * block_m
+        first_column = triton.cdiv(n, block_m) * block_m
+        rows = first_column + triton.cdiv(m, block_m) * block_m
+        prepared = (
+            meta(rows, d_pad, dtype=torch.float16), meta(rows), meta(rows),
+            meta(triton.cdiv(m, block_m), 2), meta(1), meta(n, SPLITS, capacity, dtype=torch.int32),
+        )  # fmt: skip
+        auction = label in ("fp32 D=48", "fp32 D=12") and k == 16
+        for tensors, variant in topk_variants(a, b, k, auction):
+            values, indices, _, _, _ = tensors
+            constexprs = {**variant, "D_PAD": d_pad, "BLOCK_D": block_d, "CAPACITY": capacity}
+            every = full and not variant["HAS_BIAS"]
+            for config in tuned_configs(cost._filtered_topk_kernel_tuned, every, **constexprs):
+                keywords = {**config, **constexprs}
+                args = (
+                    a, b, *prepared, *tensors, n, m, d, first_column,
+                    triton.cdiv(m, block_m * SPLITS), SIZE_CLASS, *a.stride(), *b.stride(),
+                    values.stride(0), indices.stride(0), int(variant["HAS_BIAS"]),
+                    *cost._rounding_margins(d)[1:],
+                )  # fmt: skip
+                yield Launch(
+                    "kernels.cost:_filtered_topk_kernel",
+                    f"{label} {config_text(keywords, TOPK_SHOWN)}",
+                    launch_args(*args),
+                    keywords,
+                )
+
+
 def merge_splits_launches() -> Iterator[Launch]:
     """The top-k split merge for k = 1, 16, 17, 64, every config; the masked one for k = 16."""
     for k in (1, 16, 17, 64):
         k_pad = triton.next_power_of_2(k)
-        _, block_m = cost._topk_blocks(k_pad, CUDA)
+        _, block_m = cost._topk_blocks(k_pad, compiled=True)
         values, indices = meta(CELLS, k), meta(CELLS, k, dtype=torch.int64)
         partial = meta(CELLS, SPLITS, k, dtype=torch.int64)
         # The auction's masked update of selected rows: k = 16, the first config.
@@ -403,8 +504,8 @@ def merge_splits_launches() -> Iterator[Launch]:
             label = config_text(keywords, ("K", "BLOCK_N", "BLOCK_M", "HAS_ROWS"))
             selected = meta(CELLS, dtype=torch.uint8) if masked else indices
             args = (
-                partial, values, indices, selected, CELLS, SPLITS * k, values.stride(0),
-                indices.stride(0),
+                partial, values, indices, selected, CELLS, SPLITS * k, SIZE_CLASS,
+                values.stride(0), indices.stride(0),
             )  # fmt: skip
             yield Launch("kernels.cost:_merge_splits_kernel", label, launch_args(*args), keywords)
 
@@ -413,22 +514,24 @@ def composite_launches() -> Iterator[Launch]:
     """The 1080p mosaic (68 x 120 cells of 16 px cropped to 1080 x 1920, 10k tiles) in each
     variant. Full: colour transfer from the tiles in Oklab (the renderer's pool fits), RGB and
     YUV, every config. Trimmed, first config: plain copies, the transfer converting uint8
-    tiles, channels-last tiles (strides 3) with 32 px tiles, and an odd crop (1079 x 1919)."""
+    tiles, channels-last tiles (strides 3) with 32 px tiles, and an odd crop (1079 x 1919); the
+    source blended over the mosaic (a 960 x 540 source under 32 px tiles from 16 px cells); 3:2
+    tiles (32 x 48 from cells 16 x 24)."""
     rows, cols, pool = 68, 120, 10_000
     choice = meta(rows, cols, dtype=torch.int64)
     cell_stats = (meta(rows, cols, 3), meta(rows, cols, 3))
 
-    def launches(tiles, tile_lab, size, transfer, pixel_format, every, scene):
+    def launches(tiles, tile_lab, size, transfer, pixel_format, every, scene, blend=None):
         lab = meta(*tiles.shape) if tile_lab else None
         colour = None
         if transfer:
             colour = composite.ColourTransfer(
                 0.5, meta(pool, 3), meta(pool, 3), *cell_stats, 2.0, 1e-4
             )
-        call = composite._kernel_call(tiles, choice, colour, lab, size, pixel_format)
+        call = composite._kernel_call(tiles, choice, colour, lab, size, pixel_format, blend)
         for config in tuned_configs(composite._composite_tuned, every):
             keywords = {**config, **call.variant}
-            shown = ("BLOCK_R", "BLOCK_W", "TRANSFER", "LAB_INPUT", "YUV")
+            shown = ("BLOCK_R", "BLOCK_W", "TRANSFER", "LAB_INPUT", "BLEND", "YUV")
             label = f"{scene} {config_text(keywords, shown)}"
             yield Launch(
                 "kernels.composite:_composite_kernel", label, launch_args(*call.args), keywords
@@ -444,6 +547,13 @@ def composite_launches() -> Iterator[Launch]:
         yield from launches(
             tiles32_hwc, True, (2159, 3839), True, pixel_format, False, "HWC t32 odd"
         )
+        source = meta(540, 960, 3, dtype=torch.uint8).permute(2, 0, 1)  # a decoder's HWC frame
+        blend = composite.Blend(source, 0.3)
+        tiles32 = meta(pool, 3, 32, 32, dtype=torch.uint8)
+        yield from launches(tiles32, True, full, True, pixel_format, False, "blend", blend)
+        yield from launches(tiles32, False, full, False, pixel_format, False, "blend copy", blend)
+        tiles_3_2 = meta(pool, 3, 32, 48, dtype=torch.uint8)
+        yield from launches(tiles_3_2, True, (2160, 5760), True, pixel_format, False, "t32x48")
 
 
 def auction_launches() -> Iterator[Launch]:
@@ -485,10 +595,12 @@ def auction_lists_length() -> int:
 def all_launches() -> list[Launch]:
     """Every launch, the slowest kernels (top-k) first so the process pool ends evenly."""
     return [
+        *filtered_topk_launches(),
         *cost_topk_launches(),
         *cost_matrix_launches(),
         *composite_launches(),
         *merge_splits_launches(),
+        *prepare_candidates_launches(),
         *auction_launches(),
         *cell_oklab_launches(),
         *grid_reduce_launches(),

@@ -55,10 +55,17 @@ PIXEL_ATOL = 5e-6
 STD_RTOL = 2e-5
 # colour-science goes through XYZ with its own sRGB matrices: up to 1.1e-4 from Ottosson's.
 COLOUR_SCIENCE_ATOL = 2e-4
-# (cell, grid): the engine's default, a cell width that is not a power of two, odd cells.
+# (cell, grid): the engine's default, a cell width that is not a power of two, odd cells,
+# non-square cells ((height, width): 4:3 and 3:2 photos, and a tall one).
 CELLS_AND_GRIDS = [(1, 1), (2, 2), (3, 1), (4, 2), (5, 1), (6, 2), (6, 3), (8, 2), (9, 3)]
+CELLS_AND_GRIDS += [((6, 8), 2), ((4, 6), 2), ((5, 3), 1)]
 if FEW_SHAPES:
-    CELLS_AND_GRIDS = [(4, 2), (6, 3)]
+    CELLS_AND_GRIDS = [(4, 2), (6, 3), ((6, 8), 2)]
+
+
+def sides(cell: int | tuple[int, int]) -> tuple[int, int]:
+    """``(height, width)`` of a cell given as a side or a pair."""
+    return cell if isinstance(cell, tuple) else (cell, cell)
 
 
 def oklab_float64(rgb: np.ndarray) -> np.ndarray:
@@ -69,16 +76,17 @@ def oklab_float64(rgb: np.ndarray) -> np.ndarray:
     return np.einsum("ij,njhw->nihw", np.array(OKLAB_FROM_LMS_CBRT), np.cbrt(lms))
 
 
-def analysis_float64(rgb: torch.Tensor, cell: int, grid: int) -> CellAnalysis:
+def analysis_float64(rgb: torch.Tensor, cell: int | tuple[int, int], grid: int) -> CellAnalysis:
     """Independent oracle: ``analyse_cells`` in float64 numpy, on the CPU."""
     values = rgb.detach().cpu().numpy()
     n, _, height, width = values.shape
-    rows, cols = -(-height // cell), -(-width // cell)
-    padding = ((0, 0), (0, 0), (0, rows * cell - height), (0, cols * cell - width))
+    cell_h, cell_w = sides(cell)
+    rows, cols = -(-height // cell_h), -(-width // cell_w)
+    padding = ((0, 0), (0, 0), (0, rows * cell_h - height), (0, cols * cell_w - width))
     lab = oklab_float64(np.pad(values, padding, mode="edge"))
-    block = cell // grid
-    blocks = lab.reshape(n, 3, rows * grid, block, cols * grid, block).mean(axis=(3, 5))
-    cells = lab.reshape(n, 3, rows, cell, cols, cell)
+    block_h, block_w = cell_h // grid, cell_w // grid
+    blocks = lab.reshape(n, 3, rows * grid, block_h, cols * grid, block_w).mean(axis=(3, 5))
+    cells = lab.reshape(n, 3, rows, cell_h, cols, cell_w)
     mean = cells.mean(axis=(3, 5)).transpose(0, 2, 3, 1)
     std = cells.std(axis=(3, 5)).transpose(0, 2, 3, 1)
     return CellAnalysis(*(torch.from_numpy(np.ascontiguousarray(x)) for x in (blocks, mean, std)))
@@ -87,7 +95,7 @@ def analysis_float64(rgb: torch.Tensor, cell: int, grid: int) -> CellAnalysis:
 def assert_analysis(
     actual: CellAnalysis,
     expected: CellAnalysis,
-    cell: int,
+    cell: int | tuple[int, int],
     grid: int,
     *,
     atol: float,
@@ -95,12 +103,12 @@ def assert_analysis(
     name: str,
 ) -> None:
     """Block means, and with ``statistics`` cell means and spreads, within float32 tolerance."""
-    block = cell // grid
-    mean_atol = atol + block_mean_atol(1.0, cell, cell)
+    cell_h, cell_w = sides(cell)
+    mean_atol = atol + block_mean_atol(1.0, cell_h, cell_w)
     assert_close(
         actual.block_means,
         expected.block_means,
-        atol=atol + block_mean_atol(1.0, block, block),
+        atol=atol + block_mean_atol(1.0, cell_h // grid, cell_w // grid),
         name=f"{name} block means",
     )
     if not statistics:
@@ -110,13 +118,16 @@ def assert_analysis(
     assert_close(actual.std, expected.std, atol=mean_atol, rtol=STD_RTOL, name=f"{name} std")
 
 
-def check_analysis(rgb: torch.Tensor, cell: int, grid: int, statistics: bool, name: str) -> None:
+def check_analysis(
+    rgb: torch.Tensor, cell: int | tuple[int, int], grid: int, statistics: bool, name: str
+) -> None:
     """``analyse_cells`` against the reference on ``rgb``'s device and the float64 oracle;
     shapes, dtypes, layouts, and ``rgb`` left as it was."""
     before = rgb.clone()
     result = analyse_cells(rgb, cell, grid, statistics=statistics)
     n, _, height, width = rgb.shape
-    rows, cols = -(-height // cell), -(-width // cell)
+    cell_h, cell_w = sides(cell)
+    rows, cols = -(-height // cell_h), -(-width // cell_w)
     assert result.block_means.shape == (n, 3, rows * grid, cols * grid)
     assert result.block_means.is_contiguous() and result.block_means.device == rgb.device
     if statistics:
@@ -141,7 +152,8 @@ def check_analysis(rgb: torch.Tensor, cell: int, grid: int, statistics: bool, na
 def frame_specs(draw: st.DrawFn) -> tuple[tuple[int, int, int, int], int, int, str]:
     """``(shape, cell, grid, layout)``: sides with tails around the cell (padded or not)."""
     cell, grid = draw(st.sampled_from(CELLS_AND_GRIDS))
-    height, width = draw(sizes_around(cell)), draw(sizes_around(cell))
+    cell_h, cell_w = sides(cell)
+    height, width = draw(sizes_around(cell_h)), draw(sizes_around(cell_w))
     shape = (draw(st.integers(1, 2)), 3, height, width)
     return shape, cell, grid, draw(st.sampled_from(GRID_LAYOUTS))
 

@@ -25,6 +25,7 @@ from kernels._math import (
     OKLAB_FROM_LMS_CBRT,
 )
 from kernels.composite import (
+    Blend,
     ColourTransfer,
     composite_tiles_reference,
     rgb_to_yuv420_reference,
@@ -49,17 +50,20 @@ ORACLE_LEVELS = 0.5 + 0.02
 
 @st.composite
 def mosaic_specs(draw: st.DrawFn) -> dict:
-    """A grid, a tile size, a crop, memory layouts and a transfer: tails along both axes (1, odd,
-    primes; 16-px tiles cross the GPU's 128-column blocks at 9 columns)."""
+    """A grid, a tile size (square, or not: 4:3 and 3:2 photos), a crop, memory layouts and a
+    transfer: tails along both axes (1, odd, primes; 16-px tiles cross the GPU's 128-column
+    blocks at 9 columns)."""
     side = draw(st.sampled_from([1, 2, 3, 5, 8, 16]))
+    side_w = draw(st.sampled_from([side, side, 4 * side // 3 or 1, 3 * side // 2 or 1]))
     rows = draw(st.sampled_from([1, 2, 3, 5]))
-    cols = draw(st.sampled_from([1, 2, 3, 7, 9] if side == 16 else [1, 2, 3, 7, 11, 13]))
-    crop = (draw(st.integers(0, side - 1)), draw(st.integers(0, side - 1)))
+    cols = draw(st.sampled_from([1, 2, 3, 7, 9] if side_w >= 16 else [1, 2, 3, 7, 11, 13]))
+    crop = (draw(st.integers(0, side - 1)), draw(st.integers(0, side_w - 1)))
     return {
         "pool": draw(st.integers(1, 6)),
         "side": side,
+        "side_w": side_w,
         "grid": (rows, cols),
-        "size": (rows * side - crop[0], cols * side - crop[1]),
+        "size": (rows * side - crop[0], cols * side_w - crop[1]),
         "tile_layout": draw(st.sampled_from(("contiguous", "channels_last", "step_sliced"))),
         "strided": draw(st.booleans()),  # choice and statistics as non-contiguous views
         "strength": draw(st.one_of(st.none(), st.sampled_from([0.0, 1.0]), st.floats(0.05, 0.95))),
@@ -78,7 +82,8 @@ def make_inputs(spec: dict, device: str) -> tuple:
     Oklab statistics in the ranges of real tiles and cells, some spreads 0 (flat)."""
     generator = torch.Generator().manual_seed(spec["seed"])
     pool, side, (rows, cols) = spec["pool"], spec["side"], spec["grid"]
-    tiles = torch.randint(0, 256, (pool, 3, side, side), dtype=torch.uint8, generator=generator)
+    shape = (pool, 3, side, spec.get("side_w", side))
+    tiles = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
     choice = torch.randint(0, pool, (rows, cols), generator=generator)
 
     def oklab_means(*shape: int) -> torch.Tensor:
@@ -122,15 +127,15 @@ def unfused_composite(tiles, choice, transfer, tile_lab, size) -> torch.Tensor:
     """The engine's path before the fused kernel, each step its own ``kernels`` call: the chosen
     tiles gathered, to Oklab, the affine transfer, back to sRGB, arranged, cropped."""
     rows, cols = choice.shape
-    side = tiles.shape[-1]
+    side_h, side_w = tiles.shape[-2:]
     index = choice.reshape(-1)
     picked = tiles.index_select(0, index)
     if transfer is not None:
         lab = srgb_to_oklab(picked) if tile_lab is None else tile_lab.index_select(0, index)
         scale, offset = transfer_coefficients_reference(transfer, index)
         picked = oklab_to_srgb(lab * scale[:, :, None, None] + offset[:, :, None, None])
-    frame = picked.view(rows, cols, 3, side, side).permute(2, 0, 3, 1, 4)
-    return frame.reshape(3, rows * side, cols * side)[:, : size[0], : size[1]]
+    frame = picked.view(rows, cols, 3, side_h, side_w).permute(2, 0, 3, 1, 4)
+    return frame.reshape(3, rows * side_h, cols * side_w)[:, : size[0], : size[1]]
 
 
 # --------------------------------------------------------------------------- RGB
@@ -186,8 +191,8 @@ def float64_mosaic(tiles, choice, transfer) -> torch.Tensor:
     and for a transfer the sRGB curve and Ottosson's published matrices (``kernels._math``,
     pinned to colour-science in ``test_oklab.py``) in float64, the coefficients too."""
     rows, cols = choice.shape
-    side = tiles.shape[-1]
-    picked = tiles.cpu().numpy()[choice.cpu().numpy()].astype(np.float64)  # (rows, cols, 3, t, t)
+    side_h, side_w = tiles.shape[-2:]
+    picked = tiles.cpu().numpy()[choice.cpu().numpy()].astype(np.float64)  # (rows, cols, 3, h, w)
     if transfer is not None:
         mix = lambda matrix, x: np.einsum("ij,rcjhw->rcihw", np.array(matrix), x)
         encoded = picked / 255
@@ -203,8 +208,115 @@ def float64_mosaic(tiles, choice, transfer) -> torch.Tensor:
         linear = np.clip(mix(LINEAR_SRGB_FROM_LMS, mix(LMS_CBRT_FROM_OKLAB, lab) ** 3), 0, 1)
         curve = 1.055 * linear ** (1 / 2.4) - 0.055
         picked = 255 * np.where(linear <= 0.0031308, linear * 12.92, curve)
-    frame = picked.transpose(2, 0, 3, 1, 4).reshape(3, rows * side, cols * side)
+    frame = picked.transpose(2, 0, 3, 1, 4).reshape(3, rows * side_h, cols * side_w)
     return torch.from_numpy(np.ascontiguousarray(frame))
+
+
+# --------------------------------------------------------------------------- blend
+
+
+def with_blend(spec: dict, opacity: float, source_size: tuple[int, int], device: str) -> tuple:
+    """``make_inputs`` of ``spec`` and a ``Blend`` of a random source of ``source_size`` (a
+    transposed view: any strides)."""
+    inputs = make_inputs(spec, device)
+    generator = torch.Generator().manual_seed(spec["seed"] + 1)
+    height, width = source_size
+    source = torch.randint(0, 256, (3, width, height), dtype=torch.uint8, generator=generator)
+    return inputs, Blend(source.to(device).transpose(1, 2), opacity)
+
+
+def bilinear_float64(source: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """float64 ``(3, H, W)``: ``source`` stretched by bilinear sampling, written out in numpy:
+    source coordinate ``(y + 0.5) * Hs / H - 0.5`` clamped at 0, between its two nearest rows
+    and columns (the last one repeated)."""
+    values = source.cpu().numpy().astype(np.float64)
+    (_, source_h, source_w), (height, width) = values.shape, size
+
+    def axis(count: int, source_count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        position = np.maximum((np.arange(count) + 0.5) * source_count / count - 0.5, 0)
+        low = np.minimum(np.floor(position).astype(int), source_count - 1)
+        return low, np.minimum(low + 1, source_count - 1), position - low
+
+    top, bottom, weight_y = axis(height, source_h)
+    left, right, weight_x = axis(width, source_w)
+    rows = values[:, top] * (1 - weight_y[:, None]) + values[:, bottom] * weight_y[:, None]
+    return rows[:, :, left] * (1 - weight_x) + rows[:, :, right] * weight_x
+
+
+@given(
+    spec=mosaic_specs(),
+    opacity=st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.05, 0.95)),
+    source_size=st.tuples(st.integers(1, 13), st.integers(1, 17)),
+)
+def test_blend_matches_reference_and_a_float64_oracle(spec, opacity, source_size):
+    """The source laid over the mosaic: the kernel against the reference within one level (and
+    every element written), the reference against numpy's float64 bilinear blend."""
+    (tiles, choice, transfer, tile_lab, size), blend = with_blend(spec, opacity, source_size, "cpu")
+    options = {"tile_lab": tile_lab, "size": size, "blend": blend}
+    frame = composite_with_output_fill(tiles, choice, transfer, **options, fill=0)
+    assert torch.equal(
+        frame, composite_with_output_fill(tiles, choice, transfer, **options, fill=255)
+    )
+    expected = composite_tiles_reference(tiles, choice, transfer, **options)
+    assert_close(frame, expected, atol=1, name=f"kernel vs reference {spec}")
+    mosaic = composite_tiles_reference(tiles, choice, transfer, tile_lab=tile_lab, size=size)
+    base = mosaic.double().numpy()
+    oracle = base + opacity * (bilinear_float64(blend.source, size) - base)
+    assert_close(expected, torch.from_numpy(oracle), atol=0.5 + 1e-3, name=f"vs float64 {spec}")
+    if opacity == 0:
+        assert torch.equal(expected, mosaic)
+
+
+@given(spec=mosaic_specs(), source_size=st.tuples(st.integers(1, 9), st.integers(1, 9)))
+def test_blend_in_yuv_is_the_conversion_of_the_blended_rgb(spec, source_size):
+    (tiles, choice, transfer, tile_lab, size), blend = with_blend(spec, 0.4, source_size, "cpu")
+    options = {"tile_lab": tile_lab, "size": size, "blend": blend}
+    yuv = composite_tiles(tiles, choice, transfer, **options, pixel_format="yuv420p")
+    rgb = composite_tiles(tiles, choice, transfer, **options)
+    assert torch.equal(yuv, rgb_to_yuv420_reference(rgb))
+
+
+@pytest.mark.parametrize("transfer", [False, True])
+def test_blend_strips_equal_the_whole_picture(transfer):
+    """A picture drawn in strips of cell rows (the last cropped), each with the source rows it
+    samples and the whole picture's scale and rows: the rows of the whole, kernel and
+    reference alike."""
+    spec = {
+        "pool": 4, "side": 5, "side_w": 6, "grid": (5, 7), "size": (23, 40),
+        "tile_layout": "contiguous", "strided": False, "strength": 0.6 if transfer else None,
+        "lab": False, "seed": 3,
+    }  # fmt: skip
+    (tiles, choice, colour, _, size), blend = with_blend(spec, 0.6, (13, 9), "cpu")
+    scale = (13 / size[0], 9 / size[1])
+    for draw in (composite_tiles, composite_tiles_reference):
+        whole = draw(tiles, choice, colour, size=size, blend=blend)
+        pieces = []
+        for cells in (slice(0, 2), slice(2, 3), slice(3, 5)):
+            first, last = cells.start * 5, min(size[0], cells.stop * 5)
+            top = int(max((first + 0.5) * scale[0] - 0.5, 0))
+            bottom = min(13, int((last - 0.5) * scale[0] - 0.5) + 2)
+            strip_blend = Blend(blend.source[:, top:bottom], 0.6, scale, (first, top))
+            part = colour
+            if colour is not None:
+                part = colour._replace(
+                    cell_mean=colour.cell_mean[cells], cell_std=colour.cell_std[cells]
+                )
+            strip_size = (last - first, size[1])
+            pieces.append(draw(tiles, choice[cells], part, size=strip_size, blend=strip_blend))
+        assert torch.equal(torch.cat(pieces, 1), whole), draw.__name__
+
+
+def test_blend_refuses_bad_arguments():
+    tiles, choice = torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.zeros(2, 2, dtype=torch.int64)
+    source = torch.zeros(3, 5, 5, dtype=torch.uint8)
+    for blend, message in (
+        (Blend(source, 1.5), "opacity must be a number in"),
+        (Blend(source.float(), 0.5), "blend.source"),
+        (Blend(source[:2], 0.5), r"must be \(3, H, W\)"),
+        ((source, 0.5), "must be a Blend"),
+    ):
+        with pytest.raises((ValueError, TypeError), match=message):
+            composite_tiles(tiles, choice, blend=blend)
 
 
 # --------------------------------------------------------------------------- YUV 4:2:0
@@ -377,7 +489,7 @@ def _bad_calls() -> dict:
     changed = torch.ones(2, 3, dtype=torch.bool)
     return {
         "tiles float": (TypeError, lambda: composite_tiles(tiles.float(), choice)),
-        "tiles not square": (ValueError, lambda: composite_tiles(tiles[..., :1], choice)),
+        "tiles without columns": (ValueError, lambda: composite_tiles(tiles[..., :0], choice)),
         "tiles not RGB": (ValueError, lambda: composite_tiles(tiles[:, :2], choice)),
         "empty pool": (ValueError, lambda: composite_tiles(tiles[:0], choice)),
         "choice int32": (TypeError, lambda: composite_tiles(tiles, choice.int())),

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import kernels.oklab as oklab_module
 from kernels import oklab_to_srgb, srgb_to_oklab
-from kernels._math import LMS_CBRT_FROM_OKLAB, LMS_FROM_LINEAR_SRGB, round_half_even
+from kernels._math import LMS_CBRT_FROM_OKLAB, LMS_FROM_LINEAR_SRGB, rounded_int
 from kernels.dispatch import interpreting
 from kernels.oklab import (
     INTERPRETER_MAX_BLOCK,
@@ -172,13 +172,14 @@ def test_oklab_to_srgb_matches_reference(device, spec, dtype, seed):
 
 
 @triton.jit
-def _round_half_even_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
+def _rounded_int_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    """int32 ``out`` = ``rounded_int(x)`` of float32 ``x (n,)``. Grid: (cdiv(n, BLOCK),)."""
     offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offsets < n
-    tl.store(out_ptr + offsets, round_half_even(tl.load(x_ptr + offsets, mask=mask)), mask=mask)
+    tl.store(out_ptr + offsets, rounded_int(tl.load(x_ptr + offsets, mask=mask)), mask=mask)
 
 
-def test_round_half_even_matches_torch_round(device):
+def test_rounded_int_matches_torch_round(device):
     if device == "cpu" and not interpreting():
         pytest.skip("CPU tensors run Triton only in the interpreter")
     halves = torch.arange(-2, 256) + 0.5
@@ -191,12 +192,12 @@ def test_round_half_even_matches_torch_round(device):
             torch.tensor([0.0, -0.0, 2**22 - 0.5, 2**22 - 1.5]),
         ]
     ).to(device)
-    rounded = torch.empty_like(values)
+    rounded = torch.empty(values.shape, dtype=torch.int32, device=device)
     block = 1024
-    _round_half_even_kernel[(triton.cdiv(values.numel(), block),)](
+    _rounded_int_kernel[(triton.cdiv(values.numel(), block),)](
         values, rounded, values.numel(), BLOCK=block
     )
-    assert_close(rounded, torch.round(values), atol=0, name="round_half_even")
+    assert torch.equal(rounded.cpu(), torch.round(values).int().cpu()), "rounded_int"
 
 
 def test_empty_images_give_empty_outputs(device):
