@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from mosaic.config import MosaicConfig
 from mosaic.pool import TilePool
+from mosaic.tally import TallyReading
 
 T = TypeVar("T")
 
@@ -139,6 +141,25 @@ class Footage:
         photo = self.centre[start] + (points.double() - half) * self.scale[start]
         return (photo - self.centre[end]) / self.scale[end] + half
 
+    def followed(self, first: torch.Tensor, last: torch.Tensor, cell: int) -> float:
+        """Of the tiles of ``first`` (int64 ``(rows, cols)``, the clip's first frame) that are
+        also in ``last`` (its last frame) and whose content is still in the frame, the share
+        that sits within one cell (Chebyshev) of where that content went."""
+        height, width = self.frames.shape[-2:]
+        cols = first.shape[1]
+        at_end = {tile: divmod(i, cols) for i, tile in enumerate(last.flatten().tolist())}
+        near = total = 0
+        for index, tile in enumerate(first.flatten().tolist()):
+            row, col = divmod(index, cols)
+            centre = torch.tensor([(col + 0.5) * cell, (row + 0.5) * cell])
+            x, y = self.follow(centre, 0, len(self.frames) - 1).tolist()
+            if tile not in at_end or not (0 <= x < width and 0 <= y < height):
+                continue
+            end_row, end_col = at_end[tile]
+            total += 1
+            near += max(abs(int(y // cell) - end_row), abs(int(x // cell) - end_col)) <= 1
+        return near / max(total, 1)
+
 
 def camera_path(motion: str, frames: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A camera's offset from its first position, in frame pixels ``(T, 2)``, and its zoom
@@ -214,3 +235,55 @@ def footage(
     with open_source(clip, device="cpu", backend="pyav") as source:
         decoded = torch.cat(list(source))
     return Footage(decoded, centre, scales)
+
+
+@dataclass(frozen=True)
+class FootageRun:
+    """A clip rendered frame by frame (``render_footage``).
+
+    ``choices``: int64 ``(rows, cols)`` tiles of every frame; ``reading``: the flicker tally
+    (``mosaic.tally.TallyReading``); ``fidelity``: the mean over every frame;
+    ``assignment_ms``: the assignment stage (temporal plan and solve) per frame.
+    """
+
+    choices: list[torch.Tensor]
+    reading: TallyReading
+    fidelity: float
+    assignment_ms: float
+    images: list[torch.Tensor]
+
+
+def render_footage(
+    frames: torch.Tensor, pool: TilePool, config: MosaicConfig, keep: range = range(0)
+) -> FootageRun:
+    """Render uint8 ``(T, 3, H, W)`` frames in order as a video would be (temporal coherence
+    and the colour hold carried), with the flicker tally and fidelity of every frame; the
+    mosaics of the frames in ``keep`` are kept (``images``)."""
+    from mosaic.engine import FrameRenderer
+    from mosaic.metrics import fidelity, source_change
+    from mosaic.stages import StageTimer
+    from mosaic.tally import FrameTally
+    from mosaic.temporal import TemporalCoherence
+    from mosaic.video import torch_threads
+
+    renderer = FrameRenderer(pool, config)
+    temporal, tally = TemporalCoherence(config.temporal), FrameTally(renderer.device)
+    hold, timer = renderer.colour_hold(), StageTimer(renderer.device)
+    choices, fidelities, images = [], [], []
+    with torch_threads(renderer.device):  # as a video's render runs
+        for index, frame in enumerate(frames):
+            result = renderer.render(frame, temporal, timer, hold)
+            fidelities.append(fidelity(frame, result.image, result.choice.shape)["mean"])
+            if index:
+                change = source_change(frames[index - 1], frame, config.cell_shape)
+                tally.add(choices[-1], result.choice, result.scene_cut, None, change)
+            choices.append(result.choice)
+            if index in keep:
+                images.append(result.image.clone())
+    return FootageRun(
+        choices,
+        tally.read(),
+        sum(fidelities) / len(fidelities),
+        1e3 * timer.seconds["assignment"] / len(frames),
+        images,
+    )

@@ -11,10 +11,18 @@ import torch
 
 from mosaic.config import MosaicConfig
 from mosaic.engine import FrameRenderer
-from mosaic.metrics import churn, fidelity, source_change, tile_swaps
-from mosaic.tally import FrameTally
+from mosaic.metrics import churn, fidelity, tile_swaps
 from mosaic.temporal import TemporalCoherence, TemporalSettings
-from tests.scenes import Footage, add_noise, crop_pool, footage, landscape, photo_pool
+from tests.scenes import (
+    Footage,
+    FootageRun,
+    add_noise,
+    crop_pool,
+    footage,
+    landscape,
+    photo_pool,
+    render_footage,
+)
 
 pytestmark = pytest.mark.usefixtures("reference_path")
 
@@ -145,31 +153,16 @@ def clips(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def rendered(clips, footage_pool):
-    """Per clip and setting, once: the tiles of every frame, the median spurious swaps and the
-    mean fidelity over every frame."""
-    cache: dict[tuple[str, bool], dict] = {}
+    """Per clip and setting, rendered once (``tests.scenes.render_footage``)."""
+    cache: dict[tuple[str, bool], FootageRun] = {}
 
-    def render(motion: str, settings: TemporalSettings) -> dict:
+    def render(motion: str, settings: TemporalSettings) -> FootageRun:
         key = (motion, settings.follow_motion)
         if key not in cache:
-            frames = clips(motion).frames
-            config = MosaicConfig(cell=FOOTAGE_CELL, color=0.0, device="cpu", temporal=settings)
-            renderer = FrameRenderer(footage_pool, config)
-            temporal, tally = TemporalCoherence(settings), FrameTally(torch.device("cpu"))
-            choices, fidelities = [], []
-            for index, frame in enumerate(frames):
-                result = renderer.render(frame, temporal)
-                grid = result.choice.shape
-                fidelities.append(fidelity(frame, result.image, grid)["mean"])
-                if index:
-                    change = source_change(frames[index - 1], frame, FOOTAGE_CELL)
-                    tally.add(choices[-1], result.choice, result.scene_cut, None, change)
-                choices.append(result.choice)
-            cache[key] = {
-                "choices": choices,
-                "reading": tally.read(),
-                "fidelity": sum(fidelities) / len(fidelities),
-            }
+            config = MosaicConfig(
+                cell=FOOTAGE_CELL, tile_size=None, color=0.0, device="cpu", temporal=settings
+            )
+            cache[key] = render_footage(clips(motion).frames, footage_pool, config)
         return cache[key]
 
     return render
@@ -182,9 +175,9 @@ def test_footage_swaps_few_tiles_where_the_source_is_calm(rendered, motion: str)
     H.264: spurious swaps under 0.5 % of the cells in the median frame, fidelity within 2 % of
     tiles that stay in their cells."""
     following, fixed = rendered(motion, FOLLOWING), rendered(motion, FIXED)
-    assert following["reading"].spurious_swaps < 0.005
-    assert following["reading"].spurious_swaps <= fixed["reading"].spurious_swaps
-    assert following["fidelity"] <= 1.02 * fixed["fidelity"]
+    assert following.reading.spurious_swaps < 0.005
+    assert following.reading.spurious_swaps <= fixed.reading.spurious_swaps
+    assert following.fidelity <= 1.02 * fixed.fidelity
 
 
 @pytest.mark.usefixtures("reference_path")
@@ -193,8 +186,8 @@ def test_footage_zoom_swaps_at_most_half_as_many_tiles(rendered):
     half the spurious swaps of tiles that stay in their cells, at the same fidelity within 2 %
     (bench/README.md has the figures at 640 x 360)."""
     following, fixed = rendered("zoom", FOLLOWING), rendered("zoom", FIXED)
-    assert following["reading"].spurious_swaps <= 0.5 * fixed["reading"].spurious_swaps
-    assert following["fidelity"] <= 1.02 * fixed["fidelity"]
+    assert following.reading.spurious_swaps <= 0.5 * fixed.reading.spurious_swaps
+    assert following.fidelity <= 1.02 * fixed.fidelity
 
 
 @pytest.mark.usefixtures("reference_path")
@@ -203,28 +196,23 @@ def test_tiles_move_with_the_content_of_a_pan(clips, rendered):
     start and the end whose content is still on screen, at least 80 % sit within one cell of
     where that content went. Tiles that stay in their cells: almost none."""
     clip = clips("pan")
-    cell, last = FOOTAGE_CELL, FOOTAGE_FRAMES - 1
     width, height = FOOTAGE_SIZE
+    centre = torch.tensor([width / 2, height / 2])
+    assert (clip.follow(centre, 0, FOOTAGE_FRAMES - 1) - centre).abs().max() >= 4 * FOOTAGE_CELL
+    following = rendered("pan", FOLLOWING).choices
+    fixed = rendered("pan", FIXED).choices
+    assert clip.followed(following[0], following[-1], FOOTAGE_CELL) >= 0.8
+    assert clip.followed(fixed[0], fixed[-1], FOOTAGE_CELL) < 0.2
 
-    def followed(choices: list[torch.Tensor]) -> float:
-        first, end = choices[0], choices[last]
-        cols = first.shape[1]
-        at_end = {tile: divmod(i, cols) for i, tile in enumerate(end.flatten().tolist())}
-        near = total = 0
-        for index, tile in enumerate(first.flatten().tolist()):
-            row, col = divmod(index, cols)
-            centre = torch.tensor([(col + 0.5) * cell, (row + 0.5) * cell])
-            x, y = clip.follow(centre, 0, last).tolist()
-            if tile not in at_end or not (0 <= x < width and 0 <= y < height):
-                continue
-            end_row, end_col = at_end[tile]
-            total += 1
-            near += max(abs(int(y // cell) - end_row), abs(int(x // cell) - end_col)) <= 1
-        return near / total
 
-    moved = clip.follow(torch.tensor([width / 2, height / 2]), 0, last) - torch.tensor(
-        [width / 2, height / 2]
-    )
-    assert moved.abs().max() >= 4 * cell
-    assert followed(rendered("pan", FOLLOWING)["choices"]) >= 0.8
-    assert followed(rendered("pan", FIXED)["choices"]) < 0.2
+@pytest.mark.usefixtures("reference_path")
+def test_a_cut_between_two_shots_resets_once_and_costs_no_swaps(clips, footage_pool):
+    """The pan's first half, then the handheld shot: one scene cut, every tile chosen afresh
+    there, and the cut is not counted as swaps (the median frame stays under 0.5 %)."""
+    half = FOOTAGE_FRAMES // 2
+    frames = torch.cat([clips("pan").frames[:half], clips("shake").frames[:half]])
+    config = MosaicConfig(cell=FOOTAGE_CELL, tile_size=None, color=0.0, device="cpu")
+    run = render_footage(frames, footage_pool, config)
+    assert run.reading.scene_cuts == 1
+    assert churn(run.choices[half - 1], run.choices[half]) > 0.5
+    assert run.reading.spurious_swaps < 0.005
