@@ -46,7 +46,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import device_name, synchronize
+from conftest import bench_device, device_name, synchronize
 from PIL import Image
 
 from adapters import open_sink, read_image
@@ -206,8 +206,8 @@ def run_pipeline(workload: Workload, pool: TilePool, frames: list[torch.Tensor])
         "load_average": [load_before, os.getloadavg()[0]],
         "churn": summary.tally.churn,
         "fidelity": summary.fidelity,
-        "certified_gap_mean": summary.gap_mean,
-        "certified_gap_max": summary.gap_max,
+        "certified_gap_mean": summary.tally.gap_mean,
+        "certified_gap_max": summary.tally.gap_max,
         "method": summary.method,
     }
 
@@ -608,6 +608,103 @@ def test_scaling_pipeline(benchmark, width: int, height: int, cell: int, tiles: 
     rows, cols = math.ceil(height / cell), math.ceil(width / cell)
     info.update({"size": [width, height], "cell": cell, "cells": rows * cols, "tiles": tiles})
     info.update(runs[0])
+
+
+# --------------------------------------------------------------------------- temporal quality
+
+# Footage-like clips (``tests.scenes.footage``: a camera over a shipped photograph, sensor noise,
+# H.264 at CRF 28) at the size of the issue's street clip, rendered with the default settings
+# (tiles drawn at the cell size: the choice does not depend on it) and each temporal idea on or
+# off: ``today`` is the engine before them (tiles fixed in their cells, a fixed bonus).
+FOOTAGE = {"width": 640, "height": 272, "frames": 60, "cell": 16, "tiles": 1000}
+TEMPORAL_VARIANTS = {
+    "today": {"follow_motion": False, "masking": False},
+    "masking": {"follow_motion": False, "masking": True},
+    "follow": {"follow_motion": True, "masking": False},
+    "both": {"follow_motion": True, "masking": True},  # the defaults
+}
+STRIP_FRAMES = range(30, 35)  # the consecutive frames of the README's strips
+STRIP_CROP = (64, 208, 96, 256)  # top, bottom, left, right: 9 x 10 cells of the pan
+
+
+@pytest.fixture(scope="session")
+def footage_inputs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict]:
+    """The pool, and per motion its clip, made once when first asked for."""
+    from tests.scenes import footage
+
+    folder = tmp_path_factory.mktemp("footage")
+    made: dict[str, object] = {}
+
+    def make(motion: str) -> dict:
+        if "pool" not in made:
+            made["pool"] = crop_pool(FOOTAGE["tiles"], 32)
+        if motion not in made:
+            size = FOOTAGE["width"], FOOTAGE["height"], FOOTAGE["frames"]
+            made[motion] = footage(motion, *size, folder)
+        return {"pool": made["pool"], "clip": made[motion]}
+
+    return make
+
+
+def write_strip(frames: list[torch.Tensor], path: Path) -> None:
+    """Frames side by side, each cropped to ``STRIP_CROP``, with a 4-pixel white gap, as a JPEG."""
+    top, bottom, left, right = STRIP_CROP
+    gap = torch.full((3, bottom - top, 4), 255, dtype=torch.uint8)
+    parts = [part for frame in frames for part in (frame[:, top:bottom, left:right].cpu(), gap)]
+    strip = torch.cat(parts[:-1], 2)
+    Image.fromarray(strip.permute(1, 2, 0).numpy()).save(path, quality=88)
+
+
+@pytest.mark.parametrize("variant", TEMPORAL_VARIANTS)
+@pytest.mark.parametrize("motion", ["pan", "zoom", "shake"])
+def test_footage_flicker(benchmark, footage_inputs, monkeypatch, motion: str, variant: str):
+    """Spurious swaps (median and 95th percentile frame), swaps with the content, churn,
+    fidelity, the tiles that followed the pan's content and the assignment's ms per frame, one
+    round per clip and variant. With ``MOSAIC_STRIP_DIR`` set, the pan's strips are written
+    there (``STRIP_FRAMES``; the source's too): the README's pictures."""
+    import mosaic.temporal
+    from mosaic.temporal import TemporalSettings
+    from tests.scenes import render_footage
+
+    made = footage_inputs(motion)
+    clip = made["clip"]
+    settings = TEMPORAL_VARIANTS[variant]
+    if not settings["masking"]:
+        monkeypatch.setattr(mosaic.temporal, "MASKING", math.inf)  # the bonus never falls
+    config = MosaicConfig(
+        cell=FOOTAGE["cell"],
+        tile_size=None,
+        device=str(bench_device()),
+        temporal=TemporalSettings(follow_motion=settings["follow_motion"]),
+    )
+    runs = []
+    frames = clip.frames.to(bench_device())
+    benchmark.pedantic(
+        lambda: runs.append(render_footage(frames, made["pool"], config, keep=STRIP_FRAMES)),
+        rounds=1,
+        iterations=1,
+    )
+    run = runs[0]
+    reading = run.reading
+    info = benchmark.extra_info
+    info.update(machine())
+    info["device"] = device_name(bench_device())
+    info.update(FOOTAGE, motion=motion, variant=variant, **settings)
+    info.update(
+        spurious_swaps=reading.spurious_swaps,
+        spurious_swaps_p95=reading.spurious_swaps_p95,
+        content_swaps=reading.content_swaps,
+        source_changes=reading.source_changes,
+        churn=reading.churn,
+        scene_cuts=reading.scene_cuts,
+        fidelity=run.fidelity,
+        followed=clip.followed(run.choices[0], run.choices[-1], FOOTAGE["cell"]),
+        assignment_ms=run.assignment_ms,
+    )
+    strips = os.environ.get("MOSAIC_STRIP_DIR")
+    if strips and motion == "pan":
+        write_strip(run.images, Path(strips) / f"temporal-{variant}.jpg")
+        write_strip([clip.frames[i] for i in STRIP_FRAMES], Path(strips) / "temporal-source.jpg")
 
 
 # --------------------------------------------------------------------------- chart
