@@ -131,15 +131,17 @@ def test_tally_reads_exact_quantiles_and_leaves_scene_cuts_out():
     assert reading.content_swaps == 0 and reading.source_changes == 0
 
 
-def test_tally_adds_up_on_the_device_without_reading_it():
+def test_tally_adds_up_on_the_device_without_reading_it(device: str):
     generator = torch.Generator().manual_seed(3)
     frames = torch.randint(0, 256, (4, 3, 24, 40), generator=generator, dtype=torch.uint8)
     choices = torch.randint(0, 50, (4, 3, 5), generator=generator)
-    tally = FrameTally(torch.device("cpu"))
+    frames, choices = frames.to(device), choices.to(device)
+    cut = torch.tensor(False, device=device)
+    tally = FrameTally(torch.device(device))
     with count_syncs() as syncs:
         for index in range(1, 4):
             change = source_change(frames[index - 1], frames[index], 8)
-            tally.add(choices[index - 1], choices[index], torch.tensor(False), None, change)
+            tally.add(choices[index - 1], choices[index], cut, None, change)
     assert not syncs, f"host syncs: {dict(syncs)}"
     assert 0 <= tally.read().spurious_swaps <= 1
 

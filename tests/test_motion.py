@@ -178,13 +178,14 @@ def test_a_zoom_moves_runs_of_tiles_out_to_the_edge():
     assert moves.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
 
 
-def test_a_steady_plan_reads_nothing_back():
-    """Motion, carry, waves, anchors and the scene-cut test: no host sync in a frame."""
+def test_a_steady_plan_reads_nothing_back(device: str):
+    """Motion, carry, waves, anchors and the scene-cut test: no host sync in a frame (on every
+    device: CUDA where there is one)."""
     rows, cols = 6, 8
-    picture = smooth_picture(rows * 16 + 40, cols * 16 + 40, 4.0, 2)
+    picture = smooth_picture(rows * 16 + 40, cols * 16 + 40, 4.0, 2).to(device)
     temporal = TemporalCoherence(TemporalSettings())
-    tiles = torch.randperm(rows * cols)
-    cost = torch.tensor(1.0, dtype=torch.float64)
+    tiles = torch.randperm(rows * cols).to(device)
+    cost = torch.tensor(1.0, dtype=torch.float64, device=device)
 
     def features(shift: int) -> torch.Tensor:
         view = picture[:, 20 : 20 + rows * 16, 20 + shift : 20 + shift + cols * 16]
