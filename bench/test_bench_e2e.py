@@ -21,8 +21,11 @@ ffmpeg's for ``video``), each stage's wall-clock and CPU ms per frame (``VideoSt
 ``stage_seconds``, torch at one thread per stage), the load average around it (the machine may
 be shared: CPU times are the steadier figure), and for ``video`` the peak RSS.
 ``test_encoder_presets`` times libx264's presets on the mosaic frames. ``test_short_clip_cli``
-times the ``mosaic`` command itself on a short clip, from start to exit (``SHORT_CLIP``). Run,
-then draw the per-stage chart::
+times the ``mosaic`` command itself on a short clip, from start to exit (``SHORT_CLIP``).
+``test_footage_flicker`` measures temporal quality (spurious swaps, fidelity, tiles that follow
+the content) on footage-like clips with each temporal idea on or off (``TEMPORAL_VARIANTS``).
+The pipeline and video measures record the spurious swaps too. Run, then draw the per-stage
+chart::
 
     python -m pytest bench/test_bench_e2e.py --benchmark-json=bench/results/e2e-MACHINE.json
     python bench/test_bench_e2e.py bench/results/e2e-MACHINE.json bench/results/e2e-MACHINE.png
@@ -205,6 +208,8 @@ def run_pipeline(workload: Workload, pool: TilePool, frames: list[torch.Tensor])
         "stage_cpu_ms": per_frame_ms(timer.cpu_seconds, summary.frames),
         "load_average": [load_before, os.getloadavg()[0]],
         "churn": summary.tally.churn,
+        "spurious_swaps": summary.tally.spurious_swaps,
+        "spurious_swaps_p95": summary.tally.spurious_swaps_p95,
         "fidelity": summary.fidelity,
         "certified_gap_mean": summary.tally.gap_mean,
         "certified_gap_max": summary.tally.gap_max,
@@ -275,6 +280,8 @@ def run_video(workload: Workload, clip: Path, pool_path: Path, output: Path) -> 
         "encoder": stats["encoder"],
         "output_bytes": output.stat().st_size,
         "churn": stats["churn"],
+        "spurious_swaps": stats["spurious_swaps"],
+        "spurious_swaps_p95": stats["spurious_swaps_p95"],
         "fidelity": stats["fidelity"],
         "certified_gap_mean": stats["gap_mean"],
         "certified_gap_max": stats["gap_max"],
