@@ -630,25 +630,35 @@ TEMPORAL_VARIANTS = {
     "follow": {"follow_motion": True, "masking": False},
     "both": {"follow_motion": True, "masking": True},  # the defaults
 }
+# Each clip: (motion, speed, noise). The issue's range: pans of 1 to 3 pixels a frame, noise of
+# 2 to 4 levels; the slow and fast pans are measured before and now only.
+FOOTAGE_CLIPS = {
+    "pan": ("pan", 1.0, 3.0),
+    "zoom": ("zoom", 1.0, 3.0),
+    "shake": ("shake", 1.0, 3.0),
+    "pan-slow": ("pan", 1.0 / 2.2, 2.0),
+    "pan-fast": ("pan", 3.0 / 2.2, 4.0),
+}
 STRIP_FRAMES = range(30, 35)  # the consecutive frames of the README's strips
 STRIP_CROP = (64, 208, 96, 256)  # top, bottom, left, right: 9 x 10 cells of the pan
 
 
 @pytest.fixture(scope="session")
 def footage_inputs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict]:
-    """The pool, and per motion its clip, made once when first asked for."""
+    """The pool, and each clip of ``FOOTAGE_CLIPS``, made once when first asked for."""
     from tests.scenes import footage
 
     folder = tmp_path_factory.mktemp("footage")
     made: dict[str, object] = {}
 
-    def make(motion: str) -> dict:
+    def make(clip: str) -> dict:
         if "pool" not in made:
             made["pool"] = crop_pool(FOOTAGE["tiles"], 32)
-        if motion not in made:
+        if clip not in made:
+            motion, speed, noise = FOOTAGE_CLIPS[clip]
             size = FOOTAGE["width"], FOOTAGE["height"], FOOTAGE["frames"]
-            made[motion] = footage(motion, *size, folder)
-        return {"pool": made["pool"], "clip": made[motion]}
+            made[clip] = footage(motion, *size, folder, noise=noise, speed=speed)
+        return {"pool": made["pool"], "clip": made[clip]}
 
     return make
 
@@ -662,9 +672,12 @@ def write_strip(frames: list[torch.Tensor], path: Path) -> None:
     Image.fromarray(strip.permute(1, 2, 0).numpy()).save(path, quality=88)
 
 
-@pytest.mark.parametrize("variant", TEMPORAL_VARIANTS)
-@pytest.mark.parametrize("motion", ["pan", "zoom", "shake"])
-def test_footage_flicker(benchmark, footage_inputs, monkeypatch, motion: str, variant: str):
+@pytest.mark.parametrize(
+    ("clip_name", "variant"),
+    [(clip, variant) for clip in ("pan", "zoom", "shake") for variant in TEMPORAL_VARIANTS]
+    + [(clip, variant) for clip in ("pan-slow", "pan-fast") for variant in ("today", "both")],
+)
+def test_footage_flicker(benchmark, footage_inputs, monkeypatch, clip_name: str, variant: str):
     """Spurious swaps (median and 95th percentile frame), swaps with the content, churn,
     fidelity, the tiles that followed the pan's content and the assignment's ms per frame, one
     round per clip and variant. With ``MOSAIC_STRIP_DIR`` set, the pan's strips are written
@@ -673,7 +686,7 @@ def test_footage_flicker(benchmark, footage_inputs, monkeypatch, motion: str, va
     from mosaic.temporal import TemporalSettings
     from tests.scenes import render_footage
 
-    made = footage_inputs(motion)
+    made = footage_inputs(clip_name)
     clip = made["clip"]
     settings = TEMPORAL_VARIANTS[variant]
     if not settings["masking"]:
@@ -696,7 +709,9 @@ def test_footage_flicker(benchmark, footage_inputs, monkeypatch, motion: str, va
     info = benchmark.extra_info
     info.update(machine())
     info["device"] = device_name(bench_device())
-    info.update(FOOTAGE, motion=motion, variant=variant, **settings)
+    motion, speed, noise = FOOTAGE_CLIPS[clip_name]
+    info.update(FOOTAGE, clip=clip_name, motion=motion, speed=speed, noise=noise)
+    info.update(variant=variant, **settings)
     info.update(
         spurious_swaps=reading.spurious_swaps,
         spurious_swaps_p95=reading.spurious_swaps_p95,
@@ -709,7 +724,7 @@ def test_footage_flicker(benchmark, footage_inputs, monkeypatch, motion: str, va
         assignment_ms=run.assignment_ms,
     )
     strips = os.environ.get("MOSAIC_STRIP_DIR")
-    if strips and motion == "pan":
+    if strips and clip_name == "pan":
         write_strip(run.images, Path(strips) / f"temporal-{variant}.jpg")
         write_strip([clip.frames[i] for i in STRIP_FRAMES], Path(strips) / "temporal-source.jpg")
 

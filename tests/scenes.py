@@ -161,24 +161,27 @@ class Footage:
         return near / max(total, 1)
 
 
-def camera_path(motion: str, frames: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def camera_path(
+    motion: str, frames: int, seed: int = 0, speed: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A camera's offset from its first position, in frame pixels ``(T, 2)``, and its zoom
     (frame pixels per photo pixel, relative to the first frame) ``(T,)``, both float64.
 
     ``"pan"``: 2.2 pixels a frame to the right and 0.6 down; ``"zoom"``: in by 0.2 % a frame;
     ``"shake"``: a handheld camera, a random walk pulled back to its start (each frame 0.9 of the
     last offset plus a step of 1 pixel's standard deviation: about 2.3 pixels from the start).
+    ``speed`` scales each motion (the pan's step, the zoom's rate, the shake's steps).
     """
     steps = torch.arange(frames, dtype=torch.float64)
     offset = torch.zeros(frames, 2, dtype=torch.float64)
     zoom = torch.ones(frames, dtype=torch.float64)
     if motion == "pan":
-        offset = steps[:, None] * torch.tensor([2.2, 0.6], dtype=torch.float64)
+        offset = steps[:, None] * torch.tensor([2.2, 0.6], dtype=torch.float64) * speed
     elif motion == "zoom":
-        zoom = 1.002**steps
+        zoom = 1.002 ** (steps * speed)
     elif motion == "shake":
         generator = torch.Generator().manual_seed(seed)
-        kicks = torch.randn(frames, 2, generator=generator, dtype=torch.float64)
+        kicks = torch.randn(frames, 2, generator=generator, dtype=torch.float64) * speed
         for index in range(1, frames):
             offset[index] = 0.9 * offset[index - 1] + kicks[index]
     else:
@@ -194,11 +197,12 @@ def footage(
     folder: Path,
     *,
     noise: float = 3.0,
+    speed: float = 1.0,
     seed: int = 0,
 ) -> Footage:
-    """A real-footage-like clip: a camera ``motion`` (``camera_path``) over the shipped
-    photograph of ``FOOTAGE_SUBJECTS``, Gaussian sensor noise of ``noise`` levels, then H.264 at
-    CRF ``FOOTAGE_CRF`` (libx264 ``medium``) written into ``folder`` and decoded again.
+    """A real-footage-like clip: a camera ``motion`` (``camera_path`` at ``speed``) over the
+    shipped photograph of ``FOOTAGE_SUBJECTS``, Gaussian sensor noise of ``noise`` levels, then
+    H.264 at CRF ``FOOTAGE_CRF`` (libx264 ``medium``) written into ``folder`` and decoded again.
 
     The photo is sampled bilinearly, at most one photo pixel per frame pixel (never minified, so
     nothing aliases), with the whole path inside it. ``width`` and ``height`` must be even.
@@ -208,7 +212,7 @@ def footage(
 
     photo = read_image(next(p for p in asset_photos() if p.name == FOOTAGE_SUBJECTS[motion]))
     photo_h, photo_w = photo.shape[-2:]
-    offset, zoom = camera_path(motion, frames, seed)
+    offset, zoom = camera_path(motion, frames, seed, speed)
     # The largest view (in frame pixels at the first frame's scale) the path needs, and the
     # photo scale that fits it.
     low, high = offset.amin(0), offset.amax(0)
@@ -227,7 +231,7 @@ def footage(
         )[0]
         view += torch.randn(view.shape, generator=grain) * noise
         filmed.append(view.round().clamp(0, 255).to(torch.uint8))
-    clip = folder / f"{motion}-{width}x{height}-{frames}-{seed}.mp4"
+    clip = folder / f"{motion}-{speed}-{noise}-{width}x{height}-{frames}-{seed}.mp4"
     with open_sink(
         clip, width=width, height=height, fps=25, crf=FOOTAGE_CRF, preset="medium"
     ) as sink:
