@@ -4,7 +4,7 @@ Tensors in, tensors out: no files, no video, no policy. Every function takes CPU
 and returns tensors on the same device; ``kernels.dispatch`` says which implementation runs.
 """
 
-from kernels.cell_analysis import CellAnalysis, analyse_cells
+from kernels.cell_analysis import CellAnalysis, analyse_cells, block_mean_std
 from kernels.composite import Blend, ColourTransfer, composite_tiles
 from kernels.cost import cost_matrix, cost_topk
 from kernels.features import cell_features
@@ -16,6 +16,7 @@ __all__ = [
     "CellAnalysis",
     "ColourTransfer",
     "analyse_cells",
+    "block_mean_std",
     "cell_features",
     "composite_tiles",
     "cost_matrix",

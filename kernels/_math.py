@@ -1,10 +1,11 @@
 """Pure colour math as small ``@triton.jit`` helpers: no loads, no stores.
 
-The fused kernels (``oklab.py``, ``cell_analysis.py``) call these, so each formula is written once
-for Triton, and each colour matrix once for Triton and torch alike: the tuples below are what the
-pure-torch references in ``oklab.py`` multiply by, and what ``mix_channels`` applies in a kernel.
-The coefficients are Björn Ottosson's (https://bottosson.github.io/posts/oklab/); the property
-tests pin kernels and references to each other and to an independent colour library.
+The fused kernels (``oklab.py``, ``cell_analysis.py``, ``composite.py``) call these, so each
+formula is written once for Triton, and each colour matrix once for Triton and torch alike: the
+tuples below are what the pure-torch references in ``oklab.py`` multiply by, and what
+``mix_channels`` applies in a kernel. The coefficients are Björn Ottosson's
+(https://bottosson.github.io/posts/oklab/); the property tests pin kernels and references to each
+other and to an independent colour library.
 
 Triton's interpreter has no ``libdevice`` (``cbrt``, ``pow``), so powers go through
 ``exp2``/``log2``, which also compile everywhere.
@@ -179,6 +180,12 @@ def rounded_int(x):
     subtraction, where ``floor`` and a float-to-int conversion would take the conversion pipe
     that the MUFU ops of a colour conversion share (16 results per SM and clock on sm_90)."""
     return (x + _ROUNDING_SHIFT).to(tl.int32, bitcast=True) - _ROUNDING_SHIFT_BITS
+
+
+@triton.jit
+def encode_to_uint8(linear):
+    """Linear float32 -> sRGB code: clamped to [0, 1], encoded, scaled, rounded half to even."""
+    return rounded_int(srgb_encode(linear) * 255.0).to(tl.uint8)
 
 
 @triton.jit

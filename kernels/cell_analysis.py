@@ -26,6 +26,7 @@ do: ``M2 = sum(M2_column) + CELL * sum((mean_column - mean) ** 2)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -51,6 +52,7 @@ __all__ = [
     "CellAnalysis",
     "analyse_cells",
     "analyse_cells_reference",
+    "block_mean_std",
     "oklab_block_means_reference",
     "repeat_edges",
 ]
@@ -96,34 +98,37 @@ def oklab_block_means_reference(rgb: torch.Tensor, block: int | tuple[int, int])
     return grid_reduce_reference(srgb_to_oklab_reference(rgb), block)
 
 
-def _block_mean_std_reference(
+def block_mean_std(
     lab: torch.Tensor,
     block: tuple[int, int],
     *,
     overwrite: bool = False,
     mean: torch.Tensor | None = None,
+    reduce: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor] = grid_reduce_reference,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and population standard deviation of every ``bh x bw`` block, pure torch.
+    """Mean and population standard deviation of every ``bh x bw`` block.
 
     Two passes (mean, then mean squared deviation), which stays accurate in float32 for the
-    near-flat blocks whose spread matters most, unlike ``E[x^2] - E[x]^2``.
+    near-flat blocks whose spread matters most, unlike ``E[x^2] - E[x]^2``. For blocks too
+    wide for ``analyse_cells``' statistics (a pool's tiles), and inside its reference.
 
     Args:
         lab: contiguous float32 ``(N, C, H, W)``, ``H`` and ``W`` multiples of ``block``.
         overwrite: work in ``lab`` itself (its values are lost) instead of a copy.
         mean: the block means when the caller already has them.
+        reduce: the block mean: pure torch by default, ``kernels.grid_reduce`` for speed.
 
     Returns:
         ``(mean, std)``, each float32 ``(N, C, H // block, W // block)``.
     """
     n, channels, height, width = lab.shape
     if mean is None:
-        mean = grid_reduce_reference(lab, block)
+        mean = reduce(lab, block)
     rows, cols = mean.shape[-2:]
     blocks = lab.view(n, channels, rows, block[0], cols, block[1])
     block_mean = mean[:, :, :, None, :, None]
     deviation = blocks.sub_(block_mean) if overwrite else blocks - block_mean
-    variance = grid_reduce_reference(deviation.square_().view(n, channels, height, width), block)
+    variance = reduce(deviation.square_().view(n, channels, height, width), block)
     return mean, variance.sqrt_()
 
 
@@ -139,7 +144,7 @@ def analyse_cells_reference(
         return CellAnalysis(oklab_block_means_reference(padded, block), None, None)
     lab = srgb_to_oklab_reference(padded)
     block_means = grid_reduce_reference(lab, block)
-    mean, std = _block_mean_std_reference(
+    mean, std = block_mean_std(
         lab, cell, overwrite=True, mean=grid_reduce_reference(block_means, grid)
     )
     return CellAnalysis(

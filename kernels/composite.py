@@ -47,12 +47,11 @@ from typing import NamedTuple
 import torch
 
 from kernels._launch import check_same_device, check_tensor, empty_output
-from kernels._math import linear_srgb_to_oklab, oklab_to_linear_srgb
+from kernels._math import encode_to_uint8, linear_srgb_to_oklab, oklab_to_linear_srgb
 from kernels._triton import tl, triton
 from kernels.dispatch import interpreting, use_triton
 from kernels.oklab import (
-    _encode_to_uint8,
-    _load_linear_srgb,
+    load_linear_srgb,
     oklab_to_srgb_reference,
     srgb_decode_table,
     srgb_to_oklab_reference,
@@ -579,9 +578,9 @@ def _mosaic_pixels(
             lab_b = tl.load(lab + 2 * lab_strides[1], mask=mask, other=0.0)
         else:
             lab_l, lab_a, lab_b = linear_srgb_to_oklab(
-                _load_linear_srgb(pixel, mask, decode_table_ptr, True),
-                _load_linear_srgb(pixel + tile_strides[1], mask, decode_table_ptr, True),
-                _load_linear_srgb(pixel + 2 * tile_strides[1], mask, decode_table_ptr, True),
+                load_linear_srgb(pixel, mask, decode_table_ptr, True),
+                load_linear_srgb(pixel + tile_strides[1], mask, decode_table_ptr, True),
+                load_linear_srgb(pixel + 2 * tile_strides[1], mask, decode_table_ptr, True),
             )
         stats = (tile_mean_ptr, tile_std_ptr, cell_mean_ptr, cell_std_ptr)
         coefficients = (tile_stat_strides, cell_stat_strides, strength, max_gain, spread_floor)
@@ -589,9 +588,9 @@ def _mosaic_pixels(
         lab_a = _transferred(lab_a, tile, cell_row, cell_col, 1, mask, *stats, *coefficients)
         lab_b = _transferred(lab_b, tile, cell_row, cell_col, 2, mask, *stats, *coefficients)
         linear_r, linear_g, linear_b = oklab_to_linear_srgb(lab_l, lab_a, lab_b)
-        red = _encode_to_uint8(linear_r).to(tl.int32)
-        green = _encode_to_uint8(linear_g).to(tl.int32)
-        blue = _encode_to_uint8(linear_b).to(tl.int32)
+        red = encode_to_uint8(linear_r).to(tl.int32)
+        green = encode_to_uint8(linear_g).to(tl.int32)
+        blue = encode_to_uint8(linear_b).to(tl.int32)
     else:
         red = tl.load(pixel, mask=mask, other=0).to(tl.int32)
         green = tl.load(pixel + tile_strides[1], mask=mask, other=0).to(tl.int32)

@@ -29,11 +29,10 @@ from kernels._math import (
     LMS_CBRT_FROM_OKLAB,
     LMS_FROM_LINEAR_SRGB,
     OKLAB_FROM_LMS_CBRT,
+    encode_to_uint8,
     linear_srgb_to_oklab,
     oklab_to_linear_srgb,
-    rounded_int,
     srgb_decode,
-    srgb_encode,
 )
 from kernels._triton import tl, triton
 from kernels.dispatch import runs_compiled, use_triton
@@ -226,8 +225,9 @@ def _output_pointers(out_ptr, frame, row, columns, rows, cols):
 
 
 @triton.jit
-def _load_linear_srgb(pointers, mask, decode_table_ptr, DECODE_FROM_TABLE: tl.constexpr):
-    """Linear float32 values of one channel: uint8 codes through the table, floats decoded."""
+def load_linear_srgb(pointers, mask, decode_table_ptr, DECODE_FROM_TABLE: tl.constexpr):
+    """Linear float32 values of one channel: uint8 codes through the table, floats decoded
+    (also the composite kernel's tile read)."""
     if DECODE_FROM_TABLE:
         codes = tl.load(pointers, mask=mask, other=0).to(tl.int32)
         linear = tl.load(decode_table_ptr + codes)
@@ -264,20 +264,14 @@ def _srgb_to_oklab_kernel(
     """
     frame, row, columns, mask = _block_position(rows, cols, BLOCK)
     src = x_ptr + frame * stride_frame + row * stride_row + columns * stride_col
-    red = _load_linear_srgb(src, mask, decode_table_ptr, DECODE_FROM_TABLE)
-    green = _load_linear_srgb(src + stride_channel, mask, decode_table_ptr, DECODE_FROM_TABLE)
-    blue = _load_linear_srgb(src + 2 * stride_channel, mask, decode_table_ptr, DECODE_FROM_TABLE)
+    red = load_linear_srgb(src, mask, decode_table_ptr, DECODE_FROM_TABLE)
+    green = load_linear_srgb(src + stride_channel, mask, decode_table_ptr, DECODE_FROM_TABLE)
+    blue = load_linear_srgb(src + 2 * stride_channel, mask, decode_table_ptr, DECODE_FROM_TABLE)
     lab_l, lab_a, lab_b = linear_srgb_to_oklab(red, green, blue)
     dst, plane = _output_pointers(out_ptr, frame, row, columns, rows, cols)
     tl.store(dst, lab_l, mask=mask)
     tl.store(dst + plane, lab_a, mask=mask)
     tl.store(dst + 2 * plane, lab_b, mask=mask)
-
-
-@triton.jit
-def _encode_to_uint8(linear):
-    """Linear float32 -> sRGB code: clamped to [0, 1], encoded, scaled, rounded half to even."""
-    return rounded_int(srgb_encode(linear) * 255.0).to(tl.uint8)
 
 
 @triton.jit(do_not_specialize=["size_class"])
@@ -308,9 +302,9 @@ def _oklab_to_srgb_kernel(
     lab_b = tl.load(src + 2 * stride_channel, mask=mask, other=0.0).to(tl.float32)
     red, green, blue = oklab_to_linear_srgb(lab_l, lab_a, lab_b)
     dst, plane = _output_pointers(out_ptr, frame, row, columns, rows, cols)
-    tl.store(dst, _encode_to_uint8(red), mask=mask)
-    tl.store(dst + plane, _encode_to_uint8(green), mask=mask)
-    tl.store(dst + 2 * plane, _encode_to_uint8(blue), mask=mask)
+    tl.store(dst, encode_to_uint8(red), mask=mask)
+    tl.store(dst + plane, encode_to_uint8(green), mask=mask)
+    tl.store(dst + 2 * plane, encode_to_uint8(blue), mask=mask)
 
 
 # On a GPU the best block depends on the part and on the layout (CHW planes load as 16-byte

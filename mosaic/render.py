@@ -41,6 +41,7 @@ from kernels import (
     Blend,
     ColourTransfer,
     analyse_cells,
+    block_mean_std,
     composite_tiles,
     grid_reduce,
     srgb_to_oklab,
@@ -179,9 +180,9 @@ def tile_stats(
     side = tuple(tiles.shape[-2:])
     batch = max(1, _TILE_STATS_PIXELS // (side[0] * side[1]))
     batches = [
-        _block_mean_std(srgb_to_oklab(b), side, overwrite=True)
+        block_mean_std(srgb_to_oklab(b), side, overwrite=True, reduce=grid_reduce)
         if lab is None
-        else _block_mean_std(lab[start : start + batch], side)
+        else block_mean_std(lab[start : start + batch], side, reduce=grid_reduce)
         for start, b in zip(range(0, len(tiles), batch), tiles.split(batch), strict=True)
     ]
     mean = torch.cat([m for m, _ in batches]).reshape(len(tiles), 3)
@@ -312,31 +313,6 @@ def render_mosaic_unchecked(
     if hold is not None and pixel_format == "rgb" and blend is None:
         hold.frame = image
     return image
-
-
-def _block_mean_std(
-    lab: torch.Tensor, block: tuple[int, int], *, overwrite: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and population standard deviation of every ``bh x bw`` block.
-
-    Two passes (mean, then mean squared deviation), which stays accurate in float32 for the
-    near-flat blocks whose spread matters most, unlike ``E[x^2] - E[x]^2``.
-
-    Args:
-        lab: contiguous float32 ``(N, 3, H, W)`` Oklab, ``H`` and ``W`` multiples of ``block``'s.
-        overwrite: work in ``lab`` itself (its values are lost) instead of a copy.
-
-    Returns:
-        ``(mean, std)``, each float32 ``(N, 3, H // block, W // block)``.
-    """
-    n, _, height, width = lab.shape
-    mean = grid_reduce(lab, block)
-    rows, cols = mean.shape[-2:]
-    blocks = lab.view(n, 3, rows, block[0], cols, block[1])
-    block_mean = mean[:, :, :, None, :, None]
-    deviation = blocks.sub_(block_mean) if overwrite else blocks - block_mean
-    variance = grid_reduce(deviation.square_().view(n, 3, height, width), block)
-    return mean, variance.sqrt_()
 
 
 # --------------------------------------------------------------------------- argument checks

@@ -316,7 +316,7 @@ def test_pool_too_small_error_says_what_is_needed(monkeypatch):
         assign_tiles(cells, tiles, (10, 10), reuse=3)
     message = str(error.value)
     assert "100 cells" in message and "at least 34 tiles" in message and "there are 30" in message
-    assert "--reuse auto" in message and "(here 4)" in message
+    assert "reuse to 'auto'" in message and "(here 4)" in message
     assert isinstance(error.value, ValueError)
 
 

@@ -268,7 +268,7 @@ def test_yuv_frames_are_the_rgb_mosaics_in_i420(reference_path):
     from tests.scenes import add_noise, landscape
 
     frames = [add_noise(landscape(48, 64, seed=1), 2.0, seed=i).permute(1, 2, 0) for i in range(3)]
-    config = MosaicConfig(cell=8, device="cpu")
+    config = MosaicConfig(cell=8, tile_size=None, device="cpu")
     written: dict[str, list[torch.Tensor]] = {"rgb": [], "yuv420p": []}
     summaries = {}
     for pixel_format, out in written.items():

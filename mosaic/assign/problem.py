@@ -93,8 +93,8 @@ def resolve_reuse(reuse: int | str, cells: int, tiles: int) -> int:
     if reuse and reuse * tiles < cells:
         raise PoolTooSmallError(
             f"the tile pool is too small: {cells} cells with reuse={reuse} need at least "
-            f"{math.ceil(cells / reuse)} tiles, but there are {tiles}; use --reuse auto (here "
-            f"{math.ceil(cells / tiles)}) or a larger --reuse, or add tiles"
+            f"{math.ceil(cells / reuse)} tiles, but there are {tiles}; set reuse to 'auto' "
+            f"(here {math.ceil(cells / tiles)}) or higher, or add tiles"
         )
     return reuse
 
