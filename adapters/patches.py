@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 PATCH_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64)
-"""What patches can be: uint8 keeps the pixel codes, floats are in [0, 1]."""
+"""What patches can be: uint8 keeps the pixel codes, floats are the codes divided by 255."""
 
 
 class PatchClip(NamedTuple):
@@ -54,7 +54,7 @@ class PatchClip(NamedTuple):
 
     Attributes:
         patches: ``(k_keep, 3, patch_size, patch_size)`` in the asked dtype (uint8 codes, or
-            floats in [0, 1]).
+            floats in [0, 1]: the codes divided by 255).
         positions: int64 ``(k_keep, 3)``: the frame's index in the clip (0 to
             ``sequence_length - 1``), the patch row and the patch column.
         scores: float32 ``(k_keep,)``: the detail energy that selected each patch.
@@ -73,8 +73,8 @@ class ClipFrames(NamedTuple):
     """A clip's frames resized and cut for patching: what a DataLoader worker hands over.
 
     Attributes:
-        frames: uint8 ``(sequence_length, 3, rows * patch_size, cols * patch_size)``, channels
-            last in memory (a decoder's HWC frames seen as CHW).
+        frames: uint8 ``(sequence_length, 3, rows * patch_size, cols * patch_size)``, any
+            strides (usually a decoder's HWC frames seen as CHW).
         frame_indices: int64 ``(sequence_length,)``: their indices in the video.
     """
 
