@@ -159,6 +159,8 @@ def render_folder(
     of every input to render as probed beforehand (``None`` when no input could be probed).
     """
     config = as_config(config)
+    if ray is False and (segment_frames, warmup_frames) != (None, None):
+        raise ValueError("segment_frames and warmup_frames split videos on Ray: give ray too")
     log = log or (lambda line: print(line, file=sys.stderr))
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -267,6 +267,8 @@ def render_on_ray(
     A progress bar (``progress``) and ``on_progress(done, total)`` count the frames of the
     videos and segments done over the frames of all of them, as their tasks finish.
     """
+    if not jobs:
+        return
     ray = connect(address)
     segment_frames = segment_frames or SEGMENT_FRAMES
     resources, config = _task_options(ray, config)

@@ -23,12 +23,17 @@ from mosaic.batch import render_folder
 from mosaic.cli import main
 from mosaic.config import MosaicConfig
 from mosaic.distributed import SharedPool, segment_bounds
+from mosaic.video import render_video
 from tests.adapters.media import ffmpeg, frame_numbers, make_clip, make_grey_ramp, probe
 from tests.scenes import photo_pool
 
 ray = pytest.importorskip("ray")
 
-pytestmark = pytest.mark.usefixtures("reference_path")
+pytestmark = [
+    pytest.mark.usefixtures("reference_path"),
+    # Ray Data's own settings, deprecated in the Ray release installed.
+    pytest.mark.filterwarnings("ignore:`use_:DeprecationWarning"),
+]
 
 CONFIG = MosaicConfig(cell=8, device="cpu", color=0.0)
 
@@ -159,6 +164,22 @@ def test_a_split_video_keeps_its_frames_and_audio_and_its_tiles_across_a_join_af
     assert after < 4
 
 
+def test_a_stopped_split_video_resumes_from_its_finished_segments(
+    ray_instance, pool, scene_cut_clip: Path, tmp_path: Path
+):
+    inputs, options = scene_cut_clip.parent, {"segment_frames": 40, "warmup_frames": 25}
+    render_folder(inputs, tmp_path / "once", pool, CONFIG, progress=False, ray=True, **options)
+    # What a run stopped after its first segment leaves: that segment, where the tasks put it.
+    first = tmp_path / "resumed" / ".cut.segments" / "0000-0-40.mp4"
+    first.parent.mkdir(parents=True)
+    render_video(scene_cut_clip, first, pool, CONFIG, progress=False, segment=(0, 40), warmup=25)
+    report = render_folder(
+        inputs, tmp_path / "resumed", pool, CONFIG, progress=False, ray=True, **options
+    )
+    assert [stats.frames for _, stats in report.rendered] == [80]  # the two segments left
+    assert files(tmp_path / "resumed") == files(tmp_path / "once")
+
+
 def worker_running(task_name: str) -> int | None:
     """The process id of a Ray worker started by this test process that runs ``task_name``."""
     for entry in Path("/proc").iterdir():
@@ -217,6 +238,19 @@ def test_without_ray_the_command_says_how_to_install_it(
     assert code == 1
     error = capsys.readouterr().err.strip().splitlines()
     assert error == ["mosaic: error: Ray is not installed: pip install 'triton-mosaic[ray]'"]
+
+
+def test_ray_is_for_a_folder_without_jobs(clips: Path, tmp_path: Path, capsys):
+    one_video = [str(clips / "a.mp4"), "-o", str(tmp_path / "a.mp4"), "--tiles", str(tmp_path)]
+    with pytest.raises(SystemExit) as usage:
+        main([*one_video, "--ray"])
+    assert usage.value.code == 2
+    assert "--ray: only for a folder of videos" in capsys.readouterr().err
+    folder = [str(clips), "-o", str(tmp_path / "out"), "--tiles", str(tmp_path)]
+    with pytest.raises(SystemExit) as usage:
+        main([*folder, "--jobs", "2", "--ray", "127.0.0.1:6379"])
+    assert usage.value.code == 2
+    assert "--jobs: local threads, not with --ray" in capsys.readouterr().err
 
 
 @given(
