@@ -270,80 +270,112 @@ def render_on_ray(
     if not jobs:
         return
     ray = connect(address)
-    segment_frames = segment_frames or SEGMENT_FRAMES
     resources, config = _task_options(ray, config)
     render = ray.remote(_render_task).options(max_retries=TASK_RETRIES, **resources)
-    join = ray.remote(_join_task).options(max_retries=TASK_RETRIES, num_cpus=1)
     shared = ray.put(SharedPool.of(pool))
-    total = sum(job.frames for job in jobs)
-    bar = tqdm(total=total, unit="frame", disable=not progress, smoothing=0.1, desc="mosaic")
-    done = 0
-    running: dict[Any, tuple[VideoJob, _Segment | None]] = {}  # task -> what it renders
-    segments: dict[Path, list[_Segment]] = {}  # a split video's source -> its segments
-    finished: dict[Path, dict[int, VideoStats]] = {}  # ... -> its segments rendered in this run
-    joining: dict[Any, VideoJob] = {}  # join task -> its video
-
-    def advance(frames: int) -> None:
-        nonlocal done
-        done += frames
-        bar.update(frames)
-        if on_progress is not None:
-            on_progress(done, total or None)
-
-    def start_join(job: VideoJob) -> None:
-        joining[join.remote(job, segments[job.source])] = job
-
-    for job in sorted(jobs, key=lambda job: -job.frames):
-        parts = _segments(job, segment_frames, video_options)
-        if not parts:
-            running[render.remote(job, shared, config, None, 0, video_options)] = (job, None)
-            continue
-        segments[job.source], finished[job.source] = parts, {}
-        to_render = [part for part in parts if not part.path.exists()]  # resumed: kept
-        advance(sum(part.stop - part.start for part in parts if part not in to_render))
-        for part in to_render:
-            task = render.remote(job, shared, config, part, warmup_frames, video_options)
-            running[task] = (job, part)
-        if not to_render:
-            start_join(job)
-    failed: set[Path] = set()
+    run = _Run(ray, record, sum(job.frames for job in jobs), progress, on_progress)
     try:
-        with bar:
-            while running or joining:
-                ready, _ = ray.wait([*running, *joining], num_returns=1)
-                task = ready[0]
-                if task in joining:
-                    job = joining.pop(task)
-                    rendered = finished[job.source]
-                    stats = joined_stats([rendered[start] for start in sorted(rendered)])
-                    record(VideoResult(job.source, stats=stats, error=_outcome(ray, task)))
+        for job in sorted(jobs, key=lambda job: -job.frames):
+            segments = _segments(job, segment_frames or SEGMENT_FRAMES, video_options)
+            if not segments:
+                run.rendering(render.remote(job, shared, config, None, 0, video_options), job)
+                continue
+            run.split(job, segments)
+            for segment in segments:
+                if segment.path.exists():  # finished by an earlier run
+                    run.advance(segment.stop - segment.start)
                     continue
-                job, part = running.pop(task)
-                result = _outcome(ray, task)
-                if isinstance(result, str):  # the task could not run, even after its retries
-                    result = VideoResult(job.source, error=result)
-                if result.stats is not None:
-                    advance(result.stats.frames)
-                if part is None:
-                    record(result)
-                elif result.stats is None:
-                    if job.source not in failed:  # one line per video, not per segment
-                        failed.add(job.source)
-                        record(result)
-                else:
-                    finished[job.source][part.start] = result.stats
-                    left = [entry for entry in running.values() if entry[0] == job]
-                    if not left and job.source not in failed:
-                        start_join(job)
+                task = render.remote(job, shared, config, segment, warmup_frames, video_options)
+                run.rendering(task, job, segment)
+            run.join_when_rendered(job)
+        run.wait_all()
     except BaseException:
-        for task in [*running, *joining]:
-            ray.cancel(task, force=True)  # what they leave, the next run removes
+        run.cancel()  # what the tasks leave, the next run removes
         raise
 
 
-def _outcome(ray: Any, task: Any) -> Any:
-    """A finished task's value, or why it has none in one line (its worker died every try)."""
-    try:
-        return ray.get(task)
-    except Exception as error:
-        return first_line(error)
+class _Run:
+    """The tasks of one ``render_on_ray`` call, and what their results lead to: each video's
+    result recorded once, a split video's segments joined when the last is rendered, the
+    progress counted."""
+
+    def __init__(
+        self,
+        ray: Any,
+        record: Callable[[VideoResult], None],
+        total: int,
+        progress: bool,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self._ray, self._record, self._on_progress = ray, record, on_progress
+        self._join = ray.remote(_join_task).options(max_retries=TASK_RETRIES, num_cpus=1)
+        self._total, self._done = total, 0
+        self._bar = tqdm(total=total, unit="frame", disable=not progress, desc="mosaic")
+        self._tasks: dict[Any, tuple[VideoJob, _Segment | None]] = {}  # render task -> its work
+        self._joins: dict[Any, VideoJob] = {}  # join task -> its video
+        self._segments: dict[Path, list[_Segment]] = {}  # a split video's source -> segments
+        self._rendered: dict[Path, dict[int, VideoStats]] = {}  # ... -> its segments' stats
+        self._failed: set[Path] = set()  # split videos with a failed segment
+
+    def advance(self, frames: int) -> None:
+        self._done += frames
+        self._bar.update(frames)
+        if self._on_progress is not None:
+            self._on_progress(self._done, self._total or None)
+
+    def rendering(self, task: Any, job: VideoJob, segment: _Segment | None = None) -> None:
+        self._tasks[task] = (job, segment)
+
+    def split(self, job: VideoJob, segments: list[_Segment]) -> None:
+        self._segments[job.source], self._rendered[job.source] = segments, {}
+
+    def join_when_rendered(self, job: VideoJob) -> None:
+        """Start joining ``job``'s segments if none is still rendering (or failed)."""
+        if job.source in self._failed or any(entry[0] == job for entry in self._tasks.values()):
+            return
+        self._joins[self._join.remote(job, self._segments[job.source])] = job
+
+    def wait_all(self) -> None:
+        with self._bar:
+            while self._tasks or self._joins:
+                ready, _ = self._ray.wait([*self._tasks, *self._joins], num_returns=1)
+                if ready[0] in self._joins:
+                    self._joined(ready[0])
+                else:
+                    self._finished(ready[0])
+
+    def _finished(self, task: Any) -> None:
+        job, segment = self._tasks.pop(task)
+        result = self._outcome(task)
+        if isinstance(result, str):  # the task could not run, even after its retries
+            result = VideoResult(job.source, error=result)
+        if result.stats is not None:
+            self.advance(result.stats.frames)
+        if segment is None:
+            self._record(result)
+        elif result.stats is None:
+            if job.source not in self._failed:  # one line per video, not per segment
+                self._failed.add(job.source)
+                self._record(result)
+        else:
+            self._rendered[job.source][segment.start] = result.stats
+            self.join_when_rendered(job)
+
+    def _joined(self, task: Any) -> None:
+        job = self._joins.pop(task)
+        error = self._outcome(task)
+        rendered = self._rendered[job.source]
+        stats = joined_stats([rendered[start] for start in sorted(rendered)])
+        self._record(VideoResult(job.source, stats=None if error else stats, error=error))
+
+    def _outcome(self, task: Any) -> Any:
+        """A finished task's value, or why it has none in one line (its worker died on every
+        try)."""
+        try:
+            return self._ray.get(task)
+        except Exception as error:
+            return first_line(error)
+
+    def cancel(self) -> None:
+        for task in [*self._tasks, *self._joins]:
+            self._ray.cancel(task, force=True)
