@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import logging
 import shutil
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -352,11 +353,11 @@ class _Run:
         if result.stats is not None:
             self.advance(result.stats.frames)
         if segment is None:
-            self._record(result)
+            self._say(result)
         elif result.stats is None:
             if job.source not in self._failed:  # one line per video, not per segment
                 self._failed.add(job.source)
-                self._record(result)
+                self._say(result)
         else:
             self._rendered[job.source][segment.start] = result.stats
             self.join_when_rendered(job)
@@ -366,7 +367,12 @@ class _Run:
         error = self._outcome(task)
         rendered = self._rendered[job.source]
         stats = joined_stats([rendered[start] for start in sorted(rendered)])
-        self._record(VideoResult(job.source, stats=None if error else stats, error=error))
+        self._say(VideoResult(job.source, stats=None if error else stats, error=error))
+
+    def _say(self, result: VideoResult) -> None:
+        """``record`` the result, its line printed above the progress bar, not through it."""
+        with tqdm.external_write_mode(file=sys.stderr):
+            self._record(result)
 
     def _outcome(self, task: Any) -> Any:
         """A finished task's value, or why it has none in one line (its worker died on every
