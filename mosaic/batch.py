@@ -148,8 +148,8 @@ def render_folder(
     - ``ray=False``: here, ``jobs`` at a time, dealt to the jobs longest first by frame count
       so no job idles at the end.
     - ``ray=True`` or an address: on a Ray cluster (``mosaic.distributed.render_on_ray``; needs
-      ``pip install triton-mosaic[ray]``), one task per video, videos longer than
-      ``segment_frames`` (default ``mosaic.distributed.SEGMENT_FRAMES``) split into segments
+      ``pip install triton-mosaic[ray]``), one task per video; videos of 1.5 segments or more
+      (``segment_frames``, default ``mosaic.distributed.SEGMENT_FRAMES``) split into segments
       that each first assign the ``warmup_frames`` before them (default ``WARMUP_FRAMES``).
       ``True`` joins the cluster ``RAY_ADDRESS`` names, else starts Ray on this machine; a Ray
       already initialised in this process is used as it is.

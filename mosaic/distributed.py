@@ -2,12 +2,15 @@
 
 Each video is one Ray task that asks for what it uses (one GPU where the mosaic is computed
 with CUDA, one CPU otherwise). The tile pool is put in Ray's object store once as numpy arrays;
-the tasks of a node map it from shared memory instead of each holding a copy. A video longer
-than ``segment_frames`` is split at key frames into segments rendered as tasks of their own and
-joined without re-encoding (``adapters.concat_videos``), so that one long clip does not hold the
-whole run back. Each segment first runs the ``WARMUP_FRAMES`` frames before it through the
-assignment without writing them, so its tiles start where the previous segment's ended instead
-of being chosen afresh at the join.
+the tasks of a node map it from shared memory instead of each holding a copy. A video of 1.5
+``segment_frames`` or more is split at key frames into segments rendered as tasks of their own
+and joined without re-encoding (``adapters.concat_videos``), so that one long clip does not hold
+the whole run back. Each segment first runs the ``WARMUP_FRAMES`` frames before it through the
+assignment without writing them. From a scene cut among those frames on, the segment chooses
+exactly the tiles an unsplit render would, so that join is seamless. Inside one continuous shot
+it is not: temporal coherence keeps the tiles a cell has, and a segment that starts afresh
+settles on other tiles than the long history of an unsplit render did (README.md, "Collections
+on Ray").
 
 Outputs appear only when complete, as with local threads: a video's mosaic, and each segment
 file (kept in a hidden folder beside the outputs until the join), are written to temporary files

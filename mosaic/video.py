@@ -277,9 +277,9 @@ def render_video(
         segment: ``(start, stop)``: render only output frames ``start`` to ``stop - 1``, with
             no audio (one part of a video split for several workers, joined afterwards by
             ``adapters.concat_videos``). The ``warmup`` frames before ``start`` (as many as
-            there are) go through the assignment first and are not written, so the tiles they
-            settle on carry into the segment as they would in a whole run; the stats count the
-            written frames.
+            there are) go through the assignment first and are not written: from a scene cut
+            among them on, the tiles are those a whole run chooses. The stats count the written
+            frames.
 
     A damaged or cut-short input (a download that stopped) renders every frame up to where it
     stops decoding: the output is finished properly, ``VideoStats.ended_early_at`` names that
