@@ -104,19 +104,31 @@ class SharedPool:
 
 def segment_bounds(frames: int, key_frames: Sequence[int], segment_frames: int) -> list[int]:
     """Where a video of ``frames`` frames is cut into segments of about ``segment_frames``: the
-    first frame of every segment after the first, each the key frame nearest a multiple of
-    ``segment_frames`` (ascending, distinct, between 1 and ``frames - 1``). None when the video
-    is shorter than 1.5 segments or has no key frame but the first.
+    first frame of every segment after the first (ascending, distinct, between 1 and
+    ``frames - 1``); none when the video is shorter than 1.5 segments or has no key frame but
+    the first.
+
+    Each cut is a key frame near a multiple of ``segment_frames``. Within half a segment of it,
+    a key frame the encoder placed early (after a shorter interval than the stream's longest)
+    is preferred: encoders put those at scene cuts, where a segment joins seamlessly (the
+    mosaic starts afresh there in an unsplit render too). Among the preferred, or else among
+    all key frames, the one nearest the multiple.
     """
     if segment_frames < 1:
         raise ValueError(f"segment_frames must be >= 1, got {segment_frames}")
     if frames < 1.5 * segment_frames:
         return []
-    candidates = [key for key in key_frames if 0 < key < frames]
+    keys = sorted({key for key in key_frames if 0 <= key < frames})
+    interval = {key: key - before for before, key in itertools.pairwise(keys)}
+    longest = max(interval.values(), default=0)
+    candidates = [key for key in keys if key > 0]
     cuts: set[int] = set()
     for target in range(segment_frames, frames - segment_frames // 2, segment_frames):
-        if candidates:
-            cuts.add(min(candidates, key=lambda key: (abs(key - target), key)))
+        near = [key for key in candidates if abs(key - target) <= segment_frames // 2]
+        early = [key for key in near if interval.get(key, longest) < longest]
+        choices = early or candidates
+        if choices:
+            cuts.add(min(choices, key=lambda key: (abs(key - target), key)))
     return sorted(cuts)
 
 

@@ -107,12 +107,12 @@ def test_a_corrupt_clip_is_reported_in_one_line_and_the_others_finish(
     assert failures[0].startswith("failed: broken.mp4: ")
 
 
-@pytest.fixture(scope="module")
-def scene_cut_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """120 frames at 25 fps, 96 x 64, with audio: a slow pan, a cut at frame 70 to another
-    slow pan; a key frame every 10 frames."""
-    path = tmp_path_factory.mktemp("cut") / "in" / "cut.mp4"
-    path.parent.mkdir()
+def make_scene_cut_clip(folder: Path, gop: int) -> Path:
+    """``folder/in/cut.mp4``: 120 frames at 25 fps, 96 x 64, with audio: a slow pan, a cut at
+    frame 70 to another slow pan; a key frame at least every ``gop`` frames (x264 adds one at
+    the cut when it is not on that grid)."""
+    path = folder / "in" / "cut.mp4"
+    path.parent.mkdir(parents=True)
     pan = "crop=96:64:x='{0}t*8':y='{0}t*4'"
     scenes = f"[0]{pan.format('')}[a];[1]{pan.format('60-')},hue=h=120[b];[a][b]concat=n=2:v=1[v]"
     ffmpeg(
@@ -120,9 +120,15 @@ def scene_cut_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
         *("-f", "lavfi", "-i", "testsrc2=size=200x160:rate=25:duration=2"),
         *("-f", "lavfi", "-i", "sine=frequency=440:duration=4.8"),
         *("-filter_complex", scenes, "-map", "[v]", "-map", "2:a"),
-        *("-c:v", "libx264", "-g", "10", "-pix_fmt", "yuv420p", "-c:a", "aac", str(path)),
+        *("-c:v", "libx264", "-g", str(gop), "-pix_fmt", "yuv420p", "-c:a", "aac", str(path)),
     )
     return path
+
+
+@pytest.fixture(scope="module")
+def scene_cut_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The scene-cut clip with a key frame every 10 frames."""
+    return make_scene_cut_clip(tmp_path_factory.mktemp("cut"), gop=10)
 
 
 def changed_cells(frames: torch.Tensor, index: int, cell: int) -> float:
@@ -161,6 +167,25 @@ def test_a_split_video_keeps_its_frames_and_audio_and_its_tiles_across_a_join_af
     # change at the join as in the whole video, and the frames after it differ by codec noise.
     assert changed_cells(joined_frames, 80, cell) == changed_cells(whole_frames, 80, cell)
     after = (joined_frames[80:90].float() - whole_frames[80:90].float()).abs().mean()
+    assert after < 4
+
+
+def test_a_split_video_joins_at_the_key_frame_of_a_cut_seamlessly(
+    ray_instance, pool, tmp_path: Path
+):
+    clip = make_scene_cut_clip(tmp_path, gop=40)
+    with PyAVSource(clip, device="cpu") as source:
+        assert 70 in source.key_frames  # placed at the cut, off the 40-frame grid
+        assert segment_bounds(len(source), source.key_frames, 40) == [40, 70]
+    render_folder(clip.parent, tmp_path / "whole", pool, CONFIG, progress=False)
+    options = {"segment_frames": 40, "warmup_frames": 0}  # no warm-up: the cut alone suffices
+    split_dir = tmp_path / "split"
+    render_folder(clip.parent, split_dir, pool, CONFIG, progress=False, ray=True, **options)
+    with (
+        open_source(split_dir / "cut.mp4", device="cpu") as split,
+        open_source(tmp_path / "whole" / "cut.mp4", device="cpu") as whole,
+    ):
+        after = (split.get_range(70, 80).float() - whole.get_range(70, 80).float()).abs().mean()
     assert after < 4
 
 
@@ -262,12 +287,27 @@ def test_segments_start_at_key_frames_near_multiples_of_the_segment(frames, segm
     cuts = segment_bounds(frames, sorted(keys), segment)
     assert cuts == sorted(set(cuts))
     assert all(0 < cut < frames and cut in keys for cut in cuts)
-    if frames < 1.5 * segment:
+    if frames < 1.5 * segment or not [key for key in keys if 0 < key < frames]:
         assert cuts == []
-    inside = [key for key in keys if 0 < key < frames]
-    if frames >= 1.5 * segment and inside:
-        # The first cut is the key frame nearest the first multiple of the segment.
-        assert abs(cuts[0] - segment) == min(abs(key - segment) for key in inside)
+    else:
+        assert cuts
+
+
+@given(frames=st.integers(1, 400), segment=st.integers(1, 120), gop=st.integers(1, 60))
+def test_with_a_regular_gop_each_cut_is_the_key_frame_nearest_a_multiple(frames, segment, gop):
+    keys = range(0, frames, gop)
+    cuts = segment_bounds(frames, keys, segment)
+    targets = range(segment, frames - segment // 2, segment) if frames >= 1.5 * segment else []
+    inside = [key for key in keys if key > 0]
+    nearest = {min(inside, key=lambda key: (abs(key - t), key)) for t in targets if inside}
+    assert cuts == sorted(nearest)
+
+
+def test_a_key_frame_placed_early_near_a_multiple_is_preferred():
+    # Key frames every 40 frames, and one at 70 where a scene cuts: 70, not 80, ends the
+    # second segment; without it, 80.
+    assert segment_bounds(120, [0, 40, 70, 110], 40) == [40, 70]
+    assert segment_bounds(120, [0, 40, 80], 40) == [40, 80]
 
 
 def test_the_pool_is_shared_through_the_object_store_without_copies(ray_instance, pool):
