@@ -6,8 +6,9 @@ the tasks of a node map it from shared memory instead of each holding a copy. A 
 ``segment_frames`` or more is split at key frames into segments rendered as tasks of their own
 and joined without re-encoding (``adapters.concat_videos``), so that one long clip does not hold
 the whole run back. Each segment first runs the ``WARMUP_FRAMES`` frames before it through the
-assignment without writing them. From a scene cut among those frames on, the segment chooses
-exactly the tiles an unsplit render would, so that join is seamless. Inside one continuous shot
+assignment without writing them. From a scene cut among those frames (or at the join itself,
+which ``segment_bounds`` seeks) on, the segment chooses exactly the tiles an unsplit render
+would, so that join is seamless. Inside one continuous shot
 it is not: temporal coherence keeps the tiles a cell has, and a segment that starts afresh
 settles on other tiles than the long history of an unsplit render did (README.md, "Collections
 on Ray").
