@@ -25,6 +25,7 @@ _EXPORTS = {
     "FrameSource": "adapters.base",
     "resolve_device": "adapters.base",
     "uniform_indices": "adapters.base",
+    "concat_videos": "adapters.concat",
     "VideoBatch": "adapters.dataset",
     "VideoDataset": "adapters.dataset",
     "WorkUnit": "adapters.dataset",
@@ -64,6 +65,8 @@ _EXPORTS = {
     "find_media": "adapters.sources",
     "open_source": "adapters.sources",
     "probe": "adapters.sources",
+    "VideoDatasource": "adapters.ray_source",
+    "read_videos": "adapters.ray_source",
     "TorchCodecSource": "adapters.video_source",
     "rgb_to_yuv420": "adapters.yuv",
 }
