@@ -2,8 +2,10 @@
 
 Frames are uint8 RGB tensors, ``(3, H, W)`` for one image and ``(B, 3, H, W)`` (or
 ``(B, H, W, 3)`` when asked) for a batch; a video sink also takes YUV 4:2:0 bytes
-(``adapters.yuv``). This package knows nothing of mosaics; it never imports ``mosaic`` or
-``kernels``.
+(``adapters.yuv``). ``adapters.patches`` cuts clips into the patches a vision model reads,
+keeping the most detailed. This package knows nothing of mosaics: it never imports ``mosaic``.
+Its one import of ``kernels`` (``block_energy``, tensors in and out) is in
+``adapters.patches``, which loads only when one of its names is first used.
 
 The names below load with their module on first use (``from adapters import open_source``
 imports ``adapters.sources`` then), so that a program needing only ``adapters.backends`` or
@@ -23,6 +25,7 @@ _EXPORTS = {
     "FrameSource": "adapters.base",
     "resolve_device": "adapters.base",
     "uniform_indices": "adapters.base",
+    "concat_videos": "adapters.concat",
     "VideoBatch": "adapters.dataset",
     "VideoDataset": "adapters.dataset",
     "WorkUnit": "adapters.dataset",
@@ -43,6 +46,13 @@ _EXPORTS = {
     "FileStamp": "adapters.metadata",
     "file_stamp": "adapters.metadata",
     "writable_folder": "adapters.paths",
+    "PATCH_DTYPES": "adapters.patches",
+    "ClipFrames": "adapters.patches",
+    "PatchClip": "adapters.patches",
+    "PatchClipDataset": "adapters.patches",
+    "PatchLoader": "adapters.patches",
+    "PatchSpec": "adapters.patches",
+    "patch_stream": "adapters.patches",
     "FrameSink": "adapters.frame_sink",
     "PyAVSink": "adapters.pyav_sink",
     "PyAVSource": "adapters.pyav_source",
@@ -55,6 +65,8 @@ _EXPORTS = {
     "find_media": "adapters.sources",
     "open_source": "adapters.sources",
     "probe": "adapters.sources",
+    "VideoDatasource": "adapters.ray_source",
+    "read_videos": "adapters.ray_source",
     "TorchCodecSource": "adapters.video_source",
     "rgb_to_yuv420": "adapters.yuv",
 }

@@ -4,11 +4,12 @@ that can be written."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 from pathlib import Path
 
-__all__ = ["partial_path", "remove_quietly", "same_file", "writable_folder"]
+__all__ = ["partial_path", "partials_of", "remove_quietly", "same_file", "writable_folder"]
 
 
 def partial_path(final: Path) -> Path:
@@ -18,6 +19,13 @@ def partial_path(final: Path) -> Path:
     extension, so ffmpeg and Pillow pick the format ``final`` asks for.
     """
     return final.with_name(f".{final.stem}.partial-{secrets.token_hex(4)}{final.suffix}")
+
+
+def partials_of(final: Path) -> list[Path]:
+    """The temporary files ``partial_path(final)`` names that exist now: what writes of ``final``
+    left behind when their process was killed before it could remove them."""
+    pattern = f".{glob.escape(final.stem)}.partial-*{glob.escape(final.suffix)}"
+    return sorted(final.parent.glob(pattern))
 
 
 def remove_quietly(path: Path) -> None:

@@ -128,6 +128,11 @@ class PyAVSource(FrameSource):
         self._frames: Iterator[av.VideoFrame] = iter(())
         self._next: int | None = None  # index of the next frame out of self._frames, if known
 
+    @property
+    def key_frames(self) -> list[int]:
+        """The indices of the key frames, ascending: the frames where decoding can start."""
+        return list(self._key_frames)
+
     def _read_info(self, width: int, height: int) -> VideoInfo:
         assert self._container is not None
         stream, num_frames = self._stream, len(self._times)

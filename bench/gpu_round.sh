@@ -6,7 +6,7 @@
 #   bash bench/gpu_round.sh            with carry [".whl"]
 #
 # Steps (seconds allowed): the CUDA tests (130), cost_topk and cost_matrix (100: about 25 kernels
-# compile first), the other kernel microbenchmarks (70), the assignment at 8160 x 20000 (50), the
+# compile first), the other kernel microbenchmarks (85), the assignment at 8160 x 20000 (50), the
 # 1080p pipeline alone and with decode + encode, default and auction (100). Under 8 minutes with
 # the wheels' installation.
 #
@@ -67,9 +67,9 @@ step tests 130 "${per_test[@]}" -k cuda \
 # 2. The kernels against their torch baselines, timed alike in one run, against the copy
 #    bandwidth or the matmul rate measured in the same run.
 step cost 100 --benchmark-json="$OUT/cost.json" bench/test_bench_cost.py
-step kernels 70 --benchmark-json="$OUT/kernels.json" \
+step kernels 85 --benchmark-json="$OUT/kernels.json" \
     bench/test_bench_oklab.py bench/test_bench_grid.py bench/test_bench_cell_analysis.py \
-    bench/test_bench_composite.py
+    bench/test_bench_composite.py bench/test_bench_block_energy.py
 # 3. The assignment at the GPU size: windows and the auction, first frame and steady state.
 step assign 50 --benchmark-json="$OUT/assign.json" -k 8160x20000 bench/test_bench_assign.py
 # 4. 1080p, 8160 cells, 10k tiles: the pipeline alone and with decode + encode (PyAV, libx264),

@@ -34,6 +34,7 @@ EPILOG = """examples:
   mosaic clip.mp4 -o mosaic.mp4 --tiles photos/ --encoder-preset slow --crf 18 --timing
   mosaic photo.jpg -o print.tif --tiles photos/ --tile-size 256   a print, written in strips
   mosaic pool photos/ --against photo.jpg --sheet sheet.png       what the pool holds and lacks
+  mosaic videos/ -o mosaics/ --tiles photos/ --ray   every video of a folder, on Ray
   mosaic --clear-cache                            delete the tile caches
 
 exit status: 0 done, 1 failed (or, with --strict, an input ended early), 2 usage error,
@@ -202,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="videos rendered at once for a folder of videos (default 1)",
+    )
+    run.add_argument(
+        "--ray",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="ADDRESS",
+        help="render a folder of videos on a Ray cluster: ADDRESS, else the one RAY_ADDRESS "
+        "names, else a new one on this machine (pip install 'triton-mosaic[ray]')",
     )
     run.add_argument("--device", help='"auto" (default), "cpu", "cuda"')
     run.add_argument("--seed", type=int, help="seed for reproducible output (default 0)")
@@ -400,6 +410,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         _refuse_options(parser, args, VIDEO_OPTIONS + ONE_VIDEO_OPTIONS, "for an image")
     if kind == "folder":
         _refuse_options(parser, args, ONE_VIDEO_OPTIONS, "for a folder of videos")
+    if args.ray is not False:
+        _check_ray(parser, args, kind)
     _check_output(output, source, folder=kind == "folder")
     if kind != "folder":  # a folder's outputs are named by render_folder
         from adapters.sinks import check_output
@@ -463,6 +475,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             pool,
             config,
             jobs=args.jobs,
+            ray=args.ray,
             progress=not args.quiet,
             log=(lambda line: None) if args.quiet else None,
             **video_options,
@@ -607,6 +620,18 @@ def _refuse_options(
     ]
     if given:
         parser.error(f"{', '.join(given)}: only for a video output, not {where}")
+
+
+def _check_ray(parser: argparse.ArgumentParser, args: argparse.Namespace, kind: str) -> None:
+    """``--ray`` is for a folder of videos without ``--jobs``, and needs Ray installed: a usage
+    error, or one line saying how to install it, before any work."""
+    if kind != "folder":
+        parser.error("--ray: only for a folder of videos")
+    if args.jobs != parser.get_default("jobs"):
+        parser.error("--jobs: local threads, not with --ray (Ray's CPUs and GPUs decide)")
+    from mosaic.distributed import import_ray
+
+    import_ray()
 
 
 def _check_encoder_options(args: argparse.Namespace, video: Path) -> None:

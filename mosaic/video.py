@@ -266,6 +266,8 @@ def render_video(
     encoder_preset: str | None = None,
     crf: int | None = None,
     timing: bool = False,
+    segment: tuple[int, int] | None = None,
+    warmup: int = 0,
 ) -> VideoStats:
     """Turn a video (or a folder of numbered frames) into a mosaic video with its audio.
 
@@ -294,6 +296,12 @@ def render_video(
             ``None``).
         timing: fill the stats' ``stage_seconds`` (on CUDA it synchronises the device around
             each stage, a little slower).
+        segment: ``(start, stop)``: render only output frames ``start`` to ``stop - 1``, with
+            no audio (one part of a video split for several workers, joined afterwards by
+            ``adapters.concat_videos``). The ``warmup`` frames before ``start`` (as many as
+            there are) go through the assignment first and are not written: from a scene cut
+            among them on, the tiles are those a whole run chooses. The stats count the written
+            frames.
 
     A damaged or cut-short input (a download that stopped) renders every frame up to where it
     stops decoding: the output is finished properly, ``VideoStats.ended_early_at`` names that
@@ -302,6 +310,8 @@ def render_video(
     """
     config = as_config(config)
     source, output = Path(source), Path(output)
+    if segment is not None and not 0 <= segment[0] < segment[1]:
+        raise ValueError(f"a segment is (start, stop) with 0 <= start < stop, got {segment}")
     check_output(output, video=True)  # a name no sink writes fails here, before any work
     renderer = FrameRenderer(pool, config)
     timer = StageTimer(renderer.device, enabled=timing)
@@ -328,6 +338,10 @@ def render_video(
         warn_if_repetitive(config, reuse, rows * cols, renderer.pool_size)
         out_h, out_w = renderer.output_size(info.height, info.width)
         audio = source if info.has_audio else None
+        skipped = 0  # warm-up frames assigned but not written
+        if segment is not None:
+            skipped = min(warmup, segment[0])
+            wanted, audio = wanted[segment[0] - skipped : segment[1]], None
         bar = tqdm(
             total=len(wanted), unit="frame", disable=not progress, smoothing=0.1, desc="mosaic"
         )
@@ -359,7 +373,7 @@ def render_video(
             summary = render_frames(
                 frames,
                 renderer,
-                sink.write,
+                _after(skipped, sink.write),
                 timer=timer,
                 on_batch=advance,
                 pixel_format=pixel_format,
@@ -369,14 +383,15 @@ def render_video(
         encoder = sink.encoding  # the encoder, its preset, quality and threads
     seconds = time.perf_counter() - started
     ended_at = _ended_early_at(source, info, stopped)
+    written = max(summary.frames - skipped, 0)
     usage = renderer.usage.read()
     return VideoStats(
-        frames=summary.frames,
+        frames=written,
         input_size=(info.width, info.height),
         output_size=(out_w, out_h),
         fps=out_fps,
         seconds=seconds,
-        render_fps=summary.frames / seconds if seconds > 0 else 0.0,
+        render_fps=written / seconds if seconds > 0 else 0.0,
         decoder=frames_in.decoder,
         encoder=encoder,
         device=str(renderer.device),
@@ -392,6 +407,22 @@ def render_video(
         most_used=renderer.sources[usage.most_used],
         settings=renderer.settings_summary(info.height, info.width),
     )
+
+
+def _after(count: int, write: Callable[[torch.Tensor], None]) -> Callable[[torch.Tensor], None]:
+    """``write``, passed every call but the first ``count`` (called from one thread)."""
+    if count == 0:
+        return write
+    remaining = count
+
+    def write_after(image: torch.Tensor) -> None:
+        nonlocal remaining
+        if remaining:
+            remaining -= 1
+        else:
+            write(image)
+
+    return write_after
 
 
 def resampled_indices(num_frames: int, fps: Fraction, target: Fraction) -> Sequence[int]:
