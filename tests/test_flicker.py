@@ -156,3 +156,25 @@ def test_video_stats_report_the_swaps(tmp_path: Path):
         assert name in stats.as_dict()
     assert stats.spurious_swaps <= stats.spurious_swaps_p95
     assert "spurious swaps" in stats.summary()
+
+
+def test_a_video_rendered_in_segments_reports_its_swaps():
+    """Segments of one video (``mosaic.distributed``, on Ray): the median swaps weighted by each
+    segment's frames, the 95th percentile the largest of theirs."""
+    from fractions import Fraction
+
+    from mosaic.distributed import joined_stats
+    from mosaic.video import VideoStats
+
+    def part(frames: int, spurious: float, p95: float) -> VideoStats:
+        return VideoStats(
+            frames, (64, 48), (64, 48), Fraction(25), 1.0, frames, "pyav", "libx264", "cpu",
+            "exact", 1, (6, 8), 0.1, 0.2, 0.05, 0, spurious_swaps=spurious,
+            spurious_swaps_p95=p95, content_swaps=2 * spurious, source_changes=0.5,
+        )  # fmt: skip
+
+    joined = joined_stats([part(30, 0.01, 0.03), part(10, 0.05, 0.02)])
+    assert joined is not None
+    assert joined.spurious_swaps == pytest.approx((30 * 0.01 + 10 * 0.05) / 40)
+    assert joined.content_swaps == pytest.approx(2 * joined.spurious_swaps)
+    assert joined.spurious_swaps_p95 == 0.03 and joined.source_changes == pytest.approx(0.5)
