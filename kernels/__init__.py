@@ -4,6 +4,7 @@ Tensors in, tensors out: no files, no video, no policy. Every function takes CPU
 and returns tensors on the same device; ``kernels.dispatch`` says which implementation runs.
 """
 
+from kernels.block_energy import block_energy
 from kernels.cell_analysis import CellAnalysis, analyse_cells
 from kernels.composite import Blend, ColourTransfer, composite_tiles
 from kernels.cost import cost_matrix, cost_topk
@@ -16,6 +17,7 @@ __all__ = [
     "CellAnalysis",
     "ColourTransfer",
     "analyse_cells",
+    "block_energy",
     "cell_features",
     "composite_tiles",
     "cost_matrix",

@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -53,10 +53,13 @@ from triton.runtime import Autotuner, JITFunction
 from kernels import auction, cell_analysis, composite, cost, grid, oklab
 from kernels._launch import FLOAT_DTYPES, IMAGE_DTYPES, size_class
 
+# The module: ``kernels.block_energy`` is the function the package exports under its name.
+block_energy = importlib.import_module("kernels.block_energy")
+
 TARGET = GPUTarget("cuda", 90, 32)
 # H100 and H200 both have 132 SMs; the grid heuristics size tiles by it.
 SM_COUNT = 132
-KERNEL_MODULES = (auction, cell_analysis, composite, cost, grid, oklab)
+KERNEL_MODULES = (auction, block_energy, cell_analysis, composite, cost, grid, oklab)
 POINTER_TYPES = {
     torch.uint8: "*u8",
     torch.float16: "*fp16",
@@ -249,21 +252,59 @@ def plan_launch(plan: grid.LaunchPlan, label: str) -> Launch:
     )
 
 
+def trimmed_scenes(
+    scenes: Callable[[torch.dtype], dict[str, tuple[torch.Tensor, tuple[int, int]]]],
+) -> Iterator[tuple[torch.dtype, str, torch.Tensor, tuple[int, int]]]:
+    """``(dtype, scene, image, block)`` of a block kernel's ``scenes(dtype)``: every scene for
+    uint8 (frames) and float32, only ``CHW/16x16`` for the other dtypes (the trimmed part)."""
+    for dtype in IMAGE_DTYPES:
+        full = dtype in (torch.uint8, torch.float32)
+        for scene, (x, block) in scenes(dtype).items():
+            if full or scene == "CHW/16x16":
+                yield dtype, scene, x, block
+
+
 def grid_reduce_launches() -> Iterator[Launch]:
     """Full: uint8 (frames) and float32 (Oklab tiles), every scene. Trimmed: the other dtypes,
     ``CHW/16x16``. One configuration each: ``grid.grid_reduce_plan`` for a 132-SM GPU."""
-    for dtype in IMAGE_DTYPES:
-        full = dtype in (torch.uint8, torch.float32)
-        for scene, (x, block) in grid_scenes(dtype).items():
-            if not full and scene != "CHW/16x16":
-                continue
-            n, channels, height, width = x.shape
-            out = meta(n, channels, height // block[0], width // block[1])
-            step = grid.GPU_WARPS * 32 * grid.lanes_per_thread_for(x)
-            plan = grid.grid_reduce_plan(x, out, block, step, MIN_PROGRAMS)
-            keywords = plan.keywords | {"num_stages": DEFAULT_STAGES}
-            shown = tuple(k for k in ("TILE_R", "TILE_OW", "BW_CHUNK", "SPAN") if k in keywords)
-            yield plan_launch(plan, f"{type_name(dtype)} {scene} {config_text(keywords, shown)}")
+    for dtype, scene, x, block in trimmed_scenes(grid_scenes):
+        n, channels, height, width = x.shape
+        out = meta(n, channels, height // block[0], width // block[1])
+        step = grid.GPU_WARPS * 32 * grid.lanes_per_thread_for(x)
+        plan = grid.grid_reduce_plan(x, out, block, step, MIN_PROGRAMS)
+        keywords = plan.keywords | {"num_stages": DEFAULT_STAGES}
+        shown = tuple(k for k in ("TILE_R", "TILE_OW", "BW_CHUNK", "SPAN") if k in keywords)
+        yield plan_launch(plan, f"{type_name(dtype)} {scene} {config_text(keywords, shown)}")
+
+
+def block_energy_scenes(dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, tuple[int, int]]]:
+    """Images and blocks of ``block_energy``: 8 frames of 1080p (the benchmark) in CHW and HWC
+    at blocks 4, 14 (not a power of two: padded lanes), 16 and 32, a crop (unaligned rows),
+    16 frames of 224 x 224 in patches of 14 (``adapters.patch_stream``) and a whole frame as
+    one block (columns in chunks)."""
+    batch = {layout: frame(layout, dtype, count=8) for layout in ("CHW", "HWC")}
+    scenes = {
+        f"{layout}/{b}x{b}": (frames, (b, b))
+        for layout, frames in batch.items()
+        for b in (4, 14, 16, 32)
+    }
+    scenes["crop/16x16"] = (batch["CHW"][..., 1:, 1:], (16, 16))
+    scenes["clip224/14x14"] = (meta(16, 3, 224, 224, dtype=dtype), (14, 14))
+    scenes["HWC/whole"] = (frame("HWC", dtype), (1080, 1920))
+    return scenes
+
+
+def block_energy_launches() -> Iterator[Launch]:
+    """Full: uint8 and float32, every scene. Trimmed: the other dtypes, ``CHW/16x16``. One
+    configuration each: ``block_energy.block_energy_plan`` for a 132-SM GPU."""
+    for dtype, scene, x, block in trimmed_scenes(block_energy_scenes):
+        n, _, height, width = x.shape
+        out = meta(n, height // block[0], width // block[1])
+        step = grid.GPU_WARPS * 32 * block_energy.LANES_PER_THREAD
+        plan = block_energy.block_energy_plan(x, out, block, step, MIN_PROGRAMS)
+        keywords = plan.keywords | {"num_stages": DEFAULT_STAGES}
+        shown = ("TILE_OW", "BW_CHUNK")
+        yield plan_launch(plan, f"{type_name(dtype)} {scene} {config_text(keywords, shown)}")
 
 
 def cell_oklab_scenes() -> dict[str, tuple[torch.Tensor, tuple[int, int], int, bool]]:
@@ -603,6 +644,7 @@ def all_launches() -> list[Launch]:
         *prepare_candidates_launches(),
         *auction_launches(),
         *cell_oklab_launches(),
+        *block_energy_launches(),
         *grid_reduce_launches(),
         *oklab_launches(),
     ]
