@@ -1,5 +1,5 @@
 """Adaptive cells (mosaic.adaptive): the quadtree against a per-cell scan and a numpy energy, the
-assignment rules over cells of every size, the render end to end."""
+assignment rules over cells of every size, the render end to end, the command line."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ import pytest
 import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from PIL import Image
 
+from adapters import read_image
 from kernels.dispatch import KERNELS_INTERPRETED
 from mosaic import MosaicConfig, render_image, render_image_with_stats, render_print
 from mosaic.adaptive import AdaptiveRenderer, neighbour_pairs, quadtree_cells, split_cells
 from mosaic.assign import PoolTooSmallError
+from mosaic.cli import main
 from mosaic.config import ConfigError
 from mosaic.imageops import resize
 from tests.scenes import add_noise, landscape, photo_pool, write_photos
@@ -348,3 +351,60 @@ def test_too_large_cells_for_colour_statistics_and_prints_are_refused(tmp_path: 
         render_image(frame, pool, MosaicConfig(cell=32, device="cpu", adaptive=6))
     with pytest.raises(ConfigError, match="adaptive cells are not drawn in strips yet"):
         render_print(frame, tmp_path / "print.png", pool, MosaicConfig(adaptive=1))
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@pytest.fixture(scope="module")
+def picture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("picture") / "detailed.png"
+    Image.fromarray(detailed_frame().permute(1, 2, 0).numpy()).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_photos(tmp_path_factory.mktemp("tiles"), 120, (32, 32))
+
+
+def run(*argv: str) -> int:
+    return main(["--device", "cpu", "--cell", "8", "--no-cache", *argv])
+
+
+def test_the_option_draws_adaptive_cells(tiles: Path, picture: Path, tmp_path: Path, capsys):
+    output = tmp_path / "out.png"
+    code = run(str(picture), "-o", str(output), "--tiles", str(tiles), "--adaptive", "2")
+    assert code == 0
+    assert read_image(output).shape == (3, 384, 512)
+    err = capsys.readouterr().err
+    assert "adaptive cells (" in err and "split above 0.002" in err
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--adaptive", "9"], "mosaic: error: --adaptive must be at most 6 levels"),
+        (["--adaptive", "-1"], "mosaic: error: --adaptive must be an integer >= 0"),
+        (["--adaptive", "1", "--split-threshold", "-1"], "--split-threshold must be a number"),
+        (["--adaptive", "1", "--tile-size", "800"], "adaptive cells do not do yet"),
+    ],
+)
+def test_bad_adaptive_options_are_one_line(tiles, picture, tmp_path, capsys, options, expected):
+    output = tmp_path / "out.png"
+    assert run(str(picture), "-o", str(output), "--tiles", str(tiles), *options) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], lines
+    assert not output.exists()
+
+
+@pytest.mark.parametrize("video", ["--demo", "a folder of videos"])
+def test_adaptive_is_a_usage_error_for_a_video(tiles: Path, tmp_path: Path, capsys, video):
+    argv = ["--demo"]
+    if video != "--demo":
+        (tmp_path / "videos").mkdir()
+        argv = [str(tmp_path / "videos"), "-o", str(tmp_path / "out"), "--tiles", str(tiles)]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--adaptive", "2"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("adaptive cells are for an image, not a video")
