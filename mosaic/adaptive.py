@@ -165,7 +165,9 @@ def quadtree_cells(
     return split_cells(energies, (rows, cols), threshold)
 
 
-def _level_view(frame: torch.Tensor, cells: QuadtreeCells, level: int, cell: tuple[int, int]):
+def _level_view(
+    frame: torch.Tensor, cells: QuadtreeCells, level: int, cell: tuple[int, int]
+) -> torch.Tensor:
     """The part of the padded ``frame`` that the aligned blocks of ``level`` cover."""
     rows, cols = cells.grid[0] >> level, cells.grid[1] >> level
     return frame[:, : rows * (cell[0] << level), : cols * (cell[1] << level)]

@@ -323,11 +323,19 @@ def test_the_kernels_draw_what_the_references_draw(device, monkeypatch):
     frame[:, 8:] = torch.randint(0, 256, (3, 8, 24), generator=torch.Generator().manual_seed(0))
     pool = photo_pool(40, tile_size=8)
     config = MosaicConfig(cell=2, tile_size=4, device=device, adaptive=2, color=0.6, blend=0.3)
-    expected, expected_stats = render_image_with_stats(frame, pool, config.replace(device="cpu"))
+    reference, expected_analysis, tiles = planned(frame, pool, config.replace(device="cpu"))
+    expected = reference.compose_cells(expected_analysis, tiles)
     on_the_kernels(device, monkeypatch)
-    image, stats = render_image_with_stats(frame.to(device), pool, config)
-    assert stats.cells == expected_stats.cells == (("2x2", 48), ("4x4", 4), ("8x8", 2))
-    assert (image.cpu().int() - expected.int()).abs().max() <= 1  # float rounding of one code
+    renderer, analysis, chosen = planned(frame.to(device), pool, config)
+    assert analysis.cells.counts() == {0: 48, 1: 4, 2: 2}
+    assert cell_set(analysis.cells) == cell_set(expected_analysis.cells)
+    assert int(chosen.bincount().max()) <= renderer.reuse_for(16, 24)
+    features = analysis.features.cpu()
+    torch.testing.assert_close(features, expected_analysis.features, atol=1e-4, rtol=0)
+    # The same tiles drawn: the kernels' pixels within one code of the references'.
+    image = renderer.compose_cells(analysis, tiles.to(device))
+    assert image.shape == expected.shape == (3, 32, 48)
+    assert (image.cpu().int() - expected.int()).abs().max() <= 1
 
 
 @pytest.mark.parametrize(
