@@ -29,8 +29,10 @@ It does not swap tiles, so when every candidate is at its cap the clash stays an
 
 The tiles of the smallest cells are the renderer's own; a larger cell's tile is drawn at its
 size, ``2**l`` times the smallest, from the pool's tiles when they are that large, else decoded
-again from its photo (``TilePool.load_tiles``). Only the tiles a size's cells show are made, a
-size at a time, so the tiles held never exceed the mosaic's own pixels. Each size's cells are
+again from its photo (``TilePool.load_tiles``; a pool made from a tensor, or from photos at
+another aspect than the cells', enlarges its own tiles, cropped to the cells' aspect). Only the
+tiles a size's cells show are made, a size at a time, so the tiles held never exceed the
+mosaic's own pixels. Each size's cells are
 drawn by ``kernels.composite_tiles`` as one row of cells and copied into place; a blend is laid
 over the whole picture afterwards by the same kernel.
 
@@ -333,7 +335,8 @@ class AdaptiveRenderer(FrameRenderer):
         stats)``, ``local`` each cell's index into ``tiles``, ``stats`` their Oklab mean and
         spread with colour transfer. The renderer's own tiles at level 0; above, only the
         distinct tiles chosen, resized from the pool's when those are large enough, else
-        decoded again from their photos."""
+        decoded again from their photos (``TilePool.load_tiles``; a pool whose tiles had to be
+        cropped to the cells' aspect, or made from a tensor, resizes its cropped tiles)."""
         if level == 0:
             return self.tiles, chosen, self.tile_stats
         used, local = torch.unique(chosen, return_inverse=True)
@@ -341,7 +344,7 @@ class AdaptiveRenderer(FrameRenderer):
         if shape[0] <= pool.tile_shape[0] and shape[1] <= pool.tile_shape[1]:
             drawn = resize(pool.images[used.to(pool.images.device)], shape)
         else:
-            drawn = self.pool.load_tiles(used.tolist(), shape)
+            drawn = pool.load_tiles(used.tolist(), shape)
         drawn = drawn.to(self.device).contiguous()
         return drawn, local, tile_stats(drawn) if self.config.color > 0 else None
 

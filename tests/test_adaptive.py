@@ -250,9 +250,11 @@ def test_no_tile_in_two_neighbouring_cells(distance):
 # --------------------------------------------------------------------------- rendering
 
 
-@pytest.mark.parametrize("cell", [8, (8, 6)])
-def test_each_cell_shows_its_tile_at_its_size(cell):
-    frame, pool = detailed_frame(), photo_pool(150, tile_size=32)
+@pytest.mark.parametrize(("cell", "pool_tile"), [(8, 32), ((8, 6), 32), ((8, 6), 8)])
+def test_each_cell_shows_its_tile_at_its_size(cell, pool_tile):
+    """Tiles resized down from the pool's, or up (8 px tiles for cells up to 32 px), and cropped
+    to the cells' aspect first."""
+    frame, pool = detailed_frame(), photo_pool(150, tile_size=pool_tile)
     config = MosaicConfig(cell=cell, tile_size=None, device="cpu", adaptive=2, color=0)
     _, analysis, tiles = planned(frame, pool, config)
     mosaic = render_image(frame, pool, config)
