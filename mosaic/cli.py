@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from adapters.backends import DECODE_DEVICES, VIDEO_BACKENDS
 from adapters.errors import first_line
-from mosaic.config import METHODS, PRESETS, READABLE_TILE, ConfigError, MosaicConfig, parse_size
+from mosaic.config import (
+    MAX_ADAPTIVE_LEVELS,
+    METHODS,
+    PRESETS,
+    READABLE_TILE,
+    SPLIT_THRESHOLD,
+    ConfigError,
+    MosaicConfig,
+    parse_size,
+)
 
 if TYPE_CHECKING:
     from mosaic.video import VideoStats
@@ -45,6 +54,8 @@ exit status: 0 done, 1 failed (or, with --strict, an input ended early), 2 usage
 # only one video prints.
 VIDEO_OPTIONS = ("fps", "decoder", "decode_device", "encoder_preset", "crf", "strict")
 ONE_VIDEO_OPTIONS = ("timing",)
+# The usage error of --adaptive for a video (the demo, a folder of videos).
+ADAPTIVE_VIDEO = "--adaptive: adaptive cells are for an image, not a video"
 # Settings of MosaicConfig that are options of the same name.
 CONFIG_OPTIONS = (
     "cell",
@@ -53,6 +64,8 @@ CONFIG_OPTIONS = (
     "min_distance",
     "color",
     "blend",
+    "adaptive",
+    "split_threshold",
     "saturation",
     "method",
     "device",
@@ -185,6 +198,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--blend",
         type=float,
         help="opacity of the source laid over the mosaic, 0 (none, default) to 1",
+    )
+    looks.add_argument(
+        "--adaptive",
+        type=int,
+        metavar="LEVELS",
+        help="adaptive cells for an image: cells from --cell up to 2^LEVELS times it a side, "
+        f"split where the picture has detail (a quadtree; 1 to {MAX_ADAPTIVE_LEVELS}, default 0: "
+        "equal cells)",
+    )
+    looks.add_argument(
+        "--split-threshold",
+        type=float,
+        metavar="ENERGY",
+        help="with --adaptive, the detail above which a cell is split: the mean squared luma "
+        f"step between neighbouring pixels (default {SPLIT_THRESHOLD:g}; lower: more, smaller "
+        "cells)",
     )
     looks.add_argument(
         "--saturation",
@@ -393,6 +422,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.demo or nothing_given:
         from mosaic.demo import run_demo
 
+        if config.adaptive:
+            parser.error(ADAPTIVE_VIDEO)
         _check_encoder_options(args, Path("demo.mp4"))  # the demo writes an .mp4
         stats = run_demo(config, quiet=args.quiet, timing=args.timing, **video_options)
         return _report_video(stats, args)
@@ -412,6 +443,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         _refuse_options(parser, args, ONE_VIDEO_OPTIONS, "for a folder of videos")
     if args.ray is not False:
         _check_ray(parser, args, kind)
+    if kind != "image" and config.adaptive:
+        parser.error(ADAPTIVE_VIDEO)
     _check_output(output, source, folder=kind == "folder")
     if kind != "folder":  # a folder's outputs are named by render_folder
         from adapters.sinks import check_output
@@ -507,6 +540,11 @@ def _drawn_in_strips(frame: Any, output: Path, config: MosaicConfig) -> bool:
     height, width = config.output_size(*frame.shape[-2:])
     if 3 * height * width <= STRIPS_ABOVE_BYTES:
         return False
+    if config.adaptive:
+        raise ValueError(
+            f"a {width}x{height} mosaic is drawn in strips, which adaptive cells do not do yet: "
+            "lower --tile-size, or leave out --adaptive"
+        )
     if output.suffix.lower() not in STRIP_SUFFIXES:
         raise ValueError(
             f"a {width}x{height} mosaic is written in strips: use "

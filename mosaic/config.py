@@ -27,6 +27,12 @@ AUTO_SPACING_MIN_TILES = 2 * (2 * AUTO_MIN_DISTANCE + 1) ** 2
 """Tiles a pool needs for ``min_distance="auto"`` to turn spacing on: twice the tiles of a
 neighbourhood, so a clash has tiles to move to (with fewer, spacing is left off)."""
 
+MAX_ADAPTIVE_LEVELS = 6
+"""Most ``adaptive`` levels: the largest cells are at most 64 times the smallest a side."""
+
+SPLIT_THRESHOLD = 0.002
+"""``split_threshold``'s default detail energy (``mosaic.adaptive``)."""
+
 
 class ConfigError(ValueError):
     """A setting is out of range or inconsistent with another one."""
@@ -105,6 +111,13 @@ class MosaicConfig:
         color: colour transfer toward each cell's colours in Oklab, 0 (tiles untouched) to 1
             (each tile takes its cell's mean and spread).
         blend: opacity of the source laid over the mosaic, 0 (none) to 1 (the source alone).
+        adaptive: adaptive cells for a still image (``mosaic.adaptive``): 0 (the default)
+            cuts it into equal cells; ``k`` (1 to ``MAX_ADAPTIVE_LEVELS``) starts from cells
+            ``2**k`` times ``cell`` a side and halves them, a quadtree, where their detail is
+            above ``split_threshold``, down to ``cell``. Tiles are drawn at their cell's size.
+        split_threshold: the detail energy above which an adaptive cell is split: the mean
+            squared step of luma (0 to 1) between neighbouring pixels inside the cell. Lower
+            splits more (smaller cells, more of them), 0 splits every cell that is not flat.
         saturation: chroma of the colour-transfer target, relative to the source (1 keeps it;
             1.3 makes colours punchier). Only has an effect with ``color > 0``.
         lightness_weight: weight of Oklab L against a and b in the matching distance.
@@ -124,6 +137,8 @@ class MosaicConfig:
     min_distance: int | str = "auto"
     color: float = 0.6
     blend: float = 0.0
+    adaptive: int = 0
+    split_threshold: float = SPLIT_THRESHOLD
     saturation: float = 1.0
     lightness_weight: float = 1.0
     method: str = "auto"
@@ -156,6 +171,16 @@ class MosaicConfig:
         for name, value, high in (("color", self.color, 1.0), ("blend", self.blend, 1.0)):
             if not _is_number(value) or not 0.0 <= float(value) <= high:
                 raise ConfigError(f"{name} must be between 0 and {high:g}, got {value!r}")
+        _check_int(self.adaptive, "adaptive", 0, hint="(0 = equal cells)")
+        if self.adaptive > MAX_ADAPTIVE_LEVELS:
+            raise ConfigError(
+                f"adaptive must be at most {MAX_ADAPTIVE_LEVELS} levels (cells up to "
+                f"{2**MAX_ADAPTIVE_LEVELS} times the smallest), got {self.adaptive}"
+            )
+        if not _is_number(self.split_threshold) or not float(self.split_threshold) >= 0.0:
+            raise ConfigError(
+                f"split_threshold must be a number >= 0, got {self.split_threshold!r}"
+            )
         if not _is_number(self.saturation) or not 0.0 <= float(self.saturation) <= 3.0:
             raise ConfigError(f"saturation must be between 0 and 3, got {self.saturation!r}")
         if not _is_number(self.lightness_weight) or not float(self.lightness_weight) > 0.0:

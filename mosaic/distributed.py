@@ -3,15 +3,15 @@
 Each video is one Ray task that asks for what it uses (one GPU where the mosaic is computed
 with CUDA, one CPU otherwise). The tile pool is put in Ray's object store once as numpy arrays;
 the tasks of a node map it from shared memory instead of each holding a copy. A video of 1.5
-``segment_frames`` or more is split at key frames into segments rendered as tasks of their own
+``segment_frames`` or more is split at scene cuts into segments rendered as tasks of their own
 and joined without re-encoding (``adapters.concat_videos``), so that one long clip does not hold
-the whole run back. Each segment first runs the ``WARMUP_FRAMES`` frames before it through the
-assignment without writing them. From a scene cut among those frames (or at the join itself,
-which ``segment_bounds`` seeks) on, the segment chooses exactly the tiles an unsplit render
-would, so that join is seamless. Inside one continuous shot
-it is not: temporal coherence keeps the tiles a cell has, and a segment that starts afresh
-settles on other tiles than the long history of an unsplit render did (README.md, "Collections
-on Ray").
+the whole run back. Only scene cuts (``scene_cut_at``): there an unsplit render starts afresh
+too, so a segment that starts there chooses exactly the tiles the whole video would and the
+join is seamless. Inside one continuous shot it would not be: temporal coherence keeps the tiles
+a cell has, and a segment that starts afresh settles on other tiles than the long history of an
+unsplit render did (README.md, "Collections on Ray"), so a long single shot renders whole. Each
+segment first runs the ``WARMUP_FRAMES`` frames before it through the assignment without
+writing them.
 
 Outputs appear only when complete, as with local threads: a video's mosaic, and each segment
 file (kept in a hidden folder beside the outputs until the join), are written to temporary files
@@ -25,6 +25,7 @@ Ray is optional (``pip install triton-mosaic[ray]``) and imported only here, whe
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import shutil
@@ -41,19 +42,24 @@ from tqdm import tqdm
 
 from adapters import PyAVSource, concat_videos
 from adapters.errors import first_line
+from kernels import analyse_cells
 from mosaic.batch import VideoJob, VideoResult, render_job
 from mosaic.config import MosaicConfig
+from mosaic.descriptors import block_descriptors
 from mosaic.image import ProgressCallback
 from mosaic.pool import TilePool
+from mosaic.temporal import _rms_distance
 from mosaic.video import VideoStats
 
 __all__ = [
     "INSTALL_RAY",
+    "SEAMLESS_CUT",
     "SEGMENT_FRAMES",
     "WARMUP_FRAMES",
     "SharedPool",
     "import_ray",
     "render_on_ray",
+    "scene_cut_at",
     "segment_bounds",
 ]
 
@@ -61,6 +67,9 @@ INSTALL_RAY = "pip install 'triton-mosaic[ray]'"
 # Videos longer than 1.5 times this many frames are split (1 minute at 25 fps: a task long
 # enough that Ray's per-task cost, about a second, stays small beside it).
 SEGMENT_FRAMES = 1500
+# The fraction of cells whose content must jump at a key frame for a video to be split there:
+# well above the engine's default scene cut (0.6), so that the engine surely starts afresh.
+SEAMLESS_CUT = 0.75
 # Frames before a segment that its task assigns but does not write (2 s at 25 fps).
 WARMUP_FRAMES = 50
 # Attempts after the first when a task's worker dies (Ray's default for tasks).
@@ -103,17 +112,21 @@ class SharedPool:
         return TilePool(images, self.sources, summary=self.summary)
 
 
-def segment_bounds(frames: int, key_frames: Sequence[int], segment_frames: int) -> list[int]:
+def segment_bounds(
+    frames: int,
+    key_frames: Sequence[int],
+    segment_frames: int,
+    seamless: Callable[[int], bool] | None = None,
+) -> list[int]:
     """Where a video of ``frames`` frames is cut into segments of about ``segment_frames``: the
     first frame of every segment after the first (ascending, distinct, between 1 and
-    ``frames - 1``); none when the video is shorter than 1.5 segments or has no key frame but
-    the first.
+    ``frames - 1``); none when the video is shorter than 1.5 segments.
 
-    Each cut is a key frame near a multiple of ``segment_frames``. Within half a segment of it,
-    a key frame the encoder placed early (after a shorter interval than the stream's longest)
-    is preferred: encoders put those at scene cuts, where a segment joins seamlessly (the
-    mosaic starts afresh there in an unsplit render too). Among the preferred, or else among
-    all key frames, the one nearest the multiple.
+    Each cut is a key frame near a multiple of ``segment_frames`` for which ``seamless(key)``
+    holds (any, when ``seamless`` is None). The key frames within half a segment of the
+    multiple are tried in turn: first those the encoder placed early (after a shorter interval
+    than the stream's longest), which it puts at scene cuts, then the others, nearest first;
+    when none is that near, the nearest key frame. A multiple where none holds gets no cut.
     """
     if segment_frames < 1:
         raise ValueError(f"segment_frames must be >= 1, got {segment_frames}")
@@ -125,12 +138,39 @@ def segment_bounds(frames: int, key_frames: Sequence[int], segment_frames: int) 
     candidates = [key for key in keys if key > 0]
     cuts: set[int] = set()
     for target in range(segment_frames, frames - segment_frames // 2, segment_frames):
-        near = [key for key in candidates if abs(key - target) <= segment_frames // 2]
+        by_distance = sorted(candidates, key=lambda key: (abs(key - target), key))
+        near = [key for key in by_distance if abs(key - target) <= segment_frames // 2]
         early = [key for key in near if interval.get(key, longest) < longest]
-        choices = early or candidates
-        if choices:
-            cuts.add(min(choices, key=lambda key: (abs(key - target), key)))
+        tried = [*early, *near] if near else by_distance[:1]
+        chosen = next((key for key in tried if seamless is None or seamless(key)), None)
+        if chosen is not None:
+            cuts.add(chosen)
     return sorted(cuts)
+
+
+def scene_cut_at(source: PyAVSource, config: MosaicConfig) -> Callable[[int], bool]:
+    """``seamless`` for ``segment_bounds``: whether frame ``key`` of ``source`` starts a new
+    shot, so plainly that the mosaic starts afresh there in an unsplit render too. The cells'
+    descriptors (as the engine computes them) of frames ``key - 1`` and ``key`` are compared as
+    temporal coherence compares them; at least ``SEAMLESS_CUT`` of the cells (or the
+    ``scene_cut`` setting, if higher) must have jumped past ``change_threshold``: the margin
+    covers the engine's own test, which compares with the previous frame moved by the camera's
+    motion."""
+    settings = config.temporal
+    needed = max(settings.scene_cut, SEAMLESS_CUT)
+
+    @functools.cache
+    def seamless(key: int) -> bool:
+        frames = source.get_frames([key - 1, key])
+        if frames.shape[-1] == 3:  # NHWC from the decoder: seen as NCHW, no copy
+            frames = frames.permute(0, 3, 1, 2)
+        analysis = analyse_cells(frames, config.cell_shape, config.grid, statistics=False)
+        features = block_descriptors(analysis.block_means, config.grid, config.lightness_weight)
+        before, after = features.flatten(1, 2)
+        jumped = _rms_distance(after, before) > settings.change_threshold
+        return jumped.float().mean().item() >= needed
+
+    return seamless
 
 
 @dataclass(frozen=True)
@@ -142,18 +182,23 @@ class _Segment:
     path: Path
 
 
-def _segments(job: VideoJob, segment_frames: int, video_options: dict[str, Any]) -> list[_Segment]:
+def _segments(
+    job: VideoJob, config: MosaicConfig, segment_frames: int, video_options: dict[str, Any]
+) -> list[_Segment]:
     """The segments ``job`` is split into (none: it renders whole). Only video files at their
-    own frame rate are split (a ``--fps`` resampling renders whole), and only where ffmpeg can
-    join them (``adapters.concat_videos``)."""
+    own frame rate are split (a ``--fps`` resampling renders whole), only at scene cuts
+    (``scene_cut_at``), and only where ffmpeg can join them (``adapters.concat_videos``)."""
     if not job.source.is_file() or video_options.get("fps") is not None:
         return []
     if job.frames < 1.5 * segment_frames or shutil.which("ffmpeg") is None:
         return []
     try:
         with PyAVSource(job.source, device="cpu") as source:
-            cuts = segment_bounds(job.frames, source.key_frames, segment_frames)
+            seamless = scene_cut_at(source, config)
+            cuts = segment_bounds(job.frames, source.key_frames, segment_frames, seamless)
     except Exception:  # unreadable: it renders whole, and fails and is reported then
+        return []
+    if not cuts:
         return []
     bounds = [0, *cuts, job.frames]
     folder = _segment_folder(job)
@@ -298,7 +343,7 @@ def render_on_ray(
     run = _Run(ray, record, sum(job.frames for job in jobs), progress, on_progress)
     try:
         for job in sorted(jobs, key=lambda job: -job.frames):
-            segments = _segments(job, segment_frames or SEGMENT_FRAMES, video_options)
+            segments = _segments(job, config, segment_frames or SEGMENT_FRAMES, video_options)
             if not segments:
                 run.rendering(render.remote(job, shared, config, None, 0, video_options), job)
                 continue

@@ -32,7 +32,9 @@ class ImageStats:
     the ``reuse`` cap, ``grid`` of cells), how many distinct tiles of the pool it used and the
     most used (``usage``, with ``most_used`` its source), ``fidelity``, the mean Oklab distance
     between each cell of the source and of the mosaic, and ``settings``: the look with its
-    ``"auto"`` settings resolved (``FrameRenderer.settings_summary``)."""
+    ``"auto"`` settings resolved (``FrameRenderer.settings_summary``). With adaptive cells,
+    ``grid`` is the smallest cells' and ``cells`` counts the cells of each size,
+    ``(("16x16", 912), ("32x32", 140), ...)``; fidelity is measured on the smallest cells."""
 
     input_size: tuple[int, int]
     output_size: tuple[int, int]
@@ -47,15 +49,20 @@ class ImageStats:
     usage: UsageReport | None = None
     most_used: str = ""
     settings: str = ""
+    cells: tuple[tuple[str, int], ...] = ()
 
     def summary(self) -> str:
         (w, h), (ow, oh) = self.input_size, self.output_size
         used = f"{self.tiles_used} of {self.pool_size} tiles used"
         if self.usage is not None:
             used = self.usage.summary(self.most_used)
+        cells = assignment_summary(self.grid, self.method, self.reuse)
+        if self.cells:
+            sizes = ", ".join(f"{count} of {size}" for size, count in self.cells)
+            count = sum(count for _, count in self.cells)
+            cells = f"{count} adaptive cells ({sizes} px), {cells.partition(', ')[2]}"
         return (
-            f"{w}x{h} -> {ow}x{oh} in {self.seconds:.1f} s ({self.device}); "
-            f"{assignment_summary(self.grid, self.method, self.reuse)}, "
+            f"{w}x{h} -> {ow}x{oh} in {self.seconds:.1f} s ({self.device}); {cells}, "
             f"{used}; fidelity {self.fidelity:.4f}"
         )
 
@@ -85,7 +92,8 @@ def render_image(
     Returns:
         uint8 ``(3, H_out, W_out)``: the input's size when ``config.tile_size`` is ``None``, else
         ``H * tile_size / cell`` by ``W * tile_size / cell``. On the input tensor's device, or on
-        the CPU for a path. ``adapters.write_image(path, mosaic)`` saves it.
+        the CPU for a path. ``adapters.write_image(path, mosaic)`` saves it. With
+        ``config.adaptive`` the cells are a quadtree (``mosaic.adaptive``), the size the same.
     """
     return render_image_with_stats(image, pool, config, on_progress=on_progress)[0]
 
@@ -101,18 +109,23 @@ def render_image_with_stats(
     prints)."""
     config = as_config(config)
     frame, out_device = input_frame(image)
+    steps = iter(range(1, IMAGE_STEPS + 1))
+
+    def step_done() -> None:
+        if on_progress is not None:
+            on_progress(next(steps), IMAGE_STEPS)
+
+    if config.adaptive:
+        from mosaic.adaptive import render_adaptive
+
+        mosaic, stats = render_adaptive(frame, pool, config, step_done)
+        return mosaic.to(out_device), stats
     started = time.perf_counter()
     renderer = FrameRenderer(pool, config)
     height, width = frame.shape[-2:]
     rows, cols = renderer.grid_shape(height, width)
     reuse = renderer.reuse_for(height, width)
     warn_if_repetitive(config, reuse, rows * cols, renderer.pool_size)
-
-    steps = iter(range(1, IMAGE_STEPS + 1))
-
-    def step_done() -> None:
-        if on_progress is not None:
-            on_progress(next(steps), IMAGE_STEPS)
 
     analysis = renderer.analyse(frame)
     step_done()

@@ -368,9 +368,10 @@ class TilePool:
     def load_tiles(self, indices: Sequence[int], shape: tuple[int, int]) -> torch.Tensor:
         """uint8 ``(len(indices), 3, h, w)``: tiles ``indices`` at ``shape = (h, w)``, decoded
         again from their photos (a print's tiles, sharper than the pool's), augmented as the
-        pool is; a pool made from a tensor resizes its own tiles. On the CPU."""
+        pool is; a pool made from a tensor resizes its own tiles, cropped around their centre
+        to ``shape``'s aspect as the photos are. On the CPU."""
         if self._folder is None:
-            images = self.images[torch.as_tensor(list(indices), dtype=torch.long)]
+            images = self.cropped(shape).images[torch.as_tensor(list(indices), dtype=torch.long)]
             return resize(images.cpu(), shape)
         photos = len(self) // self._augmentation.variants
         tiles = []

@@ -25,7 +25,7 @@ import torch
 
 from adapters.strips import write_image_strips
 from kernels import Blend, ColourTransfer, analyse_cells, composite_tiles
-from mosaic.config import MosaicConfig, as_config
+from mosaic.config import ConfigError, MosaicConfig, as_config
 from mosaic.engine import FrameAnalysis, FrameRenderer
 from mosaic.image import (
     ImageStats,
@@ -97,6 +97,8 @@ def render_print(
         ``ImageStats``; its ``fidelity`` is measured strip by strip, on each cell's mean colour.
     """
     config = as_config(config)
+    if config.adaptive:
+        raise ConfigError("adaptive cells are not drawn in strips yet: use render_image")
     frame, _ = input_frame(image)
     started = time.perf_counter()
     renderer = FrameRenderer(pool, config, draw=False)

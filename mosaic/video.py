@@ -30,7 +30,7 @@ from adapters.info import as_fraction
 from adapters.pyav_source import pyav_problem
 from adapters.yuv import yuv420_to_rgb
 from mosaic.assign import Assignment, UsageReport
-from mosaic.config import MosaicConfig, as_config
+from mosaic.config import ConfigError, MosaicConfig, as_config
 from mosaic.engine import FrameAnalysis, FrameRenderer
 from mosaic.image import ProgressCallback, assignment_summary, warn_if_repetitive
 from mosaic.metrics import fidelity, source_change
@@ -309,6 +309,8 @@ def render_video(
     ``adapters.SourceError``.
     """
     config = as_config(config)
+    if config.adaptive:
+        raise ConfigError("adaptive cells are for still images; set adaptive=0 for a video")
     source, output = Path(source), Path(output)
     if segment is not None and not 0 <= segment[0] < segment[1]:
         raise ValueError(f"a segment is (start, stop) with 0 <= start < stop, got {segment}")

@@ -439,3 +439,13 @@ def test_descriptors_are_cached_on_disk(photos: Path, monkeypatch: pytest.Monkey
     torch.testing.assert_close(again, computed, atol=0, rtol=0)
     with pytest.raises(TypeError):  # other settings are not in the cache: computed, and fail
         _load(photos).descriptors(1)
+
+
+def test_a_tensor_pool_loads_tiles_cropped_to_the_asked_aspect():
+    """A pool of 2:1 tiles asked for square ones gives their centres, not squeezed tiles."""
+    from mosaic.imageops import resize
+
+    images = torch.randint(0, 256, (3, 3, 8, 16), dtype=torch.uint8)
+    pool = TilePool.from_tensor(images)
+    loaded = pool.load_tiles([2, 0], (4, 4))
+    assert torch.equal(loaded, resize(images[[2, 0], :, :, 4:12], (4, 4)))

@@ -22,7 +22,7 @@ from adapters import PyAVSource, open_source
 from mosaic.batch import render_folder
 from mosaic.cli import main
 from mosaic.config import MosaicConfig
-from mosaic.distributed import SharedPool, segment_bounds
+from mosaic.distributed import SharedPool, scene_cut_at, segment_bounds
 from mosaic.video import render_video
 from tests.adapters.media import ffmpeg, frame_numbers, make_clip, make_grey_ramp, probe
 from tests.scenes import photo_pool
@@ -140,9 +140,13 @@ def changed_cells(frames: torch.Tensor, index: int, cell: int) -> float:
     return (blocks.mean((1, 3)) > 12).float().mean().item()
 
 
-def test_a_split_video_keeps_its_frames_and_audio_and_its_tiles_across_a_join_after_a_cut(
+def test_a_split_video_joins_at_its_scene_cut_keeping_frames_audio_and_tiles(
     ray_instance, pool, scene_cut_clip: Path, tmp_path: Path
 ):
+    with PyAVSource(scene_cut_clip, device="cpu") as source:
+        keys = source.key_frames  # every 10 frames, and 70 (the cut) on that grid
+        # Near 40 no key frame starts a new shot: no join there; near 80, the cut at 70.
+        assert segment_bounds(len(source), keys, 40, scene_cut_at(source, CONFIG)) == [70]
     inputs = scene_cut_clip.parent
     render_folder(inputs, tmp_path / "whole", pool, CONFIG, progress=False)
     report = render_folder(
@@ -152,8 +156,8 @@ def test_a_split_video_keeps_its_frames_and_audio_and_its_tiles_across_a_join_af
         CONFIG,
         progress=False,
         ray=True,
-        segment_frames=40,  # joins at the key frames 40 and 80
-        warmup_frames=25,  # before 80: frames 55-79, which hold the cut at 70
+        segment_frames=40,
+        warmup_frames=25,
     )
     assert report.summary() == "1 rendered, 0 already done, 0 failed"
     assert [path.name for path in (tmp_path / "split").iterdir()] == ["cut.mp4"]  # no segments
@@ -165,9 +169,23 @@ def test_a_split_video_keeps_its_frames_and_audio_and_its_tiles_across_a_join_af
     cell = whole_frames.shape[-1] // 12  # 12 cells across
     # From the cut on, the split render assigns exactly as the whole one: the same tiles
     # change at the join as in the whole video, and the frames after it differ by codec noise.
-    assert changed_cells(joined_frames, 80, cell) == changed_cells(whole_frames, 80, cell)
-    after = (joined_frames[80:90].float() - whole_frames[80:90].float()).abs().mean()
+    assert changed_cells(joined_frames, 70, cell) == changed_cells(whole_frames, 70, cell)
+    after = (joined_frames[70:90].float() - whole_frames[70:90].float()).abs().mean()
     assert after < 4
+
+
+def test_a_continuous_shot_is_not_split(ray_instance, pool, tmp_path: Path):
+    """A join inside a shot would reshuffle the tiles (a segment starting afresh settles on
+    others than a long history did): with key frames every 10 frames and no cut, the video
+    renders whole, to the bytes of the local render."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    video = ("-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "10")
+    make_clip(inputs / "shot.mp4", size="96x64", rate="25", seconds=4, audio=None, video=video)
+    render_folder(inputs, tmp_path / "local", pool, CONFIG, progress=False)
+    options = {"segment_frames": 40, "warmup_frames": 10}
+    render_folder(inputs, tmp_path / "ray", pool, CONFIG, progress=False, ray=True, **options)
+    assert files(tmp_path / "ray") == files(tmp_path / "local")
 
 
 def test_a_split_video_joins_at_the_key_frame_of_a_cut_seamlessly(
@@ -195,13 +213,13 @@ def test_a_stopped_split_video_resumes_from_its_finished_segments(
     inputs, options = scene_cut_clip.parent, {"segment_frames": 40, "warmup_frames": 25}
     render_folder(inputs, tmp_path / "once", pool, CONFIG, progress=False, ray=True, **options)
     # What a run stopped after its first segment leaves: that segment, where the tasks put it.
-    first = tmp_path / "resumed" / ".cut.segments" / "0000-0-40.mp4"
+    first = tmp_path / "resumed" / ".cut.segments" / "0000-0-70.mp4"
     first.parent.mkdir(parents=True)
-    render_video(scene_cut_clip, first, pool, CONFIG, progress=False, segment=(0, 40), warmup=25)
+    render_video(scene_cut_clip, first, pool, CONFIG, progress=False, segment=(0, 70), warmup=25)
     report = render_folder(
         inputs, tmp_path / "resumed", pool, CONFIG, progress=False, ray=True, **options
     )
-    assert [stats.frames for _, stats in report.rendered] == [80]  # the two segments left
+    assert [stats.frames for _, stats in report.rendered] == [50]  # the segment left
     assert files(tmp_path / "resumed") == files(tmp_path / "once")
 
 

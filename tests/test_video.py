@@ -284,3 +284,12 @@ def test_yuv_frames_are_the_rgb_mosaics_in_i420(reference_path):
         assert (yuv.int() - rgb_to_yuv420(rgb).int()).abs().max() <= 1
     rgb_fidelity, yuv_fidelity = summaries["rgb"].fidelity, summaries["yuv420p"].fidelity
     assert abs(yuv_fidelity - rgb_fidelity) <= 0.05 * rgb_fidelity
+
+
+def test_adaptive_cells_are_refused_for_a_video(tmp_path):
+    from mosaic.config import ConfigError
+
+    config = MosaicConfig(cell=8, device="cpu", adaptive=2)
+    with pytest.raises(ConfigError, match="adaptive cells are for still images"):
+        render_video(tmp_path / "in.mp4", tmp_path / "out.mp4", photo_pool(20), config)
+    assert list(tmp_path.iterdir()) == []
