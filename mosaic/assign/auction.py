@@ -69,8 +69,11 @@ CANDIDATES = 16
 ROUNDS_PER_STAGE = 4
 WARM_STAGES = 12
 COLD_STAGES = 800
-EPS_STEP = 4.0
-COLD_SCALING_STAGES = 6
+# A cold start begins at 256 times the final epsilon and divides it by 16 twice. Measured
+# against SciPy (600 x 700 image-like, 3200 rounds): 0.08 % true / 0.71 % certified, where 4 six
+# times gave 0.63 % / 2.99 %, 8 three times 0.62 % / 1.57 %, 4 three times 0.37 % / 1.11 %.
+EPS_STEP = 16.0
+COLD_SCALING_STAGES = 2
 RELEASE_SLACK = 1.5
 TARGET_GAP = 0.01
 DROPPED_TILES = 1024
