@@ -23,9 +23,12 @@ changes costs little:
 
 **Stages.** A solve runs stages of ``ROUNDS_PER_STAGE`` rounds. A stage starts by freeing the
 holders whose tile is no longer within ``RELEASE_SLACK * eps`` of their best option (new costs,
-smaller epsilon, cheaper tiles), rebuilding the tiles' slots, flooring the prices of tiles left
-with a free slot at 0 (with more slots than cells, the optimum needs every such tile at the
-lowest price; a forward auction without it ends far from the optimum) and renewing stale lists.
+smaller epsilon, cheaper tiles), rebuilding the tiles' slots, lowering the prices of tiles left
+with a free slot (with more slots than cells, the optimum needs every such tile at the lowest
+price; a forward auction without it ends far from the optimum) and renewing stale lists. A cold
+start floors them to 0; a warm start lowers them only to the price at which a cell that lists
+them would take them (``tie_prices``), so a holder that drifted and left does not pull the
+others after it.
 A cold start (no previous frame) begins with epsilon at ``EPS_STEP ** COLD_SCALING_STAGES``
 times its final value and divides it by ``EPS_STEP`` at each stage that starts with every cell
 placed (epsilon scaling, decided on the device); a warm start runs ``WARM_STAGES`` at the final
