@@ -43,7 +43,8 @@ tile's price to its lowest key when the tile is full, and counts the cells still
 epsilon-complementary slackness (new costs, a smaller epsilon); ``auction_rebuild_slots`` then
 rebuilds ``slots`` from the holders' keys. ``floored_prices`` puts the prices of tiles with a free
 slot back to 0 (with more slots than cells, a tile that is not full must sit at the lowest
-price). ``dual_values`` gives each cell's best
+price); ``tie_prices`` lowers them only as far as some listed cell would take them, which frees
+no holder that lists them. ``dual_values`` gives each cell's best
 ``cost + price`` (the outside bound included), the per-cell part of the certified lower bound.
 
 Every op has a pure-torch reference that gives the same results (the kernels and references do
@@ -71,6 +72,7 @@ __all__ = [
     "floored_prices",
     "make_keys",
     "round_work",
+    "tie_prices",
 ]
 
 # The largest bid: a cell with a single possible tile bids "infinitely", kept finite so that
@@ -606,6 +608,31 @@ def floored_prices(slots: torch.Tensor, price: torch.Tensor) -> torch.Tensor:
     free slot sits at the lowest price (0): a solve floors them whenever holders leave.
     """
     return torch.where(slots[:, -1] >= 0, price, 0.0)
+
+
+def tie_prices(
+    candidates: torch.Tensor,
+    candidate_cost: torch.Tensor,
+    outside: torch.Tensor,
+    price: torch.Tensor,
+    slots: torch.Tensor,
+) -> torch.Tensor:
+    """float32 ``(M,)``: ``price``, with every tile that has a free slot lowered to the highest
+    price at which a cell that lists it would take it as readily as its best option, ``max(0,
+    max_i (dual_values[i] - cost[i, j]))`` (0 when no list holds it).
+
+    A gentler ``floored_prices``: no listed cell's best value changes, so no holder that lists
+    the tile leaves for it, and the bound ``sum(dual_values) - R * sum(price)`` rises by ``R``
+    times each fall. Fixed shapes, no host reads (a scatter maximum, the same in any order).
+    """
+    values = dual_values(candidates, candidate_cost, outside, price)
+    listed = candidates >= 0
+    gain = torch.where(listed, values[:, None] - candidate_cost, -torch.inf)
+    best_gain = torch.full_like(price, -torch.inf).scatter_reduce(
+        0, candidates.clamp_min(0).reshape(-1), gain.reshape(-1), "amax"
+    )
+    lowered = torch.minimum(best_gain.clamp_min(0), price)
+    return torch.where(slots[:, -1] >= 0, price, lowered)
 
 
 # --- the dual values ------------------------------------------------------------------------

@@ -111,6 +111,60 @@ def test_the_certificate_holds_with_a_bonus_and_carried_prices():
 
 
 @pytest.mark.usefixtures("reference_path")
+@pytest.mark.parametrize("stages", [2, 9, 30])
+def test_a_cut_budget_returns_the_best_holders_it_saw(monkeypatch, stages):
+    """Budgets that end in the middle of a cascade: the solve returns the cheapest complete
+    assignment any stage started with (kept as the state's holders), with its own cost."""
+    monkeypatch.setattr(auction, "COLD_STAGES", stages)
+    cells, tiles = image_like_instance(6, 8, 60, dim=12, seed=5)
+    problem = cold_problem(cells, tiles)
+    seen = []
+    release = auction.auction_release
+
+    def recording_release(*args):
+        assigned = args[4]
+        if bool((assigned >= 0).all()):
+            seen.append(float(auction.objective(problem, assigned)))
+        release(*args)
+
+    monkeypatch.setattr(auction, "auction_release", recording_release)
+    state = AuctionState.fresh(problem, 1)
+    result = auction.solve_auction(problem, 1, state)
+    assert torch.equal(state.assigned, result.tiles)
+    assert int(torch.bincount(result.tiles, minlength=60).max()) <= 1
+    assert float(result.primal) == float(auction.objective(problem, result.tiles))
+    assert float(result.primal) <= min(seen, default=math.inf)
+    assert float(result.primal) / optimum(problem, 1) - 1 <= float(result.gap) + 1e-6
+
+
+def test_the_best_holders_and_bound_are_kept_whatever_comes_later():
+    cells, tiles = dyadic((4, 3), 6), dyadic((5, 3), 7)
+    problem = cold_problem(cells, tiles)
+    state = AuctionState.fresh(problem, 1)
+    best = auction._Best.start(state)
+    costs = cost_matrix(cells, tiles)
+    cheap = torch.from_numpy(linear_sum_assignment(costs.numpy())[1])
+    dear = torch.from_numpy(linear_sum_assignment(-costs.numpy())[1])
+    for holders in (cheap, dear, torch.tensor([0, 1, 2, -1])):
+        state.assigned.copy_(holders)
+        state.held_key.copy_(torch.where(holders >= 0, holders + 10, -1))
+        best.offer_primal(problem, state)
+    state.nearest.copy_(torch.arange(5).expand(4, 5))  # every tile listed, nothing outside
+    state.bound.fill_(math.inf)
+    lists = auction._lists(problem, state)
+    bounds = []
+    for price in (torch.zeros(5), torch.full((5,), 0.25)):  # the better bound first
+        best.offer_dual(lists, price, 1)
+        values = auction.dual_values(lists.candidates, lists.cost, lists.outside, price)
+        bounds.append(float(values.double().sum() - price.double().sum()))
+    result = best.restore(state)
+    assert torch.equal(result.tiles, cheap) and torch.equal(state.assigned, cheap)
+    assert torch.equal(state.held_key, cheap + 10)
+    assert float(result.primal) == float(auction.objective(problem, cheap))
+    assert float(result.dual) == max(bounds)
+
+
+@pytest.mark.usefixtures("reference_path")
 def test_the_same_input_gives_the_same_output():
     cells, tiles, reuse = INSTANCES["ties, reuse 2"]
     first = solve(cold_problem(cells, tiles), (1, 20), reuse, "auction")

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mosaic.assign.auction import AuctionState, solve_auction
+from mosaic.assign.auction import AuctionState, objective, solve_auction
 from mosaic.assign.exact import solve_exact, solve_exact_fair, solve_nearest
 from mosaic.assign.problem import (
     METHODS,
@@ -219,23 +219,15 @@ def solve(
     clashes = None
     if min_distance and reuse != 1:
         if gap is not None and bound is None:
-            bound = _objective(problem, tiles)  # an exact method's optimum
+            bound = objective(problem, tiles)  # an exact method's optimum
         rounds = STILL_ROUNDS if still else ROUNDS
         spaced = enforce_spacing(
             problem, tiles, grid, min_distance, reuse, lower, rounds=rounds, stop_when_clear=still
         )
         tiles, clashes = spaced.tiles, spaced.clashes
         if gap is not None:
-            excess = (_objective(problem, tiles) - bound).clamp_min(0)
+            excess = (objective(problem, tiles) - bound).clamp_min(0)
             gap = torch.where(bound > 0, excess / bound, torch.where(excess > 0, math.inf, 0.0))
     cells = torch.arange(n, device=problem.device)
     total = problem.distance(cells, tiles).double().sum()
     return Assignment(tiles, total, method, gap, clashes)
-
-
-def _objective(problem: Problem, tiles: torch.Tensor) -> torch.Tensor:
-    """float64 ``()``: the cost of ``tiles`` with the bonus as a charge on every tile but the
-    incumbent (the auction's objective; the exact one plus a constant, the bonuses' sum)."""
-    cells = torch.arange(tiles.numel(), device=tiles.device)
-    charge = torch.where(tiles == problem.incumbent, 0.0, problem.bonus)
-    return (problem.distance(cells, tiles) + charge).double().sum()

@@ -31,6 +31,7 @@ from kernels.auction import (
     floored_prices,
     make_keys,
     round_work,
+    tie_prices,
 )
 from tests.kernels.compare import shares_device_fixture
 
@@ -206,6 +207,29 @@ def test_floored_prices_zero_the_tiles_with_a_free_slot():
     slots = torch.tensor([[5, 4], [7, -1], [-1, -1]])
     price = torch.tensor([1.0, 2.0, 3.0])
     assert floored_prices(slots, price).tolist() == [1.0, 0.0, 0.0]
+
+
+@given(state=auction_states())
+def test_tie_prices_lower_free_tiles_to_their_best_taker_and_change_no_value(state):
+    lists = (state["candidates"], state["candidate_cost"], state["outside"])
+    price, slots = state["price"], state["slots"]
+    lowered = tie_prices(*lists, price, slots)
+    values = dual_values_reference(*lists, price)
+    # Brute force: per tile, the highest value - cost among the cells that list it.
+    takers: dict[int, float] = {}
+    for cell, row in enumerate(state["candidates"].tolist()):
+        for entry, tile in enumerate(row):
+            if tile >= 0:
+                gain = float(values[cell] - state["candidate_cost"][cell, entry])
+                takers[tile] = max(takers.get(tile, -math.inf), gain)
+    for tile in range(price.shape[0]):
+        if int(slots[tile, -1]) >= 0:
+            assert float(lowered[tile]) == float(price[tile])
+        else:
+            expected = min(max(takers.get(tile, -math.inf), 0.0), float(price[tile]))
+            assert float(lowered[tile]) == expected
+    # No cell's best value moves (up to the rounding of value - cost + cost).
+    assert torch.allclose(dual_values_reference(*lists, lowered), values, rtol=0, atol=1e-6)
 
 
 def test_arguments_are_checked():
