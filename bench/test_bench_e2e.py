@@ -21,8 +21,11 @@ ffmpeg's for ``video``), each stage's wall-clock and CPU ms per frame (``VideoSt
 ``stage_seconds``, torch at one thread per stage), the load average around it (the machine may
 be shared: CPU times are the steadier figure), and for ``video`` the peak RSS.
 ``test_encoder_presets`` times libx264's presets on the mosaic frames. ``test_short_clip_cli``
-times the ``mosaic`` command itself on a short clip, from start to exit (``SHORT_CLIP``). Run,
-then draw the per-stage chart::
+times the ``mosaic`` command itself on a short clip, from start to exit (``SHORT_CLIP``).
+``test_footage_flicker`` measures temporal quality (spurious swaps, fidelity, tiles that follow
+the content) on footage-like clips with each temporal idea on or off (``TEMPORAL_VARIANTS``).
+The pipeline and video measures record the spurious swaps too. Run, then draw the per-stage
+chart::
 
     python -m pytest bench/test_bench_e2e.py --benchmark-json=bench/results/e2e-MACHINE.json
     python bench/test_bench_e2e.py bench/results/e2e-MACHINE.json bench/results/e2e-MACHINE.png
@@ -43,11 +46,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 import torch
-from conftest import device_name, synchronize
+from conftest import bench_device, device_name, synchronize
 from PIL import Image
 
 from adapters import open_sink, read_image
@@ -59,11 +61,10 @@ from mosaic.imageops import resize
 from mosaic.stages import StageTimer
 from mosaic.video import decode_batch_size, render_frames
 from tests.processes import child_env
+from tests.scenes import crop_pool, spread, square_crops
 
-T = TypeVar("T")
 ROUNDS = 3
 FPS = 25
-CROP_SCALES = (0.5, 0.25, 0.125, 0.0625)  # of a photo's short side; step half a crop
 needs_a_sink = pytest.mark.skipif(
     shutil.which("ffmpeg") is None and pyav_problem() is not None,
     reason="needs an encoder: the ffmpeg program or PyAV",
@@ -111,34 +112,6 @@ WORKLOADS = [
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def square_crops(scales: tuple[float, ...]) -> Iterator[torch.Tensor]:
-    """uint8 ``(3, s, s)`` square crops of every shipped photograph, ``s`` each of ``scales``
-    times its short side, a step of half a crop apart."""
-    for path in asset_photos():
-        photo = read_image(path)
-        height, width = photo.shape[-2:]
-        for scale in scales:
-            side = int(min(height, width) * scale)
-            step = max(side // 2, 1)
-            for top in range(0, height - side + 1, step):
-                for left in range(0, width - side + 1, step):
-                    yield photo[:, top : top + side, left : left + side]
-
-
-def spread(items: list[T], count: int) -> list[T]:
-    """``count`` of ``items``, spread evenly over them."""
-    if count > len(items):
-        raise ValueError(f"{count} asked for, {len(items)} available")
-    return [items[i] for i in torch.linspace(0, len(items) - 1, count).round().long().tolist()]
-
-
-def crop_pool(count: int, tile_size: int) -> TilePool:
-    """``count`` tiles spread evenly over every square crop of the shipped photographs at
-    ``CROP_SCALES`` (about 11,000 crops), resized to ``tile_size``."""
-    crops = [resize(crop, tile_size) for crop in square_crops(CROP_SCALES)]
-    return TilePool.from_tensor(torch.stack(spread(crops, count)))
 
 
 def pan_frames(width: int, height: int, count: int) -> Iterator[torch.Tensor]:
@@ -234,10 +207,12 @@ def run_pipeline(workload: Workload, pool: TilePool, frames: list[torch.Tensor])
         "stage_ms": per_frame_ms(timer.seconds, summary.frames),
         "stage_cpu_ms": per_frame_ms(timer.cpu_seconds, summary.frames),
         "load_average": [load_before, os.getloadavg()[0]],
-        "churn": summary.churn,
+        "churn": summary.tally.churn,
+        "spurious_swaps": summary.tally.spurious_swaps,
+        "spurious_swaps_p95": summary.tally.spurious_swaps_p95,
         "fidelity": summary.fidelity,
-        "certified_gap_mean": summary.gap_mean,
-        "certified_gap_max": summary.gap_max,
+        "certified_gap_mean": summary.tally.gap_mean,
+        "certified_gap_max": summary.tally.gap_max,
         "method": summary.method,
     }
 
@@ -305,6 +280,8 @@ def run_video(workload: Workload, clip: Path, pool_path: Path, output: Path) -> 
         "encoder": stats["encoder"],
         "output_bytes": output.stat().st_size,
         "churn": stats["churn"],
+        "spurious_swaps": stats["spurious_swaps"],
+        "spurious_swaps_p95": stats["spurious_swaps_p95"],
         "fidelity": stats["fidelity"],
         "certified_gap_mean": stats["gap_mean"],
         "certified_gap_max": stats["gap_max"],
@@ -638,6 +615,118 @@ def test_scaling_pipeline(benchmark, width: int, height: int, cell: int, tiles: 
     rows, cols = math.ceil(height / cell), math.ceil(width / cell)
     info.update({"size": [width, height], "cell": cell, "cells": rows * cols, "tiles": tiles})
     info.update(runs[0])
+
+
+# --------------------------------------------------------------------------- temporal quality
+
+# Footage-like clips (``tests.scenes.footage``: a camera over a shipped photograph, sensor noise,
+# H.264 at CRF 28) at the size of the issue's street clip, rendered with the default settings
+# (tiles drawn at the cell size: the choice does not depend on it) and each temporal idea on or
+# off: ``today`` is the engine before them (tiles fixed in their cells, a fixed bonus).
+FOOTAGE = {"width": 640, "height": 272, "frames": 60, "cell": 16, "tiles": 1000}
+TEMPORAL_VARIANTS = {
+    "today": {"follow_motion": False, "masking": False},
+    "masking": {"follow_motion": False, "masking": True},
+    "follow": {"follow_motion": True, "masking": False},
+    "both": {"follow_motion": True, "masking": True},  # the defaults
+}
+# Each clip: (motion, speed, noise). The issue's range: pans of 1 to 3 pixels a frame, noise of
+# 2 to 4 levels; the slow and fast pans are measured before and now only.
+FOOTAGE_CLIPS = {
+    "pan": ("pan", 1.0, 3.0),
+    "zoom": ("zoom", 1.0, 3.0),
+    "shake": ("shake", 1.0, 3.0),
+    "pan-slow": ("pan", 1.0 / 2.2, 2.0),
+    "pan-fast": ("pan", 3.0 / 2.2, 4.0),
+}
+STRIP_FRAMES = range(30, 35)  # the consecutive frames of the README's strips
+STRIP_CROP = (64, 208, 96, 256)  # top, bottom, left, right: 9 x 10 cells of the pan
+
+
+@pytest.fixture(scope="session")
+def footage_inputs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict]:
+    """The pool, and each clip of ``FOOTAGE_CLIPS``, made once when first asked for."""
+    from tests.scenes import footage
+
+    folder = tmp_path_factory.mktemp("footage")
+    made: dict[str, object] = {}
+
+    def make(clip: str) -> dict:
+        if "pool" not in made:
+            made["pool"] = crop_pool(FOOTAGE["tiles"], 32)
+        if clip not in made:
+            motion, speed, noise = FOOTAGE_CLIPS[clip]
+            size = FOOTAGE["width"], FOOTAGE["height"], FOOTAGE["frames"]
+            made[clip] = footage(motion, *size, folder, noise=noise, speed=speed)
+        return {"pool": made["pool"], "clip": made[clip]}
+
+    return make
+
+
+def write_strip(frames: list[torch.Tensor], path: Path) -> None:
+    """Frames side by side, each cropped to ``STRIP_CROP``, with a 4-pixel white gap, as a JPEG."""
+    top, bottom, left, right = STRIP_CROP
+    gap = torch.full((3, bottom - top, 4), 255, dtype=torch.uint8)
+    parts = [part for frame in frames for part in (frame[:, top:bottom, left:right].cpu(), gap)]
+    strip = torch.cat(parts[:-1], 2)
+    Image.fromarray(strip.permute(1, 2, 0).numpy()).save(path, quality=88)
+
+
+@pytest.mark.parametrize(
+    ("clip_name", "variant"),
+    [(clip, variant) for clip in ("pan", "zoom", "shake") for variant in TEMPORAL_VARIANTS]
+    + [(clip, variant) for clip in ("pan-slow", "pan-fast") for variant in ("today", "both")],
+)
+def test_footage_flicker(benchmark, footage_inputs, monkeypatch, clip_name: str, variant: str):
+    """Spurious swaps (median and 95th percentile frame), swaps with the content, churn,
+    fidelity, the tiles that followed the pan's content and the assignment's ms per frame, one
+    round per clip and variant. With ``MOSAIC_STRIP_DIR`` set, the pan's strips are written
+    there (``STRIP_FRAMES``; the source's too): the README's pictures."""
+    import mosaic.temporal
+    from mosaic.temporal import TemporalSettings
+    from tests.scenes import render_footage
+
+    made = footage_inputs(clip_name)
+    clip = made["clip"]
+    settings = TEMPORAL_VARIANTS[variant]
+    if not settings["masking"]:
+        monkeypatch.setattr(mosaic.temporal, "MASKING", math.inf)  # the bonus never falls
+    config = MosaicConfig(
+        cell=FOOTAGE["cell"],
+        tile_size=None,
+        device=str(bench_device()),
+        temporal=TemporalSettings(follow_motion=settings["follow_motion"]),
+    )
+    runs = []
+    frames = clip.frames.to(bench_device())
+    benchmark.pedantic(
+        lambda: runs.append(render_footage(frames, made["pool"], config, keep=STRIP_FRAMES)),
+        rounds=1,
+        iterations=1,
+    )
+    run = runs[0]
+    reading = run.reading
+    info = benchmark.extra_info
+    info.update(machine())
+    info["device"] = device_name(bench_device())
+    motion, speed, noise = FOOTAGE_CLIPS[clip_name]
+    info.update(FOOTAGE, clip=clip_name, motion=motion, speed=speed, noise=noise)
+    info.update(variant=variant, **settings)
+    info.update(
+        spurious_swaps=reading.spurious_swaps,
+        spurious_swaps_p95=reading.spurious_swaps_p95,
+        content_swaps=reading.content_swaps,
+        source_changes=reading.source_changes,
+        churn=reading.churn,
+        scene_cuts=reading.scene_cuts,
+        fidelity=run.fidelity,
+        followed=clip.followed(run.choices[0], run.choices[-1], FOOTAGE["cell"]),
+        assignment_ms=run.assignment_ms,
+    )
+    strips = os.environ.get("MOSAIC_STRIP_DIR")
+    if strips and clip_name == "pan":
+        write_strip(run.images, Path(strips) / f"temporal-{variant}.jpg")
+        write_strip([clip.frames[i] for i in STRIP_FRAMES], Path(strips) / "temporal-source.jpg")
 
 
 # --------------------------------------------------------------------------- chart

@@ -52,6 +52,8 @@ class TemporalSettings:
             just-noticeable Oklab difference is about 0.02.
         scene_cut: fraction of cells whose content moves past ``change_threshold`` from one frame
             to the next that counts as a scene cut and resets every incumbent.
+        follow_motion: move the tiles with the camera (pan, zoom, shake; ``mosaic.temporal``),
+            estimated from the descriptors; off, every tile stays in its cell.
         colour_hold: with colour transfer, a cell that keeps its tile keeps its colour too while
             its source's Oklab mean and spread stay within this of the values it was coloured
             with (``mosaic.render.ColourHold``): 0.005 is a quarter of a just-noticeable
@@ -64,6 +66,7 @@ class TemporalSettings:
     change_threshold: float = 0.06
     scene_cut: float = 0.6
     colour_hold: float = 0.005
+    follow_motion: bool = True
 
     def __post_init__(self) -> None:
         if self.switch_bonus < 0:

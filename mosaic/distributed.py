@@ -257,7 +257,8 @@ def joined_stats(parts: Sequence[VideoStats]) -> VideoStats | None:
     """The stats of a video rendered in ``parts`` (in order; the segments rendered in this run,
     ``None`` when there are none: all came from an earlier run): frames, seconds and scene cuts
     summed (the seconds of all the tasks, which ran side by side), churn, fidelity and the mean
-    gap weighted by frames, the rest from the first part."""
+    gap weighted by frames, the tile swaps' medians too (an estimate of the whole video's, which
+    no part has) and their 95th percentile the largest, the rest from the first part."""
     if not parts:
         return None
     frames = sum(part.frames for part in parts)
@@ -275,6 +276,10 @@ def joined_stats(parts: Sequence[VideoStats]) -> VideoStats | None:
         render_fps=frames / seconds if seconds > 0 else 0.0,
         churn=weighted([part.churn for part in parts]),
         churn_p95=max(part.churn_p95 for part in parts),
+        spurious_swaps=weighted([part.spurious_swaps for part in parts]),
+        spurious_swaps_p95=max(part.spurious_swaps_p95 for part in parts),
+        content_swaps=weighted([part.content_swaps for part in parts]),
+        source_changes=weighted([part.source_changes for part in parts]),
         fidelity=weighted([part.fidelity for part in parts]),
         scene_cuts=sum(part.scene_cuts for part in parts),
         ended_early_at=ended[0] if ended else None,

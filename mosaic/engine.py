@@ -198,7 +198,7 @@ class FrameRenderer:
         height, width = analysis.frame.shape[-2:]
         features = analysis.features
         with timer.stage("assignment"):
-            plan = temporal.plan(features) if temporal is not None else None
+            plan = temporal.plan(features, analysis.grid) if temporal is not None else None
             n = features.shape[0]
             incumbent = torch.full((n,), -1, dtype=torch.int64, device=features.device)
             bonus = torch.zeros((), device=features.device)

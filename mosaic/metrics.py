@@ -1,16 +1,35 @@
-"""Quality measures of a mosaic: colour fidelity, structural similarity, churn and variety.
+"""Quality measures of a mosaic: colour fidelity, structural similarity, churn, tile swaps and
+variety.
 
-All take tensors on any device and return plain Python numbers.
+All take tensors on any device. ``tile_swaps`` returns tensors on that device, so a video's frame
+loop can add it up without reading anything back (``mosaic.tally``); the others return plain
+Python numbers.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
-from kernels import cell_features
+from kernels import cell_features, grid_reduce
 
-__all__ = ["churn", "fidelity", "ssim", "variety"]
+__all__ = [
+    "CALM_CHANGE",
+    "TileSwaps",
+    "churn",
+    "fidelity",
+    "source_change",
+    "ssim",
+    "tile_swaps",
+    "variety",
+]
+
+CALM_CHANGE = 6.0
+"""A source cell is calm from one frame to the next while its pixels change by less than this on
+average (mean absolute difference over its pixels and channels, in levels of 255): sensor noise
+and compression artefacts stay under it, a moving edge or a change of light does not."""
 
 # SSIM as Wang et al. (2004): Gaussian window with sigma 1.5 truncated at radius 5 (11 taps,
 # skimage's truncate=3.5), K1 = 0.01, K2 = 0.03, population covariances.
@@ -108,6 +127,80 @@ def churn(previous: torch.Tensor, current: torch.Tensor) -> float:
         )
     _check_same_device(previous, current)
     return (previous != current).float().mean().item()
+
+
+@dataclass(frozen=True)
+class TileSwaps:
+    """How the tiles of a frame changed from the previous one, as cell counts: ``()`` int64
+    tensors on the frames' device.
+
+    ``calm``: cells whose tile was swapped although their source was calm (the flicker a viewer
+    sees as spurious); ``moving``: cells whose tile was swapped where the source changed;
+    ``changed``: cells whose source changed (swapped or not). A cell is *swapped* when its new
+    tile is neither its own previous tile nor the previous tile of one of its eight neighbours:
+    a tile that moved one cell with the content is not a swap.
+    """
+
+    calm: torch.Tensor
+    moving: torch.Tensor
+    changed: torch.Tensor
+
+
+def source_change(
+    previous: torch.Tensor, current: torch.Tensor, cell: int | tuple[int, int]
+) -> torch.Tensor:
+    """Mean absolute change of every cell between two frames, in levels of 255.
+
+    Args:
+        previous, current: uint8 ``(3, H, W)`` sRGB on one device, any strides.
+        cell: the cell's side in pixels, or its ``(height, width)``; the grid is
+            ``ceil(H / height) x ceil(W / width)``, and the cells of the last row and column
+            average over the pixels they have.
+
+    Returns:
+        float32 ``(rows, cols)`` on the frames' device.
+    """
+    cell_h, cell_w = (cell, cell) if isinstance(cell, int) else cell
+    height, width = current.shape[-2:]
+    rows, cols = -(-height // cell_h), -(-width // cell_w)
+    # |a - b| in uint8 without a wider copy: the larger minus the smaller.
+    difference = torch.maximum(previous, current) - torch.minimum(previous, current)
+    padded = F.pad(difference, (0, cols * cell_w - width, 0, rows * cell_h - height))
+    means = grid_reduce(padded[None], (cell_h, cell_w))[0].sum(0)  # (rows, cols), padded cells
+    device = current.device
+    cell_rows = (height - cell_h * torch.arange(rows, device=device)).clamp_max(cell_h)
+    cell_cols = (width - cell_w * torch.arange(cols, device=device)).clamp_max(cell_w)
+    pixels = cell_rows[:, None] * cell_cols[None, :]
+    return means * (cell_h * cell_w / 3) / pixels
+
+
+def tile_swaps(
+    previous_choice: torch.Tensor,
+    choice: torch.Tensor,
+    change: torch.Tensor,
+    calm: float = CALM_CHANGE,
+) -> TileSwaps:
+    """Count the swapped cells of a frame, calm or not (``TileSwaps``), on the device.
+
+    Args:
+        previous_choice, choice: int64 ``(rows, cols)`` tile of every cell in two consecutive
+            frames.
+        change: float ``(rows, cols)``, the source's ``source_change`` between those frames.
+        calm: the change under which a source cell counts as calm.
+    """
+    rows, cols = choice.shape
+    # The previous tiles of each cell's 3 x 3 neighbourhood, -1 outside the grid.
+    around = F.pad(previous_choice, (1, 1, 1, 1), value=-1)
+    neighbours = torch.stack(
+        [around[dy : dy + rows, dx : dx + cols] for dy in range(3) for dx in range(3)]
+    )
+    swapped = (neighbours != choice).all(0)
+    still = change < calm
+    return TileSwaps(
+        calm=(swapped & still).sum(),
+        moving=(swapped & ~still).sum(),
+        changed=(~still).sum(),
+    )
 
 
 def variety(choice: torch.Tensor) -> dict:

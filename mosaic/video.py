@@ -29,15 +29,15 @@ from adapters import (
 from adapters.info import as_fraction
 from adapters.pyav_source import pyav_problem
 from adapters.yuv import yuv420_to_rgb
-from mosaic.assign import UsageReport
+from mosaic.assign import Assignment, UsageReport
 from mosaic.config import ConfigError, MosaicConfig, as_config
 from mosaic.engine import FrameAnalysis, FrameRenderer
 from mosaic.image import ProgressCallback, assignment_summary, warn_if_repetitive
-from mosaic.metrics import fidelity
+from mosaic.metrics import fidelity, source_change
 from mosaic.pool import TilePool
 from mosaic.stages import NO_TIMER, StageTimer, timed_iteration
 from mosaic.streaming import BackgroundConsumer, Prefetcher
-from mosaic.tally import FrameTally
+from mosaic.tally import FrameTally, TallyReading
 from mosaic.temporal import TemporalCoherence
 
 # The fidelity metric converts the source and the mosaic to Oklab again, as much work as a
@@ -45,6 +45,9 @@ from mosaic.temporal import TemporalCoherence
 FIDELITY_EVERY = 30
 # Mosaics queued for the encoder.
 OUTPUT_DEPTH = 4
+# Whether temporal coherence saw a scene cut before a frame: a bool tensor on the device, or
+# False when there was nothing to compare.
+CutFlag = torch.Tensor | bool
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,13 @@ class VideoStats:
     """What ``render_video`` did.
 
     ``churn`` is the mean fraction of cells whose tile changed between consecutive frames
-    (``churn_p95`` its 95th percentile over frame pairs, to 0.1 %; scene cuts excluded);
+    (``churn_p95`` its 95th percentile over frame pairs; scene cuts excluded). The flicker a
+    viewer sees is ``spurious_swaps``: the fraction of cells, in the median frame pair, whose
+    tile was swapped although their part of the source was calm (its pixels changed by less than
+    ``mosaic.metrics.CALM_CHANGE`` levels on average), ``spurious_swaps_p95`` its 95th
+    percentile; beside it ``content_swaps``, the cells swapped where the source changed, and
+    ``source_changes``, the cells whose source changed, both in the median frame pair. A tile
+    that moved to a neighbouring cell with the content is not a swap; scene cuts are excluded.
     ``fidelity`` the mean Oklab distance between each cell of the source and of the mosaic,
     averaged over the first frame and every
     ``FIDELITY_EVERY``-th after it. ``gap_mean`` and ``gap_max`` are the mean and largest
@@ -90,6 +99,10 @@ class VideoStats:
     ended_early_at: int | None = None
     gap_mean: float | None = None
     gap_max: float | None = None
+    spurious_swaps: float = 0.0
+    spurious_swaps_p95: float = 0.0
+    content_swaps: float = 0.0
+    source_changes: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
     usage: UsageReport | None = None
@@ -105,7 +118,9 @@ class VideoStats:
             f"{self.seconds:.1f} s ({self.render_fps:.1f} frames/s; decode {self.decoder}, "
             f"encode {self.encoder}, {self.device}); "
             f"{assignment_summary(self.grid, self.method, self.reuse)}; "
-            f"churn {100 * self.churn:.1f} %, fidelity {self.fidelity:.4f}, "
+            f"churn {100 * self.churn:.1f} %, spurious swaps {100 * self.spurious_swaps:.2f} % "
+            f"a frame (swaps with the content {100 * self.content_swaps:.1f} %, source changing "
+            f"{100 * self.source_changes:.1f} %), fidelity {self.fidelity:.4f}, "
             f"scene cuts {self.scene_cuts}"
             + ("" if self.gap_max is None else f", certified gap <= {100 * self.gap_max:.2f} %")
             + ("" if self.usage is None else f"; {self.usage.summary(self.most_used)}")
@@ -120,17 +135,13 @@ class VideoStats:
 
 @dataclass(frozen=True)
 class FramesSummary:
-    """What ``render_frames`` measured: frames rendered, the solver that ran, and the temporal,
-    fidelity and certified-gap metrics of ``VideoStats``."""
+    """What ``render_frames`` measured: frames rendered, the solver that ran, the mean sampled
+    fidelity and the per-frame measures of ``VideoStats`` (``tally``)."""
 
     frames: int
     method: str
-    churn: float
-    churn_p95: float
     fidelity: float
-    scene_cuts: int
-    gap_mean: float | None = None
-    gap_max: float | None = None
+    tally: TallyReading
 
 
 def render_frames(
@@ -147,11 +158,13 @@ def render_frames(
     Four stages run at once, joined by bounded queues, so memory stays flat however many
     frames: iterating ``batches`` and each frame's descriptors and colour statistics (a
     background thread), the assignment (this thread: it carries temporal coherence from frame to
-    frame), the mosaic pixels (a background thread) and ``write`` (a background thread), which
+    frame), the mosaic pixels and the per-frame measures (``FrameTally``: churn, tile swaps;
+    a background thread) and ``write`` (a background thread), which
     receives each mosaic in order, uint8 ``(3, H_out, W_out)`` (a view: any strides). On a
     CPU, torch runs few threads meanwhile (``torch_threads``). ``on_batch`` is called with the
     number of frames of each batch once assigned (a progress bar). ``timer`` records
-    ``"decode"`` (producing a batch), the ``FrameRenderer`` stages, ``"metrics"``, ``"encode"``
+    ``"decode"`` (producing a batch), the ``FrameRenderer`` stages, ``"metrics"`` (the tally,
+    and fidelity on every ``FIDELITY_EVERY``-th frame), ``"encode"``
     (``write``), this thread's ``"waiting_input"`` and ``"waiting_output"``, and ``"flush"``
     (the last batches' way out once all are assigned). With ``pixel_format="yuv420p"`` the
     mosaics are handed over as the I420 bytes a video encoder takes (``FrameRenderer.compose``);
@@ -162,7 +175,8 @@ def render_frames(
     tally = FrameTally(renderer.device)
     fidelities: list[float] = []
     frames, method = 0, ""
-    previous: torch.Tensor | None = None
+    # The frame the compose thread drew last and its tiles, for the tally's swaps.
+    last: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def analyse(batches: Iterable[torch.Tensor]) -> Iterator[list[FrameAnalysis]]:
         for batch in timed_iteration(batches, timer, "decode"):
@@ -172,14 +186,26 @@ def render_frames(
         with timer.stage("encode"):
             write(image)
 
-    def compose(item: tuple[int, list[FrameAnalysis], list[torch.Tensor]]) -> None:
-        first, analyses, choices = item
-        for index, (analysis, choice) in enumerate(zip(analyses, choices, strict=True), first):
+    def compose(item: tuple[int, list[FrameAnalysis], list[Assignment], list[CutFlag]]) -> None:
+        nonlocal last
+        first, analyses, assignments, cuts = item
+        for index, (analysis, assignment, cut) in enumerate(
+            zip(analyses, assignments, cuts, strict=True), first
+        ):
+            choice = assignment.tiles.reshape(analysis.grid)
             image = renderer.compose(analysis, choice, timer, hold, pixel_format)
-            if index % FIDELITY_EVERY == 0:
-                with timer.stage("metrics"):
+            with timer.stage("metrics"):
+                if index % FIDELITY_EVERY == 0:
                     shown = image if pixel_format == "rgb" else yuv420_to_rgb(image)
                     fidelities.append(fidelity(analysis.frame, shown, analysis.grid)["mean"])
+                previous_frame, previous_choice = last or (None, None)
+                change = None
+                if previous_frame is not None:
+                    change = source_change(
+                        previous_frame, analysis.frame, renderer.config.cell_shape
+                    )
+                tally.add(previous_choice, choice, cut, assignment.gap, change)
+                last = analysis.frame, choice
             writer.put(image)
 
     with torch_threads(renderer.device):
@@ -187,7 +213,9 @@ def render_frames(
         writer: BackgroundConsumer[torch.Tensor] = BackgroundConsumer(
             encode, depth=OUTPUT_DEPTH, name="encode"
         )
-        composer: BackgroundConsumer[tuple[int, list[FrameAnalysis], list[torch.Tensor]]]
+        composer: BackgroundConsumer[
+            tuple[int, list[FrameAnalysis], list[Assignment], list[CutFlag]]
+        ]
         composer = BackgroundConsumer(compose, name="compose")
         prefetcher = Prefetcher(analyse(batches), name="decode")
         analysed = iter(prefetcher)
@@ -197,15 +225,14 @@ def render_frames(
                     batch = next(analysed, None)
                 if batch is None:
                     break
-                choices = []
+                assignments, cuts = [], []
                 for analysis in batch:
                     assignment, scene_cut = renderer.choose(analysis, temporal, timer)
-                    choice = assignment.tiles.reshape(analysis.grid)
-                    tally.add(previous, choice, scene_cut, assignment.gap)
-                    previous, method = choice, assignment.method
-                    choices.append(choice)
+                    assignments.append(assignment)
+                    cuts.append(scene_cut)
+                    method = assignment.method
                 with timer.stage("waiting_output"):
-                    composer.put((frames, batch, choices))
+                    composer.put((frames, batch, assignments, cuts))
                 frames += len(batch)
                 if on_batch is not None:
                     on_batch(len(batch))
@@ -216,16 +243,11 @@ def render_frames(
             composer.close()
             writer.close()
             prefetcher.close()
-    reading = tally.read()
     return FramesSummary(
         frames=frames,
         method=method,
-        churn=reading.churn,
-        churn_p95=reading.churn_p95,
         fidelity=sum(fidelities) / max(len(fidelities), 1),
-        scene_cuts=reading.scene_cuts,
-        gap_mean=reading.gap_mean,
-        gap_max=reading.gap_max,
+        tally=tally.read(),
     )
 
 
@@ -378,13 +400,9 @@ def render_video(
         method=summary.method,
         reuse=reuse,
         grid=(rows, cols),
-        churn=summary.churn,
-        churn_p95=summary.churn_p95,
         fidelity=summary.fidelity,
-        scene_cuts=summary.scene_cuts,
         ended_early_at=ended_at,
-        gap_mean=summary.gap_mean,
-        gap_max=summary.gap_max,
+        **asdict(summary.tally),
         stage_seconds=dict(timer.seconds),
         stage_cpu_seconds=dict(timer.cpu_seconds),
         usage=usage,

@@ -121,7 +121,7 @@ def test_pipelined_frames_equal_sequential_rendering(color: float):
         assert torch.equal(image, result.image)
     assert summary.frames == 11 and counts == [4, 4, 3]
     churns = [churn(a.choice, b.choice) for a, b in itertools.pairwise(expected)]
-    assert summary.churn == pytest.approx(sum(churns) / len(churns))
+    assert summary.tally.churn == pytest.approx(sum(churns) / len(churns))
     assert summary.method == expected[-1].assignment.method
 
 
