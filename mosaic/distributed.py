@@ -48,7 +48,7 @@ from mosaic.config import MosaicConfig
 from mosaic.descriptors import block_descriptors
 from mosaic.image import ProgressCallback
 from mosaic.pool import TilePool
-from mosaic.temporal import _rms_distance
+from mosaic.temporal import descriptor_distance
 from mosaic.video import VideoStats
 
 __all__ = [
@@ -167,7 +167,7 @@ def scene_cut_at(source: PyAVSource, config: MosaicConfig) -> Callable[[int], bo
         analysis = analyse_cells(frames, config.cell_shape, config.grid, statistics=False)
         features = block_descriptors(analysis.block_means, config.grid, config.lightness_weight)
         before, after = features.flatten(1, 2)
-        jumped = _rms_distance(after, before) > settings.change_threshold
+        jumped = descriptor_distance(after, before) > settings.change_threshold
         return jumped.float().mean().item() >= needed
 
     return seamless

@@ -126,9 +126,9 @@ class TemporalCoherence:
             before = block_image(self._previous, grid)
             motion = estimate_motion(before, block_image(features, grid), self._motion, side)
             predicted = warp_blocks(before, motion_field(motion, *before.shape[-2:]))
-            jumped = _rms_distance(features, cell_descriptors(predicted, side)) > threshold
+            jumped = descriptor_distance(features, cell_descriptors(predicted, side)) > threshold
         else:
-            jumped = _rms_distance(features, self._previous) > threshold
+            jumped = descriptor_distance(features, self._previous) > threshold
         cut = jumped.float().mean() >= settings.scene_cut
         incumbent, anchor, drift = self._incumbent, self._anchor, self._drift
         aligned = features
@@ -138,13 +138,13 @@ class TemporalCoherence:
             incumbent, anchor, drift = self._follow(motion, grid, side, cut)
             aligned = _moved(features, -drift, grid, side)
         incumbent = torch.where(cut, -1, incumbent)
-        steady = (_rms_distance(aligned, anchor) <= threshold) & (incumbent >= 0)
+        steady = (descriptor_distance(aligned, anchor) <= threshold) & (incumbent >= 0)
         self._carried = _Carried(incumbent, anchor, drift, steady)
         # Masking: a swap where the picture itself changes (texture sliding past, something
         # moving) is hidden by that change, and there a held tile soon stops matching; where the
         # picture is calm a swap is seen. So the bonus falls with the cell's change from the last
         # frame, as it is (not moved back by the camera's motion, on purpose).
-        change = _rms_distance(features, self._previous)
+        change = descriptor_distance(features, self._previous)
         masking = 1 / (1 + (change / MASKING).square())
         scale = settings.switch_bonus * self._mean_cost.float()
         bonus = steady.to(torch.float32) * masking * scale
@@ -249,7 +249,9 @@ def _moved(
     return cell_descriptors(warp_blocks(block_image(descriptors, grid), per_block), side)
 
 
-def _rms_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-row Oklab distance, root mean square over the ``s x s`` blocks: ``(N,)``."""
+def descriptor_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-row Oklab distance of two ``(N, 3 s^2)`` descriptor sets, root mean square over the
+    ``s x s`` blocks: ``(N,)``. What ``change_threshold`` is compared with (here, and where
+    ``mosaic.distributed`` looks for scene cuts)."""
     blocks = a.shape[1] // 3
     return ((a - b).square().sum(dim=1) / blocks).sqrt()
