@@ -30,14 +30,14 @@ import torch
 from kernels import composite_tiles, oklab_to_srgb
 from kernels.composite import ColourTransfer, transfer_coefficients_reference
 from kernels.oklab import srgb_to_oklab_reference
-from mosaic.render import (
+from mosaic.colour import (
     MAX_SPREAD_GAIN,
     SPREAD_EPS,
     CellStats,
     ColourHold,
-    render_mosaic_unchecked,
     tile_stats,
 )
+from mosaic.render import render_mosaic_unchecked
 
 STRENGTH = 0.6
 CHANGED_SHARE = 0.25

@@ -58,8 +58,9 @@ from mosaic import MosaicConfig, TilePool
 from mosaic.demo import DEMO_SUBJECT, asset_photos
 from mosaic.engine import FrameRenderer
 from mosaic.imageops import resize
+from mosaic.pipeline import render_frames
 from mosaic.stages import StageTimer
-from mosaic.video import decode_batch_size, render_frames
+from mosaic.video import decode_batch_size
 from tests.processes import child_env
 from tests.scenes import crop_pool, spread, square_crops
 

@@ -60,6 +60,7 @@ from mosaic.assign import (
     resolved_method,
     solve,
 )
+from mosaic.colour import MAX_SPREAD_GAIN, SPREAD_EPS, CellStats, tile_stats
 from mosaic.config import ConfigError, MosaicConfig
 from mosaic.descriptors import block_descriptors
 from mosaic.engine import FrameRenderer
@@ -67,7 +68,6 @@ from mosaic.image import ImageStats, finished_stats, warn_if_repetitive
 from mosaic.imageops import resize
 from mosaic.metrics import fidelity
 from mosaic.pool import TilePool
-from mosaic.render import MAX_SPREAD_GAIN, SPREAD_EPS, CellStats, tile_stats
 
 __all__ = ["AdaptiveRenderer", "QuadtreeCells", "quadtree_cells", "render_adaptive", "split_cells"]
 

@@ -18,11 +18,12 @@ from mosaic.assign import (
     resolved_method,
     solve,
 )
+from mosaic.colour import CellStats, ColourHold, tile_stats
 from mosaic.config import ConfigError, MosaicConfig
 from mosaic.descriptors import block_descriptors
 from mosaic.imageops import resize
 from mosaic.pool import TilePool
-from mosaic.render import CellStats, ColourHold, render_mosaic_unchecked, tile_stats
+from mosaic.render import render_mosaic_unchecked
 from mosaic.stages import NO_TIMER, StageTimer
 from mosaic.temporal import TemporalCoherence
 

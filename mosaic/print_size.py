@@ -25,6 +25,7 @@ import torch
 
 from adapters.strips import write_image_strips
 from kernels import Blend, ColourTransfer, analyse_cells, composite_tiles
+from mosaic.colour import MAX_SPREAD_GAIN, SPREAD_EPS, tile_stats
 from mosaic.config import ConfigError, MosaicConfig, as_config
 from mosaic.engine import FrameAnalysis, FrameRenderer
 from mosaic.image import (
@@ -35,7 +36,6 @@ from mosaic.image import (
     warn_if_repetitive,
 )
 from mosaic.pool import TilePool
-from mosaic.render import MAX_SPREAD_GAIN, SPREAD_EPS, tile_stats
 
 __all__ = ["STRIPS_ABOVE_BYTES", "STRIP_BYTES", "TILE_CACHE_BYTES", "PrintTiles", "render_print"]
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import bisect
 import contextlib
 import math
-import os
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -28,26 +26,13 @@ from adapters import (
 )
 from adapters.info import as_fraction
 from adapters.pyav_source import pyav_problem
-from adapters.yuv import yuv420_to_rgb
-from mosaic.assign import Assignment, UsageReport
+from mosaic.assign import UsageReport
 from mosaic.config import ConfigError, MosaicConfig, as_config
-from mosaic.engine import FrameAnalysis, FrameRenderer
+from mosaic.engine import FrameRenderer
 from mosaic.image import ProgressCallback, assignment_summary, warn_if_repetitive
-from mosaic.metrics import fidelity, source_change
+from mosaic.pipeline import render_frames
 from mosaic.pool import TilePool
-from mosaic.stages import NO_TIMER, StageTimer, timed_iteration
-from mosaic.streaming import BackgroundConsumer, Prefetcher
-from mosaic.tally import FrameTally, TallyReading
-from mosaic.temporal import TemporalCoherence
-
-# The fidelity metric converts the source and the mosaic to Oklab again, as much work as a
-# frame's features: it is measured on the first frame and every FIDELITY_EVERY-th after it.
-FIDELITY_EVERY = 30
-# Mosaics queued for the encoder.
-OUTPUT_DEPTH = 4
-# Whether temporal coherence saw a scene cut before a frame: a bool tensor on the device, or
-# False when there was nothing to compare.
-CutFlag = torch.Tensor | bool
+from mosaic.stages import StageTimer
 
 
 @dataclass(frozen=True)
@@ -63,20 +48,19 @@ class VideoStats:
     ``source_changes``, the cells whose source changed, both in the median frame pair. A tile
     that moved to a neighbouring cell with the content is not a swap; scene cuts are excluded.
     ``fidelity`` the mean Oklab distance between each cell of the source and of the mosaic,
-    averaged over the first frame and every
-    ``FIDELITY_EVERY``-th after it. ``gap_mean`` and ``gap_max`` are the mean and largest
-    certified gap of the assignment over the frames (method ``"auction"``: an upper bound on how
-    far each frame's assignment is above its optimum, as a fraction; 0 for exact methods;
-    ``None`` for ``"windows"``). ``usage`` counts the tiles used over the video (distinct, the
-    most used, what the spacing rule left; ``most_used`` names that tile) and ``settings`` is
-    the look with its ``"auto"`` settings resolved. ``stage_seconds`` is the wall-clock time of
-    each pipeline stage (``"open"``: the decoder and encoder starting, ``"decode"``, ``"features"``,
-    ``"assignment"``, ``"colour"``, ``"render"``, ``"encode"``, ``"metrics"``, the main thread's
-    ``"waiting_input"`` and ``"waiting_output"``, and ``"flush"``: the last frames through the
-    encoder and the file finished) summed over the run, and
-    ``stage_cpu_seconds`` the CPU time of the thread that ran it; both are empty unless
-    ``render_video(timing=True)``. Stages run in several threads at once, so their times add up
-    to more than ``seconds``. ``ended_early_at`` is the input frame at which a damaged or cut-short
+    averaged over the first frame and every ``mosaic.pipeline.FIDELITY_EVERY``-th after it.
+    ``gap_mean`` and ``gap_max`` are the mean and largest certified gap of the assignment over the
+    frames (method ``"auction"``: an upper bound on how far each frame's assignment is above its
+    optimum, as a fraction; 0 for exact methods; ``None`` for ``"windows"``). ``usage`` counts the
+    tiles used over the video (distinct, the most used, what the spacing rule left; ``most_used``
+    names that tile) and ``settings`` is the look with its ``"auto"`` settings resolved.
+    ``stage_seconds`` is the wall-clock time of each pipeline stage (``"open"``: the decoder and
+    encoder starting, ``"decode"``, ``"features"``, ``"assignment"``, ``"colour"``, ``"render"``,
+    ``"encode"``, ``"metrics"``, the main thread's ``"waiting_input"`` and ``"waiting_output"``,
+    and ``"flush"``: the last frames through the encoder and the file finished) summed over the
+    run, and ``stage_cpu_seconds`` the CPU time of the thread that ran it; both are empty unless
+    ``render_video(timing=True)``. Stages run in several threads at once, so their times add up to
+    more than ``seconds``. ``ended_early_at`` is the input frame at which a damaged or cut-short
     input stopped decoding (the mosaic holds the frames before it), ``None`` for a whole input.
     """
 
@@ -131,124 +115,6 @@ class VideoStats:
         data = asdict(self)
         data["fps"] = str(self.fps)
         return data
-
-
-@dataclass(frozen=True)
-class FramesSummary:
-    """What ``render_frames`` measured: frames rendered, the solver that ran, the mean sampled
-    fidelity and the per-frame measures of ``VideoStats`` (``tally``)."""
-
-    frames: int
-    method: str
-    fidelity: float
-    tally: TallyReading
-
-
-def render_frames(
-    batches: Iterable[torch.Tensor],
-    renderer: FrameRenderer,
-    write: Callable[[torch.Tensor], None],
-    *,
-    timer: StageTimer = NO_TIMER,
-    on_batch: Callable[[int], None] | None = None,
-    pixel_format: str = "rgb",
-) -> FramesSummary:
-    """Render uint8 NHWC ``(B, H, W, 3)`` batches of frames into mosaics handed to ``write``.
-
-    Four stages run at once, joined by bounded queues, so memory stays flat however many
-    frames: iterating ``batches`` and each frame's descriptors and colour statistics (a
-    background thread), the assignment (this thread: it carries temporal coherence from frame to
-    frame), the mosaic pixels and the per-frame measures (``FrameTally``: churn, tile swaps;
-    a background thread) and ``write`` (a background thread), which
-    receives each mosaic in order, uint8 ``(3, H_out, W_out)`` (a view: any strides). On a
-    CPU, torch runs few threads meanwhile (``torch_threads``). ``on_batch`` is called with the
-    number of frames of each batch once assigned (a progress bar). ``timer`` records
-    ``"decode"`` (producing a batch), the ``FrameRenderer`` stages, ``"metrics"`` (the tally,
-    and fidelity on every ``FIDELITY_EVERY``-th frame), ``"encode"``
-    (``write``), this thread's ``"waiting_input"`` and ``"waiting_output"``, and ``"flush"``
-    (the last batches' way out once all are assigned). With ``pixel_format="yuv420p"`` the
-    mosaics are handed over as the I420 bytes a video encoder takes (``FrameRenderer.compose``);
-    fidelity is then measured on them converted back to RGB, what the encoder receives.
-    """
-    temporal = TemporalCoherence(renderer.config.temporal)
-    hold = renderer.colour_hold()
-    tally = FrameTally(renderer.device)
-    fidelities: list[float] = []
-    frames, method = 0, ""
-    # The frame the compose thread drew last and its tiles, for the tally's swaps.
-    last: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def analyse(batches: Iterable[torch.Tensor]) -> Iterator[list[FrameAnalysis]]:
-        for batch in timed_iteration(batches, timer, "decode"):
-            yield [renderer.analyse(frame.permute(2, 0, 1), timer) for frame in batch]
-
-    def encode(image: torch.Tensor) -> None:
-        with timer.stage("encode"):
-            write(image)
-
-    def compose(item: tuple[int, list[FrameAnalysis], list[Assignment], list[CutFlag]]) -> None:
-        nonlocal last
-        first, analyses, assignments, cuts = item
-        for index, (analysis, assignment, cut) in enumerate(
-            zip(analyses, assignments, cuts, strict=True), first
-        ):
-            choice = assignment.tiles.reshape(analysis.grid)
-            image = renderer.compose(analysis, choice, timer, hold, pixel_format)
-            with timer.stage("metrics"):
-                if index % FIDELITY_EVERY == 0:
-                    shown = image if pixel_format == "rgb" else yuv420_to_rgb(image)
-                    fidelities.append(fidelity(analysis.frame, shown, analysis.grid)["mean"])
-                previous_frame, previous_choice = last or (None, None)
-                change = None
-                if previous_frame is not None:
-                    change = source_change(
-                        previous_frame, analysis.frame, renderer.config.cell_shape
-                    )
-                tally.add(previous_choice, choice, cut, assignment.gap, change)
-                last = analysis.frame, choice
-            writer.put(image)
-
-    with torch_threads(renderer.device):
-        # Frames one by one: a cropped mosaic is copied once, by the writer, if it needs to be.
-        writer: BackgroundConsumer[torch.Tensor] = BackgroundConsumer(
-            encode, depth=OUTPUT_DEPTH, name="encode"
-        )
-        composer: BackgroundConsumer[
-            tuple[int, list[FrameAnalysis], list[Assignment], list[CutFlag]]
-        ]
-        composer = BackgroundConsumer(compose, name="compose")
-        prefetcher = Prefetcher(analyse(batches), name="decode")
-        analysed = iter(prefetcher)
-        try:
-            while True:
-                with timer.stage("waiting_input"):
-                    batch = next(analysed, None)
-                if batch is None:
-                    break
-                assignments, cuts = [], []
-                for analysis in batch:
-                    assignment, scene_cut = renderer.choose(analysis, temporal, timer)
-                    assignments.append(assignment)
-                    cuts.append(scene_cut)
-                    method = assignment.method
-                with timer.stage("waiting_output"):
-                    composer.put((frames, batch, assignments, cuts))
-                frames += len(batch)
-                if on_batch is not None:
-                    on_batch(len(batch))
-            with timer.stage("flush"):
-                composer.finish()
-                writer.finish()
-        finally:
-            composer.close()
-            writer.close()
-            prefetcher.close()
-    return FramesSummary(
-        frames=frames,
-        method=method,
-        fidelity=sum(fidelities) / max(len(fidelities), 1),
-        tally=tally.read(),
-    )
 
 
 def render_video(
@@ -524,38 +390,3 @@ def pipeline_decoder(decoder: str, device: torch.device, decode_device: str = "a
     if decoder == "auto" and cpu_decode and pyav_problem() is None:
         return "pyav"
     return decoder
-
-
-_threads_lock = threading.Lock()
-_threads_users = 0
-_threads_before = 0
-
-
-@contextlib.contextmanager
-def torch_threads(device: torch.device) -> Iterator[None]:
-    """Context: on a CPU, torch's intra-op threads for a pipeline run, a quarter of the cores
-    (at least one); elsewhere nothing.
-
-    The pipeline's stages already keep the cores busy side by side; on top of that, torch's
-    OpenMP threads spin-wait for each other at every operation and collapse when the cores are
-    shared (measured on 2 cores with decoding and ffmpeg beside it: rendering slowed 4-10x, most
-    of all once the decoder thread had finished, the lone slowdown at the end of a run). The
-    previous setting comes back when the last concurrent run ends.
-    """
-    global _threads_users, _threads_before
-    if device.type != "cpu":
-        yield
-        return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    with _threads_lock:
-        if _threads_users == 0:
-            _threads_before = torch.get_num_threads()
-            torch.set_num_threads(max(1, (cores or 1) // 4))
-        _threads_users += 1
-    try:
-        yield
-    finally:
-        with _threads_lock:
-            _threads_users -= 1
-            if _threads_users == 0:
-                torch.set_num_threads(_threads_before)

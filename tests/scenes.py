@@ -265,10 +265,10 @@ def render_footage(
     mosaics of the frames in ``keep`` are kept (``images``)."""
     from mosaic.engine import FrameRenderer
     from mosaic.metrics import fidelity, source_change
+    from mosaic.pipeline import torch_threads
     from mosaic.stages import StageTimer
     from mosaic.tally import FrameTally
     from mosaic.temporal import TemporalCoherence
-    from mosaic.video import torch_threads
 
     renderer = FrameRenderer(pool, config)
     temporal, tally = TemporalCoherence(config.temporal), FrameTally(renderer.device)

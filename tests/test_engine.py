@@ -12,9 +12,10 @@ import mosaic.engine as engine
 from kernels import srgb_to_oklab
 from kernels.cell_analysis import repeat_edges
 from mosaic import MosaicConfig
+from mosaic.colour import cell_stats, tile_stats
 from mosaic.descriptors import descriptors
 from mosaic.engine import FrameRenderer
-from mosaic.render import cell_stats, render_mosaic, tile_stats
+from mosaic.render import render_mosaic
 from tests.scenes import add_noise, landscape, photo_pool
 
 pytestmark = pytest.mark.usefixtures("reference_path")

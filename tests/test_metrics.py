@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 
 from kernels import srgb_to_oklab
+from mosaic.colour import cell_stats, tile_stats
 from mosaic.metrics import churn, fidelity, ssim, variety
-from mosaic.render import cell_stats, render_mosaic, tile_stats
+from mosaic.render import render_mosaic
 from tests.scenes import add_noise, landscape, photo_pool
 
 pytestmark = pytest.mark.usefixtures("reference_path")

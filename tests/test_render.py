@@ -14,16 +14,16 @@ from kernels import Blend, cost_matrix, srgb_to_oklab
 from kernels.composite import rgb_to_yuv420_reference
 from kernels.dispatch import use_triton
 from mosaic import MosaicConfig
-from mosaic.engine import FrameRenderer
-from mosaic.metrics import fidelity
-from mosaic.render import (
+from mosaic.colour import (
     MAX_SPREAD_GAIN,
     CellStats,
     ColourHold,
     cell_stats,
-    render_mosaic,
     tile_stats,
 )
+from mosaic.engine import FrameRenderer
+from mosaic.metrics import fidelity
+from mosaic.render import render_mosaic
 from mosaic.temporal import TemporalCoherence
 from tests.scenes import add_noise, landscape, photo_pool
 

@@ -15,9 +15,9 @@ import mosaic.video as video
 from mosaic import MosaicConfig, render_video
 from mosaic.engine import FrameRenderer
 from mosaic.metrics import churn
+from mosaic.pipeline import render_frames, torch_threads
 from mosaic.stages import NO_TIMER, StageTimer, timed_iteration
 from mosaic.temporal import TemporalCoherence
-from mosaic.video import render_frames, torch_threads
 from tests.adapters.media import make_clip
 from tests.scenes import add_noise, landscape, photo_pool
 

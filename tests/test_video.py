@@ -264,7 +264,7 @@ def test_yuv_frames_are_the_rgb_mosaics_in_i420(reference_path):
     the RGB one, converted as the sinks define it, and measures about the same fidelity."""
     from adapters.yuv import rgb_to_yuv420
     from mosaic.engine import FrameRenderer
-    from mosaic.video import render_frames
+    from mosaic.pipeline import render_frames
     from tests.scenes import add_noise, landscape
 
     frames = [add_noise(landscape(48, 64, seed=1), 2.0, seed=i).permute(1, 2, 0) for i in range(3)]
