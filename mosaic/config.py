@@ -56,7 +56,7 @@ class TemporalSettings:
             estimated from the descriptors; off, every tile stays in its cell.
         colour_hold: with colour transfer, a cell that keeps its tile keeps its colour too while
             its source's Oklab mean and spread stay within this of the values it was coloured
-            with (``mosaic.render.ColourHold``): 0.005 is a quarter of a just-noticeable
+            with (``mosaic.colour.ColourHold``): 0.005 is a quarter of a just-noticeable
             difference, so the colour never visibly lags, and noise in the source no longer
             makes the tiles shimmer; it also spares most cells' colour conversion. 0 holds only
             exactly unchanged cells.
