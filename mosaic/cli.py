@@ -28,6 +28,7 @@ from mosaic.config import (
     SPLIT_THRESHOLD,
     ConfigError,
     MosaicConfig,
+    TemporalSettings,
     parse_size,
 )
 
@@ -54,6 +55,8 @@ exit status: 0 done, 1 failed (or, with --strict, an input ended early), 2 usage
 # only one video prints.
 VIDEO_OPTIONS = ("fps", "decoder", "decode_device", "encoder_preset", "crf", "strict")
 ONE_VIDEO_OPTIONS = ("timing",)
+# Settings of TemporalSettings that are options of the same name (and --no-follow-motion).
+TEMPORAL_OPTIONS = ("switch_bonus", "change_threshold")
 # The usage error of --adaptive for a video (the demo, a folder of videos).
 ADAPTIVE_VIDEO = "--adaptive: adaptive cells are for an image, not a video"
 # Settings of MosaicConfig that are options of the same name.
@@ -144,6 +147,27 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="video quality, 0 to 51, lower is better and larger (default 20)",
+    )
+    video.add_argument(
+        "--switch-bonus",
+        type=float,
+        metavar="X",
+        help="how strongly a cell keeps its tile from frame to frame, in units of the last "
+        f"frame's mean cost: 0 picks every frame afresh (flickers), default "
+        f"{TemporalSettings.switch_bonus:g}",
+    )
+    video.add_argument(
+        "--change-threshold",
+        type=float,
+        metavar="D",
+        help="how far a cell's content may drift (Oklab distance) before it may change tile: "
+        f"higher holds tiles longer, lower follows the content (default "
+        f"{TemporalSettings.change_threshold:g})",
+    )
+    video.add_argument(
+        "--no-follow-motion",
+        action="store_true",
+        help="keep every tile in its cell instead of moving the tiles with the camera",
     )
     video.add_argument(
         "--strict",
@@ -277,6 +301,13 @@ def config_from_args(args: argparse.Namespace) -> MosaicConfig:
         overrides["fair"] = True
     if args.reuse is not None:
         overrides["reuse"] = args.reuse if args.reuse == "auto" else _parse_reuse(args.reuse)
+    temporal = {
+        name: getattr(args, name) for name in TEMPORAL_OPTIONS if getattr(args, name) is not None
+    }
+    if args.no_follow_motion:
+        temporal["follow_motion"] = False
+    if temporal:
+        overrides["temporal"] = TemporalSettings(**temporal)
     if args.preset:
         return MosaicConfig.from_preset(args.preset, **overrides)
     return MosaicConfig(**overrides)
@@ -317,7 +348,7 @@ def _parse_reuse(text: str) -> int:
 
 def as_options(message: str) -> str:
     """A ``ConfigError`` message in the command line's terms: ``cell`` -> ``--cell``."""
-    names = "|".join((*CONFIG_OPTIONS, "reuse", "fair"))
+    names = "|".join((*CONFIG_OPTIONS, *TEMPORAL_OPTIONS, "reuse", "fair"))
     return re.sub(rf"\b({names})\b", lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
@@ -438,7 +469,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     source, output = Path(args.input or args.frames), Path(args.output)
     kind = _input_kind(source, frames=args.frames is not None)
     if kind == "image":
-        _refuse_options(parser, args, VIDEO_OPTIONS + ONE_VIDEO_OPTIONS, "for an image")
+        video_only = (*VIDEO_OPTIONS, *ONE_VIDEO_OPTIONS, *TEMPORAL_OPTIONS, "no_follow_motion")
+        _refuse_options(parser, args, video_only, "for an image")
     if kind == "folder":
         _refuse_options(parser, args, ONE_VIDEO_OPTIONS, "for a folder of videos")
     if args.ray is not False:

@@ -69,14 +69,15 @@ class TemporalSettings:
     follow_motion: bool = True
 
     def __post_init__(self) -> None:
-        if self.switch_bonus < 0:
-            raise ValueError(f"switch_bonus must be >= 0, got {self.switch_bonus}")
-        if self.change_threshold <= 0:
-            raise ValueError(f"change_threshold must be > 0, got {self.change_threshold}")
+        # Written so that NaN fails too.
+        if not self.switch_bonus >= 0:
+            raise ConfigError(f"switch_bonus must be >= 0, got {self.switch_bonus}")
+        if not self.change_threshold > 0:
+            raise ConfigError(f"change_threshold must be > 0, got {self.change_threshold}")
         if not 0 < self.scene_cut <= 1:
-            raise ValueError(f"scene_cut must be in (0, 1], got {self.scene_cut}")
+            raise ConfigError(f"scene_cut must be in (0, 1], got {self.scene_cut}")
         if not self.colour_hold >= 0:
-            raise ValueError(f"colour_hold must be >= 0, got {self.colour_hold}")
+            raise ConfigError(f"colour_hold must be >= 0, got {self.colour_hold}")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from PIL import Image
 from adapters import open_sink, open_source, read_image
 from adapters.sinks import video_encoder
 from mosaic.cache import folder_cache_dir
-from mosaic.cli import main
+from mosaic.cli import build_parser, config_from_args, main
+from mosaic.config import MosaicConfig, TemporalSettings
 from tests.adapters.media import cut_short, make_clip, probe
 from tests.processes import child_env
 from tests.scenes import landscape, photo_pool, write_photos
@@ -275,6 +276,9 @@ def test_decoder_options_pick_the_decoder(
         ("--decoder", "pyav"),
         ("--decode-device", "cpu"),
         ("--strict",),
+        ("--switch-bonus", "0.5"),
+        ("--change-threshold", "0.1"),
+        ("--no-follow-motion",),
     ],
 )
 def test_video_options_are_a_usage_error_for_an_image(
@@ -677,6 +681,35 @@ def test_bad_makers_options_are_one_line(
         code = exit_.code
     assert code in (1, 2)
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_temporal_options_reach_the_config_over_a_preset():
+    given = ["--preset", "vivid", "--switch-bonus", "0.5", "--change-threshold", "0.1"]
+    args = build_parser().parse_args(
+        ["in.mp4", "-o", "out.mp4", "--tiles", "t", *given, "--no-follow-motion"]
+    )
+    config = config_from_args(args)
+    assert config.preset == "vivid" and config.color == MosaicConfig.from_preset("vivid").color
+    assert config.temporal == TemporalSettings(
+        switch_bonus=0.5, change_threshold=0.1, follow_motion=False
+    )
+    plain = config_from_args(build_parser().parse_args(["in.mp4", "-o", "o.mp4", "--tiles", "t"]))
+    assert plain.temporal == TemporalSettings()
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--switch-bonus", "nan"), "mosaic: error: --switch-bonus must be >= 0, got nan"),
+        (("--change-threshold", "0"), "mosaic: error: --change-threshold must be > 0, got 0.0"),
+    ],
+)
+def test_bad_temporal_options_are_one_line(
+    tiles: Path, clip: Path, tmp_path: Path, capsys, option, message
+):
+    assert run(str(clip), "-o", str(tmp_path / "o.mp4"), "--tiles", str(tiles), *option) == 1
+    assert one_error_line(capsys) == message
+    assert not (tmp_path / "o.mp4").exists()
 
 
 def test_pool_subcommand_reports_skips_coverage_and_writes_a_sheet(
