@@ -10,6 +10,7 @@ check the graph itself.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -68,15 +69,27 @@ def renderer_frames(renderer: FrameRenderer, frames: list[torch.Tensor], pixel_f
         yield assignment.tiles, image, assignment.gap, bool(cut)
 
 
-def check_step_equals_renderer(pixel_format: str, device: str = "cpu") -> FrameStep:
-    """Every frame of ``clip()`` through a ``FrameStep`` and through ``FrameRenderer``: the same
-    tiles, image bytes, certified gap and scene cuts, and the same tile usage at the end."""
+@dataclass(frozen=True)
+class StepRun:
+    """What ``run_step_and_renderer`` saw, frame by frame."""
+
+    step: FrameStep
+    cuts: list[bool]  # the scene cuts the renderer saw
+    captured: list[bool]  # whether the step replayed a graph
+
+
+def run_step_and_renderer(
+    frames: list[torch.Tensor], pixel_format: str, device: str = "cpu"
+) -> StepRun:
+    """``frames`` through a ``FrameStep`` and through ``FrameRenderer``, on ``device``: the same
+    tiles, image bytes, certified gap and scene cuts every frame, and the same tile usage at the
+    end."""
     pool = photo_pool(20, tile_size=8)
     config = make_config(device)
     expected_renderer, step_renderer = FrameRenderer(pool, config), FrameRenderer(pool, config)
     step = FrameStep(step_renderer, pixel_format)
-    frames = [frame.to(device) for frame in clip()]
-    cuts = []
+    frames = [frame.to(device) for frame in frames]
+    cuts, captured = [], []
     for index, (tiles, image, gap, cut) in enumerate(
         renderer_frames(expected_renderer, frames, pixel_format)
     ):
@@ -87,22 +100,24 @@ def check_step_equals_renderer(pixel_format: str, device: str = "cpu") -> FrameS
         assert torch.equal(out.assignment.gap, gap), f"frame {index}: gap"
         assert bool(out.cut) == cut, f"frame {index}: scene cut"
         cuts.append(cut)
-    assert cuts == [False] * 5 + [True, False, False]  # the clip has its cut where it should
+        captured.append(step.captured)
     assert step.method == "auction"
     assert step_renderer.usage.read() == expected_renderer.usage.read()
-    return step
+    return StepRun(step, cuts, captured)
 
 
 @needs_interpreter
 def test_the_step_renders_what_the_renderer_renders_on_the_kernel_path(small_budgets):
     # The encoder's bytes, as on a GPU; RGB differs only inside the composite kernel.
-    step = check_step_equals_renderer("yuv420p")
-    assert not step.captured  # no graph on a CPU
+    run = run_step_and_renderer(clip(), "yuv420p")
+    assert run.cuts == [False] * 5 + [True, False, False]  # the clip has its cut where it should
+    assert not any(run.captured)  # no graph on a CPU
 
 
 @pytest.mark.parametrize("pixel_format", ["rgb", "yuv420p"])
 def test_the_step_renders_what_the_renderer_renders_on_the_references(pixel_format, reference_path):
-    check_step_equals_renderer(pixel_format)
+    run = run_step_and_renderer(clip(), pixel_format)
+    assert run.cuts == [False] * 5 + [True, False, False]
 
 
 def test_measures_of_the_step_are_those_of_the_renderer(reference_path):
@@ -275,3 +290,41 @@ def test_a_frame_of_the_wrong_kind_is_refused_in_one_line():
         step(torch.zeros(3, 8, 8, dtype=torch.uint8, device="meta"))
     with pytest.raises(ValueError, match="pixel_format must be one of rgb, yuv420p"):
         FrameStep(step.renderer, "nv12")
+
+
+# On a GPU: the graph itself. The GPU round selects these with ``-k cuda``.
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("pixel_format", ["rgb", "yuv420p"])
+def test_cuda_replays_render_what_the_renderer_renders_through_a_scene_cut(pixel_format):
+    run = run_step_and_renderer(clip(), pixel_format, "cuda")
+    assert run.cuts == [False] * 5 + [True, False, False]
+    # Captured at the third frame: the cut (frame 5) restarted the auction inside the graph.
+    assert run.captured == [False, False] + [True] * 6
+
+
+@pytest.mark.cuda
+def test_cuda_a_new_frame_shape_is_captured_again():
+    wider = [landscape(24, 48, seed=index) for index in range(4)]
+    run = run_step_and_renderer(clip()[:4] + wider, "yuv420p", "cuda")
+    assert run.captured == [False, False, True, True] * 2
+
+
+@pytest.mark.cuda
+def test_cuda_a_captured_frame_is_one_graph_launch():
+    from torch.profiler import ProfilerActivity, profile
+
+    step = FrameStep(FrameRenderer(photo_pool(20, tile_size=8), make_config("cuda")), "yuv420p")
+    frames = [frame.cuda() for frame in clip()]
+    for frame in frames[:3]:
+        step(frame)
+    assert step.captured
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiled:
+        step(frames[3])
+        torch.cuda.synchronize()
+    names = [event.name for event in profiled.events()]
+    launches = [name for name in names if name.startswith(("cudaLaunch", "cuLaunch"))]
+    assert names.count("cudaGraphLaunch") == 1, sorted(set(names))
+    assert not launches, launches  # the input copy is a memcpy, the rest the graph
