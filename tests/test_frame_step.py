@@ -186,6 +186,27 @@ def test_frames_are_captured_once_the_state_settles_and_again_at_a_new_shape(
     assert step.renderer.usage.frames == 8  # the capture counts once, as the replay that runs it
 
 
+@contextlib.contextmanager
+def _failing_capture(graph: _StandInGraph, **options: object):
+    _captures.append(options)
+    raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+    yield  # never reached
+
+
+def test_a_step_that_cannot_be_captured_runs_eagerly_with_one_warning(reference_path, monkeypatch):
+    monkeypatch.setattr(FrameStep, "_capturable", lambda step: not step._capture_failed)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", _StandInGraph)
+    monkeypatch.setattr(torch.cuda, "graph", _failing_capture)
+    _captures.clear()
+    with pytest.warns(UserWarning) as warned:
+        run = run_step_and_renderer(clip(), "rgb")
+    assert not any(run.captured) and len(_captures) == 1  # tried once, at the third frame
+    assert [str(warning.message) for warning in warned] == [
+        "the frame step could not be captured as a CUDA graph (operation not permitted when "
+        "stream is capturing); frames run without one"
+    ]
+
+
 def state_buffers(step: FrameStep) -> dict[str, int]:
     """Every tensor the step's state holds, by attribute path, and the address of its data."""
     found = {}
@@ -278,6 +299,18 @@ def test_write_back_keeps_a_new_shape():
     carried.write_back(before)
     assert state.a.tolist() == [1.0] * 3
     assert CarriedState.layout(carried.snapshot()) != CarriedState.layout(before)
+
+
+def test_put_back_gives_the_state_its_attributes_again():
+    state, nested = _Toy(), _Toy()
+    state.a, state.nested, nested.c = torch.zeros(2), nested, torch.ones(3)
+    carried = CarriedState(state)
+    before = carried.snapshot()
+    a = state.a
+    state.a, state.nested = torch.full((2,), 4.0), _Toy()  # a step that never ran
+    nested.c = torch.zeros(1)
+    CarriedState.put_back(before)
+    assert state.a is a and state.nested is nested and nested.c.tolist() == [1.0] * 3
 
 
 def test_a_frame_of_the_wrong_kind_is_refused_in_one_line():

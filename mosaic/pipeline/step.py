@@ -9,21 +9,23 @@ after each step it copies every new state tensor into the buffer the same attrib
 and puts that buffer back, so from one frame to the next the state lives in the same buffers.
 
 The first frames of a frame shape run eagerly: they set up the state (the first frame has no
-incumbents, the second no carried motion) and autotune the kernels for these sizes. Once a step
+incumbents and starts the auction cold) and autotune the kernels for these sizes. Once a step
 leaves the state's layout as it found it (the same attributes, shapes, dtypes and Python-side
-values: same grid, incumbents present, the auction warm), the next frame is captured on CUDA
-(``torch.cuda.graph``, which captures on a side stream into the graph's private memory pool)
-and every frame after it is a copy into the static input and one replay. Only the auction
-solver reads nothing back from the device, so only ``method="auction"`` (or ``"auto"`` where it
-resolves to it) is captured; ``"windows"`` and ``"exact"`` run the same step eagerly. On a CPU
-every frame runs eagerly, through the same input buffer and write-back, which is how the tests
-cover this path. A scene cut needs no host decision: the auction restarts cold through
-``TemporalCoherence``'s device-side ``torch.where``, inside the graph. A new frame shape drops
-the graph, runs eagerly until the state settles and captures again.
+values: same grid, incumbents present, the auction warm; from the second frame of a shape), the
+next frame is captured on CUDA (``torch.cuda.graph``, which captures on a side stream into the
+graph's private memory pool) and every frame after it is a copy into the static input and one
+replay. Only the auction reads nothing back from the device, so only frames it solves are
+captured (``method="auction"``; ``"auto"`` picks ``"exact"`` or ``"windows"``, which run the
+same step eagerly). On a CPU every frame runs eagerly, through the same input buffer and
+write-back, which is how the tests cover this path. A scene cut needs no host decision:
+``TemporalCoherence`` drops every incumbent and the auction's holders and prices with
+``torch.where`` on the device, inside the graph. A new frame shape drops the graph, runs
+eagerly until the state settles and captures again.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +151,22 @@ class CarriedState:
         for buffer, new in pending:
             buffer.copy_(new)
 
+    @staticmethod
+    def put_back(before: list[_Node]) -> None:
+        """Give every state object the attributes it had at ``before`` (its ``snapshot()``):
+        after a step that never ran, such as a failed capture (its operations were recorded,
+        not run, so the buffers still hold the state it found)."""
+        for node in before:
+            _put_back(node)
+
+
+def _put_back(node: _Node) -> None:
+    for name, value in node.values.items():
+        if isinstance(value, _Node):
+            _put_back(value)
+            value = value.owner
+        object.__setattr__(node.owner, name, value)
+
 
 def _storage(tensor: torch.Tensor) -> int:
     return tensor.untyped_storage().data_ptr()
@@ -222,6 +240,7 @@ class FrameStep:
         self._state = CarriedState(self.temporal, self.hold, renderer.usage, skip=_COUNTERS)
         self._input: torch.Tensor | None = None  # uint8 (3, H, W), the static input
         self._settled = False  # whether the last eager step left the state's layout unchanged
+        self._capture_failed = False  # for this frame shape: it runs eagerly
         self._graph: torch.cuda.CUDAGraph | None = None
         self._output: StepOutput | None = None  # what the graph writes
 
@@ -239,7 +258,7 @@ class FrameStep:
         if self._input is None or self._input.shape != frame.shape:
             self._input = torch.empty(frame.shape, dtype=torch.uint8, device=device)
             self._graph = self._output = None
-            self._settled = False
+            self._settled = self._capture_failed = False
         self._input.copy_(frame)
         if self._graph is None and self._settled and self._capturable():
             self._capture()
@@ -255,7 +274,8 @@ class FrameStep:
         return output
 
     def _capturable(self) -> bool:
-        return self.renderer.device.type == "cuda" and self.method == "auction"
+        cuda = self.renderer.device.type == "cuda"
+        return cuda and self.method == "auction" and not self._capture_failed
 
     def _run(self) -> StepOutput:
         """The step on the static input: ``FrameRenderer``'s analyse, choose and compose."""
@@ -271,12 +291,26 @@ class FrameStep:
         """Record the step, its write-back included, as a CUDA graph (replayed by the caller).
 
         Captured with ``capture_error_mode="thread_local"``: other threads of a pipeline
-        (decoding, copies to the host) may keep using CUDA meanwhile."""
+        (decoding, copies to the host) may keep using CUDA meanwhile. An operation that cannot
+        be captured leaves the state as it was and frames of this shape run eagerly, with a
+        warning: slower, not wrong."""
         graph = torch.cuda.CUDAGraph()
         frames = self.renderer.usage.frames
         before = self._state.snapshot()
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            output = self._run()
-            self._state.write_back(before)
-        self.renderer.usage.frames = frames  # the capture ran no frame
+        try:
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                output = self._run()
+                self._state.write_back(before)
+        except RuntimeError as error:
+            CarriedState.put_back(before)
+            self._capture_failed = True
+            reason = (str(error).strip() or type(error).__name__).splitlines()[0]
+            warnings.warn(
+                f"the frame step could not be captured as a CUDA graph ({reason}); "
+                "frames run without one",
+                stacklevel=3,
+            )
+            return
+        finally:
+            self.renderer.usage.frames = frames  # the capture ran no frame
         self._graph, self._output = graph, output
