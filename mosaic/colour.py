@@ -61,8 +61,12 @@ class CellStats:
         """These statistics with chroma (Oklab a and b, mean and spread) scaled by ``factor``."""
         if factor == 1.0:
             return self
-        scale = torch.tensor([1.0, factor, factor], device=self.mean.device)
-        return CellStats(self.mean * scale, self.std * scale)
+
+        # No scale tensor made from host data: a GPU frame step copies nothing from the host.
+        def scaled(x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([x[..., :1], x[..., 1:] * factor], -1)
+
+        return CellStats(scaled(self.mean), scaled(self.std))
 
 
 class ColourHold:

@@ -204,7 +204,7 @@ class FrameRenderer:
             incumbent = torch.full((n,), -1, dtype=torch.int64, device=features.device)
             bonus = torch.zeros((), device=features.device)
             if plan is not None and plan.incumbent is not None:
-                incumbent, bonus = plan.incumbent, torch.as_tensor(plan.bonus)
+                incumbent, bonus = plan.incumbent, plan.bonus
             problem = make_problem(features, self.tile_features, incumbent, bonus)
             lower, reuse = self.capacities_for(height, width)
             method = resolved_method(config.method, reuse, n, self.pool_size, lower)

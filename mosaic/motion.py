@@ -317,5 +317,20 @@ def _gauss_newton_step(
     normal = normal.reshape(6, 6).double()
     damped = normal + DAMPING * normal.diagonal().mean().clamp_min(1e-12) * constants.eye
     # A step delta changes the residual by about J delta: it solves (J^T W J) delta = -J^T W r.
-    step, _ = torch.linalg.solve_ex(damped, rhs.reshape(6, 1).double())
+    step = _solve_positive_definite(damped, rhs.reshape(6, 1).double())
     return -step.view(2, 3).float()
+
+
+def _solve_positive_definite(matrix: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """``matrix^-1 rhs`` for a small symmetric positive definite ``(n, n)`` matrix and
+    ``(n, k)`` right-hand sides, by Gauss-Jordan elimination without pivoting (stable for such
+    a matrix). Elementwise operations only: torch.linalg's solvers call cuSOLVER or MAGMA on a
+    GPU, which a CUDA graph capture may refuse."""
+    n = matrix.shape[0]
+    augmented = torch.cat([matrix, rhs], 1)
+    rows = torch.arange(n, device=matrix.device)[:, None]
+    for k in range(n):
+        pivot = augmented[k] / augmented[k, k]
+        eliminated = augmented - augmented[:, k : k + 1] * pivot
+        augmented = torch.where(rows == k, pivot, eliminated)
+    return augmented[:, n:]

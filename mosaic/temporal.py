@@ -184,7 +184,8 @@ class TemporalCoherence:
     def update(self, features: torch.Tensor, tiles: torch.Tensor, total_cost: torch.Tensor) -> None:
         """Record a frame's choice: ``tiles`` ``(N,)`` int64 and its summed descriptor cost
         (a ``()`` tensor on the device)."""
-        carried = self._carried
+        # What plan carried is this frame's only: the state between frames holds no part of it.
+        carried, self._carried = self._carried, None
         if carried is None:
             self._anchor = features.clone()
             self._drift = torch.zeros(len(tiles), 2, device=features.device)

@@ -1,10 +1,16 @@
-"""Counting the operations that would stop the host until a GPU catches up (host syncs).
+"""Counting the operations a device-resident frame step must not make, from any thread.
 
-On a CPU nothing waits, so the frame path's promise of "no host syncs" is checked by watching
-which operations it calls: ``count_syncs`` records every torch operation that reads a value back
-(``.item()``, ``bool(tensor)``, ``int(tensor)``, ``.tolist()``) or whose output shape depends on
-the data (``nonzero``, boolean-mask indexing, ``masked_select``, ``unique``, ``bincount``,
-``repeat_interleave`` with tensor repeats), from any thread.
+On a CPU nothing waits and nothing is copied between devices, so the frame path's promises are
+checked by watching which torch operations it calls (a ``TorchDispatchMode`` per thread):
+
+- ``count_syncs``: operations that would stop the host until a GPU catches up (host syncs):
+  those that read a value back (``.item()``, ``bool(tensor)``, ``int(tensor)``, ``.tolist()``)
+  or whose output shape depends on the data (``nonzero``, boolean-mask indexing,
+  ``masked_select``, ``unique``, ``bincount``, ``repeat_interleave`` with tensor repeats).
+- ``count_host_data``: operations that make a tensor from host data: ``torch.tensor`` and
+  ``torch.as_tensor`` of Python numbers or lists, ``torch.from_numpy`` (``lift_fresh``), and
+  copies from another device. On a GPU each is a host-to-device copy; inside a CUDA graph capture
+  it fails, or freezes the value of the frame that was captured.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -30,6 +36,12 @@ _SYNCING_OPS = {
     "aten::repeat_interleave",  # the Tensor-repeats overload: its size is their sum
 }
 
+# Operations that wrap host data (a Python number or list, a NumPy array) as a tensor.
+_HOST_DATA_OPS = {"aten::lift_fresh", "aten::lift_fresh_copy"}
+
+# Classifies one dispatched operation: the name it is counted under, or None.
+Classifier = Callable[[object, tuple, dict], str | None]
+
 
 def _is_boolean_index(func: object, args: tuple) -> bool:
     """``x[mask]`` with a bool mask: aten::index with a bool index tensor."""
@@ -39,47 +51,86 @@ def _is_boolean_index(func: object, args: tuple) -> bool:
     return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices or ())
 
 
-class _SyncCounter(TorchDispatchMode):
-    def __init__(self, counts: Counter) -> None:
-        super().__init__()
-        self.counts = counts
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func._schema.name
-        if name in _SYNCING_OPS and not (name == "aten::repeat_interleave" and _int_repeats(args)):
-            self.counts[name] += 1
-        elif _is_boolean_index(func, args):
-            self.counts["boolean-mask indexing"] += 1
-        return func(*args, **(kwargs or {}))
-
-
 def _int_repeats(args: tuple) -> bool:
     """``repeat_interleave(x, k)`` with a Python int: a fixed shape."""
     return len(args) > 1 and isinstance(args[1], int)
 
 
+def _sync(func: object, args: tuple, kwargs: dict) -> str | None:
+    name = func._schema.name
+    if name in _SYNCING_OPS and not (name == "aten::repeat_interleave" and _int_repeats(args)):
+        return name
+    if _is_boolean_index(func, args):
+        return "boolean-mask indexing"
+    return None
+
+
+def _host_data(func: object, args: tuple, kwargs: dict) -> str | None:
+    name = func._schema.name
+    if name in _HOST_DATA_OPS:
+        return name
+    if name == "aten::_to_copy" and "device" in kwargs:
+        source, target = args[0].device, torch.device(kwargs["device"])
+        return f"{name} {source.type} -> {target.type}" if source != target else None
+    if name == "aten::copy_" and args[0].device != args[1].device:
+        return f"{name} {args[1].device.type} -> {args[0].device.type}"
+    return None
+
+
+class _CountingMode(TorchDispatchMode):
+    def __init__(self, counts: Counter, classify: Classifier) -> None:
+        super().__init__()
+        self.counts = counts
+        self.classify = classify
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = self.classify(func, args, kwargs)
+        if name is not None:
+            self.counts[name] += 1
+        return func(*args, **kwargs)
+
+
 @contextlib.contextmanager
-def count_syncs() -> Iterator[Counter]:
-    """Context: count sync-forcing operations in this thread and the threads it starts (a
-    ``TorchDispatchMode`` per thread, installed through ``threading.settrace``-free wrapping of
-    ``threading.Thread.run``) and ``Tensor.tolist`` calls. Yields the ``Counter``."""
+def _counting(classify: Classifier) -> Iterator[Counter]:
+    """Context: count the operations ``classify`` names, in this thread and the threads it
+    starts (a mode per thread, installed by wrapping ``threading.Thread.run``)."""
     counts: Counter = Counter()
     original_run = threading.Thread.run
-    original_tolist = torch.Tensor.tolist
 
     def run(thread: threading.Thread) -> None:
-        with _SyncCounter(counts):
+        with _CountingMode(counts, classify):
             original_run(thread)
+
+    threading.Thread.run = run
+    try:
+        with _CountingMode(counts, classify):
+            yield counts
+    finally:
+        threading.Thread.run = original_run
+
+
+@contextlib.contextmanager
+def count_syncs() -> Iterator[Counter]:
+    """Context: count sync-forcing operations in this thread and the threads it starts, and
+    ``Tensor.tolist`` calls. Yields the ``Counter``."""
+    original_tolist = torch.Tensor.tolist
 
     def tolist(tensor: torch.Tensor):
         counts["Tensor.tolist"] += 1
         return original_tolist(tensor)
 
-    threading.Thread.run = run
     torch.Tensor.tolist = tolist
     try:
-        with _SyncCounter(counts):
+        with _counting(_sync) as counts:
             yield counts
     finally:
-        threading.Thread.run = original_run
         torch.Tensor.tolist = original_tolist
+
+
+@contextlib.contextmanager
+def count_host_data() -> Iterator[Counter]:
+    """Context: count the operations that make tensors from host data (module docstring) in
+    this thread and the threads it starts. Yields the ``Counter``."""
+    with _counting(_host_data) as counts:
+        yield counts

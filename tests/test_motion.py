@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from mosaic.config import TemporalSettings
 from mosaic.motion import (
+    _solve_positive_definite,
     block_image,
     carry,
     cell_descriptors,
@@ -83,6 +84,16 @@ def test_a_zoom_is_recovered(zoom: float):
     assert motion[0, 1].item() == pytest.approx(zoom, abs=5e-4)
     assert motion[1, 2].item() == pytest.approx(zoom, abs=5e-4)
     assert motion[:, 0].abs().max() < 0.02 and abs(motion[0, 2]) < 5e-4
+
+
+@given(seed=st.integers(0, 2**16), scale=st.floats(1e-6, 1e6), columns=st.integers(1, 3))
+def test_the_normal_equations_are_solved_as_numpy_solves_them(seed, scale, columns):
+    rng = np.random.default_rng(seed)
+    jacobian = rng.normal(size=(40, 6)) * rng.uniform(0.01, 10, 6) * scale
+    normal = jacobian.T @ jacobian + 1e-3 * scale**2 * np.eye(6)  # damped, as the steps are
+    rhs = rng.normal(size=(6, columns)) * scale
+    solved = _solve_positive_definite(torch.from_numpy(normal), torch.from_numpy(rhs)).numpy()
+    np.testing.assert_allclose(solved, np.linalg.solve(normal, rhs), rtol=1e-9, atol=0)
 
 
 def test_no_texture_no_motion():

@@ -379,7 +379,7 @@ def _floor_prices(
     tiles = torch.zeros(size + 1, dtype=torch.int64, device=fell.device)
     tiles[position] = torch.arange(m, device=fell.device)
     taken = torch.zeros(size + 1, dtype=torch.bool, device=fell.device)
-    taken[position] = True
+    taken.index_fill_(0, position, True)  # not `taken[position] = True`: a tensor from host data
     tiles, taken = tiles[:size], taken[:size]
     bias = torch.where(taken, after[tiles], _EXCLUDED)
     nearest_fallen, _ = cost_topk(problem.cells, problem.tiles[tiles], 1, bias=bias)

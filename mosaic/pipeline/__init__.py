@@ -4,6 +4,10 @@
 ``write``. The CPU executor (``mosaic.pipeline.cpu``) runs the steps of ``FrameRenderer``
 (analyse, choose, compose) in threads joined by bounded queues; every executor measures its
 frames with ``FrameMeasures`` and times its stages with a ``StageTimer``.
+
+``FrameStep`` (``mosaic.pipeline.step``) is one frame's whole step for a GPU executor: fixed
+input and state buffers, captured once as a CUDA graph and replayed frame after frame with the
+auction solver; its outputs are overwritten by the next frame.
 """
 
 from __future__ import annotations

@@ -71,7 +71,8 @@ class FrameMeasures:
         if previous_frame is not None:
             change = source_change(previous_frame, analysis.frame, self.cell_shape)
         self.tally.add(previous_choice, choice, cut, assignment.gap, change)
-        self._last = analysis.frame, choice
+        # Copies: a FrameStep's outputs are its static buffers, overwritten by the next frame.
+        self._last = analysis.frame.clone(), choice.clone()
 
     def summary(self, frames: int, method: str) -> FramesSummary:
         """The run's ``FramesSummary`` (reads the tally back from the device)."""
