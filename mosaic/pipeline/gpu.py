@@ -206,9 +206,9 @@ def run_streamed(
                     with timer.stage("step"):
                         out = step(frame)
                     with timer.stage("metrics"):
-                        # The measures keep this frame's source and tiles for the next frame's
-                        # swaps, and the step's own change at its next call: they get the
-                        # uploaded frame and a copy of the tiles.
+                        # The step's tensors change at its next call, but the measures keep
+                        # this frame's source and tiles for the next frame's swaps: they get
+                        # the uploaded frame and a copy of the tiles.
                         analysis = replace(out.analysis, frame=frame)
                         choice = out.choice.clone()
                         measures.add(frames, analysis, choice, out.image, out.assignment, out.cut)
