@@ -2,7 +2,7 @@
 download of each frame on their own CUDA streams, joined by events, so that the GPU works on
 frame t while frame t+1 is uploaded and frame t-1's mosaic is copied to the host.
 
-Four threads of work, each waiting only for what it needs:
+Four parts, each waiting only for what it needs:
 
 - decode (a background thread, ``Prefetcher``): iterates the batches with the upload stream
   current, so a decoder working on the GPU (NVDEC) runs there. A frame decoded on the CPU is
@@ -11,17 +11,18 @@ Four threads of work, each waiting only for what it needs:
   event recorded after it on the upload stream.
 - step (the caller's thread): the compute stream waits for the frame's event, runs the step and
   the per-frame measures (``FrameMeasures``), then copies the mosaic into a download slot's own
-  device buffer, on the device (microseconds): the step's outputs change at its next call, and
-  the next step never waits for the copy to the host.
+  device buffer (a copy on the device, a few MB): the step's outputs change at its next call,
+  and the next step never waits for the copy to the host.
 - download (the download stream): copies the slot's device buffer into its pinned host buffer
   without blocking and records the slot's event.
 - encode (a background thread, ``DownloadRing``): waits for each slot's event, in order, hands
   the host bytes to ``write`` and frees the slot.
 
 Memory stays flat: ``DECODE_DEPTH`` batches decoded ahead, ``UPLOAD_DEPTH`` pinned upload
-buffers, ``DOWNLOAD_DEPTH`` slots between the step and ``write``. Nothing in a steady frame reads
-the device back, except the sampled fidelity (``FrameMeasures``, every ``FIDELITY_EVERY``-th
-frame), which waits for the compute stream only.
+buffers, ``DOWNLOAD_DEPTH`` slots between the step and ``write``. The executor itself reads
+nothing back from the device; the sampled fidelity does (``FrameMeasures``, every
+``FIDELITY_EVERY``-th frame), and so do the windows and exact solvers inside the step: those
+wait for the compute stream only, while uploads and downloads go on.
 
 The ordering (slots, events, threads) is written against the small ``Streams`` and
 ``DownloadSlot`` interfaces, which ``CudaStreams`` implements with CUDA streams and events, so
