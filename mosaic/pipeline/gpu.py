@@ -285,28 +285,21 @@ class CudaStreams:
 
     def upload(self, frame: torch.Tensor) -> Arrival:
         with torch.cuda.stream(self.upload_stream):
-            pinned = None
-            if frame.device.type == "cpu":
-                index = self._uploads % UPLOAD_DEPTH
-                self._uploads += 1
-                pinned = self._pinned_buffer(index, frame)
-                frame = pinned.to(self.device, non_blocking=True)
-            ready = torch.cuda.Event()
-            ready.record()
-            if pinned is not None:
-                self._pinned[index] = pinned, ready
-            return Arrival(frame.permute(2, 0, 1), ready)
-
-    def _pinned_buffer(self, index: int, frame: torch.Tensor) -> torch.Tensor:
-        """Pinned buffer ``index`` holding a copy of host ``frame``, once the copy to the device
-        that used it last is done."""
-        previous = self._pinned[index]
-        if previous is not None and previous[0].shape == frame.shape:
-            buffer, last_copy = previous
-            last_copy.synchronize()
-        else:
-            buffer = torch.empty(frame.shape, dtype=frame.dtype, pin_memory=True)
-        return buffer.copy_(frame)
+            if frame.device.type != "cpu":
+                return Arrival(frame.permute(2, 0, 1), _recorded_event())
+            # Through the next pinned buffer, once the copy that used it last is done.
+            index = self._uploads % UPLOAD_DEPTH
+            self._uploads += 1
+            previous = self._pinned[index]
+            if previous is not None and previous[0].shape == frame.shape:
+                buffer, last_copy = previous
+                last_copy.synchronize()
+            else:
+                buffer = torch.empty(frame.shape, dtype=frame.dtype, pin_memory=True)
+            on_device = buffer.copy_(frame).to(self.device, non_blocking=True)
+            ready = _recorded_event()
+            self._pinned[index] = buffer, ready
+            return Arrival(on_device.permute(2, 0, 1), ready)
 
     def receive(self, arrival: Arrival) -> torch.Tensor:
         if arrival.ready is not None:
@@ -319,13 +312,21 @@ class CudaStreams:
         return _CudaDownloadSlot(self.download_stream)
 
 
+def _recorded_event() -> torch.cuda.Event:
+    """An event recorded on the current stream; a thread waiting on it sleeps rather than
+    spins (the cores are the encoder's)."""
+    event = torch.cuda.Event(blocking=True)
+    event.record()
+    return event
+
+
 class _CudaDownloadSlot:
     """A device buffer and a pinned host buffer (made at the first ``fill``, at the mosaic's
     size), the copy between them on the download stream and its event."""
 
     def __init__(self, stream: torch.cuda.Stream) -> None:
         self.stream = stream
-        self.copied = torch.cuda.Event()
+        self.copied = torch.cuda.Event(blocking=True)  # the encoder thread sleeps on it
         self.staged: torch.Tensor | None = None
         self.host: torch.Tensor | None = None
 
