@@ -104,7 +104,9 @@ class FrameSource(ABC):
     Attributes:
         path: the file or folder read.
         info: size, frame rate, frame count, audio presence, codec (``VideoInfo``).
-        device: where frames are delivered.
+        device: where frames are delivered; it may be changed between reads (a GPU pipeline
+            takes frames decoded on the CPU on the host, and uploads them itself).
+        decode_device: where frames are decoded: ``"cpu"``, or the CUDA device of NVDEC.
         layout: ``"NCHW"`` or ``"NHWC"``.
         batch_size: the largest batch yielded.
         backend: what decodes, as a name: ``"torchcodec"``, ``"pyav"`` or ``"pillow"``.
@@ -112,6 +114,7 @@ class FrameSource(ABC):
     """
 
     backend: ClassVar[str]
+    decode_device: str = "cpu"
     # The layout of the tensors that ``_decode_at`` and ``_decode_stream`` return.
     native_layout: ClassVar[Layout]
     info: VideoInfo

@@ -19,7 +19,10 @@ workload is measured two ways, ``ROUNDS`` times:
 ``extra_info`` records per round the frames/s, the CPU time per frame (the process's, and
 ffmpeg's for ``video``), each stage's wall-clock and CPU ms per frame (``VideoStats``'
 ``stage_seconds``, torch at one thread per stage), the load average around it (the machine may
-be shared: CPU times are the steadier figure), and for ``video`` the peak RSS.
+be shared: CPU times are the steadier figure), and for ``video`` the peak RSS; and
+``stage_overlap``, how many stages worked at once on average. On CUDA the timer synchronises
+the device around each stage, which undoes the overlap of the GPU executor's streams: there
+the rounds run without it and one more round measures the stages (``timed_round``).
 ``test_encoder_presets`` times libx264's presets on the mosaic frames. ``test_short_clip_cli``
 times the ``mosaic`` command itself on a short clip, from start to exit (``SHORT_CLIP``).
 ``test_footage_flicker`` measures temporal quality (spurious swaps, fidelity, tiles that follow
@@ -187,13 +190,16 @@ def per_frame_ms(seconds: dict[str, float], frames: int) -> dict[str, float]:
     return {name: round(1e3 * value / frames, 2) for name, value in seconds.items()}
 
 
-def run_pipeline(workload: Workload, pool: TilePool, frames: list[torch.Tensor]) -> dict:
-    """One round of ``render_frames`` over in-memory frames, the mosaics discarded."""
+def run_pipeline(
+    workload: Workload, pool: TilePool, frames: list[torch.Tensor], timing: bool = True
+) -> dict:
+    """One round of ``render_frames`` over in-memory frames, the mosaics discarded; stage times
+    with ``timing``."""
     renderer = FrameRenderer(pool, workload.config())
     device = renderer.device
     batch = decode_batch_size(device)  # as render_video reads them
     batches = [torch.stack(frames[i : i + batch]).to(device) for i in range(0, len(frames), batch)]
-    timer = StageTimer(device)
+    timer = StageTimer(device, enabled=timing)
     load_before = os.getloadavg()[0]
     synchronize(device)
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -235,14 +241,14 @@ _VIDEO_SCRIPT = (
 import json, os, resource, sys, time, torch
 from mosaic import MosaicConfig, TilePool, render_video
 
-source, output, pool_path, cell, device, method = sys.argv[1:7]
+source, output, pool_path, cell, device, method, timing = sys.argv[1:8]
 pool = TilePool.from_tensor(torch.load(pool_path))
 before = rss_mib("VmRSS:")
 load = os.getloadavg()[0]
 cpu = time.process_time()
 config = MosaicConfig(cell=int(cell), tile_size=None, min_distance=0, device=device,
                       method=method)
-stats = render_video(source, output, pool, config, progress=False, timing=True)
+stats = render_video(source, output, pool, config, progress=False, timing=timing == "1")
 cpu = time.process_time() - cpu
 children = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"stats": stats.as_dict(), "cpu": cpu,
@@ -253,13 +259,16 @@ print(json.dumps({"stats": stats.as_dict(), "cpu": cpu,
 )
 
 
-def run_video(workload: Workload, clip: Path, pool_path: Path, output: Path) -> dict:
-    """One round of ``render_video`` (decode and encode included) in a fresh interpreter."""
+def run_video(
+    workload: Workload, clip: Path, pool_path: Path, output: Path, timing: bool = True
+) -> dict:
+    """One round of ``render_video`` (decode and encode included) in a fresh interpreter; stage
+    times with ``timing``."""
     env = child_env(TRITON_INTERPRET="0")
     command = [
         sys.executable,
         *("-c", _VIDEO_SCRIPT, str(clip), str(output), str(pool_path)),
-        *(str(workload.cell), workload.device, workload.method),
+        *(str(workload.cell), workload.device, workload.method, str(int(timing))),
     ]
     result = subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=1800, check=True
@@ -290,8 +299,13 @@ def run_video(workload: Workload, clip: Path, pool_path: Path, output: Path) -> 
     }
 
 
-def record(benchmark, workload: Workload, measure: str, rounds: list[dict]) -> None:
-    """Every round, and the round of median frames/s as the summary, in ``extra_info``."""
+def record(
+    benchmark, workload: Workload, measure: str, rounds: list[dict], timed: dict | None = None
+) -> None:
+    """Every round, and the round of median frames/s as the summary, in ``extra_info``; with
+    ``timed``, the stage times come from that round (``timed_round``), the rounds having run
+    without. ``stage_overlap``: the work stages' ms per frame summed (waits left out) per ms of
+    wall clock a frame in the median round: above 1, stages ran at once."""
     by_fps = sorted(rounds, key=lambda r: r["fps"])
     info = benchmark.extra_info
     info.update(machine())
@@ -305,8 +319,24 @@ def record(benchmark, workload: Workload, measure: str, rounds: list[dict]) -> N
     }
     info["measure"] = measure
     info["fps_best"] = by_fps[-1]["fps"]
-    info["median"] = by_fps[len(by_fps) // 2]
+    info["median"] = median = by_fps[len(by_fps) // 2]
     info["rounds"] = rounds
+    if timed is not None:
+        info["timed_round"] = timed
+    stage_ms = (timed or median)["stage_ms"]
+    work = sum(ms for name, ms in stage_ms.items() if name not in WAITING_STAGES)
+    info["stage_overlap"] = round(work * median["fps"] / 1e3, 2)
+
+
+# Stages that wait for another thread, or happen once per run, rather than work on frames.
+WAITING_STAGES = {"open", "waiting_input", "waiting_output", "flush"}
+
+
+def timing_rounds_apart(workload: Workload) -> bool:
+    """Whether stage times come from a round of their own: on CUDA the timer synchronises the
+    device around each stage, which undoes the overlap of the streams, so the measured rounds
+    run without it."""
+    return workload.device == "cuda"
 
 
 def measure_rounds(benchmark, run) -> list[dict]:
@@ -322,8 +352,13 @@ def measure_rounds(benchmark, run) -> list[dict]:
 def test_pipeline(benchmark, inputs, workload: Workload):
     """Frames already decoded in memory, no encode: the engine's own frames/s."""
     made = inputs(workload)
-    rounds = measure_rounds(benchmark, lambda: run_pipeline(workload, made["pool"], made["frames"]))
-    record(benchmark, workload, "pipeline", rounds)
+    apart = timing_rounds_apart(workload)
+
+    def run(timing: bool) -> dict:
+        return run_pipeline(workload, made["pool"], made["frames"], timing)
+
+    rounds = measure_rounds(benchmark, lambda: run(not apart))
+    record(benchmark, workload, "pipeline", rounds, run(True) if apart else None)
 
 
 @needs_a_sink
@@ -332,10 +367,13 @@ def test_video(benchmark, inputs, workload: Workload, tmp_path: Path):
     """render_video from the H.264 clip: decode and encode included."""
     made = inputs(workload)
     output = tmp_path / "out.mp4"
-    rounds = measure_rounds(
-        benchmark, lambda: run_video(workload, made["clip"], made["pool_path"], output)
-    )
-    record(benchmark, workload, "video", rounds)
+    apart = timing_rounds_apart(workload)
+
+    def run(timing: bool) -> dict:
+        return run_video(workload, made["clip"], made["pool_path"], output, timing)
+
+    rounds = measure_rounds(benchmark, lambda: run(not apart))
+    record(benchmark, workload, "video", rounds, run(True) if apart else None)
 
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster")
@@ -732,7 +770,10 @@ def test_footage_flicker(benchmark, footage_inputs, monkeypatch, clip_name: str,
 
 # --------------------------------------------------------------------------- chart
 
-CHART_STAGES = ("open", "decode", "features", "assignment", "colour", "render", "metrics", "encode")
+CHART_STAGES = (
+    "open", "decode", "upload", "features", "assignment", "colour", "render", "step", "metrics",
+    "encode",
+)  # fmt: skip
 
 
 def draw_chart(results_json: Path, png: Path) -> None:
@@ -748,10 +789,11 @@ def draw_chart(results_json: Path, png: Path) -> None:
     labels = []
     for row, info in enumerate(runs):
         median = info["median"]
-        stages = {name: median["stage_cpu_ms"].get(name, 0.0) for name in CHART_STAGES}
+        stage_cpu_ms = info.get("timed_round", median)["stage_cpu_ms"]
+        stages = {name: stage_cpu_ms.get(name, 0.0) for name in CHART_STAGES}
         stages["ffmpeg (encoder process)"] = median.get("encoder_cpu_ms_per_frame", 0.0)
         stages["other (threads, queues)"] = max(
-            0.0, median["cpu_ms_per_frame"] - sum(median["stage_cpu_ms"].values())
+            0.0, median["cpu_ms_per_frame"] - sum(stage_cpu_ms.values())
         )
         left = 0.0
         for index, (name, value) in enumerate(stages.items()):

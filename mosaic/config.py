@@ -241,17 +241,22 @@ class MosaicConfig:
         return dataclasses.replace(self, **changes)
 
     def torch_device(self) -> torch.device:
-        """The processing device this config asks for, resolved (``"auto"`` -> CUDA if present)."""
+        """The processing device this config asks for, resolved (``"auto"`` -> CUDA if present),
+        with its index (``cuda:0``, as the device of a tensor made there reads, so the two
+        compare equal)."""
         import torch
 
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = self.device
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
         try:
-            device = torch.device(self.device)
+            device = torch.device(name)
         except RuntimeError as error:
             raise ConfigError(f"unknown device {self.device!r}") from error
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {self.device!r} asked for, but no CUDA GPU is available")
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
         return device
 
 

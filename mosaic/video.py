@@ -57,11 +57,13 @@ class VideoStats:
     ``stage_seconds`` is the wall-clock time of each pipeline stage (``"open"``: the decoder and
     encoder starting, ``"decode"``, ``"features"``, ``"assignment"``, ``"colour"``, ``"render"``,
     ``"encode"``, ``"metrics"``, the main thread's ``"waiting_input"`` and ``"waiting_output"``,
-    and ``"flush"``: the last frames through the encoder and the file finished) summed over the
-    run, and ``stage_cpu_seconds`` the CPU time of the thread that ran it; both are empty unless
-    ``render_video(timing=True)``. Stages run in several threads at once, so their times add up to
-    more than ``seconds``. ``ended_early_at`` is the input frame at which a damaged or cut-short
-    input stopped decoding (the mosaic holds the frames before it), ``None`` for a whole input.
+    and ``"flush"``: the last frames through the encoder and the file finished; on CUDA
+    ``"upload"`` and ``"step"``, the whole frame step, in place of the four stages from
+    ``"features"`` to ``"render"``) summed over the run, and ``stage_cpu_seconds`` the CPU
+    time of the thread that ran it; both are empty unless ``render_video(timing=True)``.
+    Stages run in several threads at once, so their times add up to more than ``seconds``.
+    ``ended_early_at`` is the input frame at which a damaged or cut-short input stopped decoding
+    (the mosaic holds the frames before it), ``None`` for a whole input.
     """
 
     frames: int
@@ -198,6 +200,10 @@ def render_video(
             num_threads=1 if renderer.device.type == "cpu" else 0,
         )
     with frames_in:
+        if frames_in.device.type == "cuda" and frames_in.decode_device == "cpu":
+            # Frames decoded on the CPU stay there: the GPU executor uploads them from pinned
+            # memory on its own stream, where the source would copy each from pageable memory.
+            frames_in.device = torch.device("cpu")
         info = frames_in.info
         out_fps = info.fps if fps is None else as_fraction(fps)
         wanted = resampled_indices(info.num_frames or 0, info.fps, out_fps)

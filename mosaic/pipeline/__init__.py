@@ -2,12 +2,14 @@
 
 ``render_frames`` hands uint8 NHWC batches to an executor and each finished mosaic, in order, to
 ``write``. The CPU executor (``mosaic.pipeline.cpu``) runs the steps of ``FrameRenderer``
-(analyse, choose, compose) in threads joined by bounded queues; every executor measures its
-frames with ``FrameMeasures`` and times its stages with a ``StageTimer``.
+(analyse, choose, compose) in threads joined by bounded queues. The GPU executor
+(``mosaic.pipeline.gpu``) runs each frame's whole step on a compute stream, with the upload of
+the next frames and the copy of the last mosaics to the host on their own CUDA streams. Every
+executor measures its frames with ``FrameMeasures`` and times its stages with a ``StageTimer``.
 
-``FrameStep`` (``mosaic.pipeline.step``) is one frame's whole step for a GPU executor: fixed
-input and state buffers, captured once as a CUDA graph and replayed frame after frame with the
-auction solver; its outputs are overwritten by the next frame.
+``FrameStep`` (``mosaic.pipeline.step``) is that whole step: fixed input and state buffers,
+captured once as a CUDA graph and replayed frame after frame with the auction solver; its
+outputs are overwritten by the next frame.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from mosaic.engine import FrameRenderer
 from mosaic.pipeline.cpu import render_frames_threaded, torch_threads
+from mosaic.pipeline.gpu import render_frames_streamed
 from mosaic.pipeline.measures import FIDELITY_EVERY, FrameMeasures, FramesSummary
 from mosaic.stages import NO_TIMER, StageTimer
 
@@ -40,8 +43,11 @@ def render_frames(
     pixel_format: str = "rgb",
 ) -> FramesSummary:
     """Render uint8 NHWC ``(B, H, W, 3)`` batches of frames into mosaics handed to ``write``, in
-    order, by the executor for ``renderer.device`` (``render_frames_threaded``: its docstring
-    says what each argument does)."""
-    return render_frames_threaded(
+    order, by the executor for ``renderer.device``: ``render_frames_streamed`` on CUDA,
+    ``render_frames_threaded`` elsewhere (their docstrings say what each argument does and
+    which stages ``timer`` records). ``write`` may be handed a buffer that is reused once it
+    returns: it copies what it keeps."""
+    executor = render_frames_streamed if renderer.device.type == "cuda" else render_frames_threaded
+    return executor(
         batches, renderer, write, timer=timer, on_batch=on_batch, pixel_format=pixel_format
     )

@@ -237,7 +237,8 @@ class FrameStep:
         self.temporal = TemporalCoherence(renderer.config.temporal)
         self.hold = renderer.colour_hold()
         # TileUsage counts frames in Python, which a replay does not run: the step counts them.
-        self._state = CarriedState(self.temporal, self.hold, renderer.usage, skip=_COUNTERS)
+        roots = [root for root in (self.temporal, self.hold, renderer.usage) if root is not None]
+        self._state = CarriedState(*roots, skip=_COUNTERS)
         self._input: torch.Tensor | None = None  # uint8 (3, H, W), the static input
         self._settled = False  # whether the last eager step left the state's layout unchanged
         self._capture_failed = False  # for this frame shape: it runs eagerly

@@ -81,12 +81,14 @@ class BackgroundConsumer(Generic[T]):
                 except BaseException as error:  # handed to the producer
                     self._error = error
 
-    def _raise_if_failed(self) -> None:
+    def raise_if_failed(self) -> None:
+        """Raise the consumer's error if it failed (a producer waiting on something else checks
+        with it)."""
         if self._error is not None:
             raise self._error
 
     def put(self, item: T) -> None:
-        self._raise_if_failed()
+        self.raise_if_failed()
         self._queue.put(item)
 
     def close(self) -> None:
@@ -98,4 +100,4 @@ class BackgroundConsumer(Generic[T]):
     def finish(self) -> None:
         """Wait until every item is consumed; raise the consumer's error if it failed."""
         self.close()
-        self._raise_if_failed()
+        self.raise_if_failed()
