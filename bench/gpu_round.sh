@@ -5,10 +5,11 @@
 #
 #   bash bench/gpu_round.sh            with carry [".whl"]
 #
-# Steps (seconds allowed): the CUDA tests (130), cost_topk and cost_matrix (100: about 25 kernels
-# compile first), the other kernel microbenchmarks (85), the assignment at 8160 x 20000 (50), the
-# 1080p pipeline alone and with decode + encode, default and auction (100). Under 8 minutes with
-# the wheels' installation.
+# Steps (seconds allowed): the CUDA tests (150: the frame step's CUDA graph and the GPU executor
+# first, then the kernels), cost_topk and cost_matrix (90: about 25 kernels compile first), the
+# other kernel microbenchmarks (85), the assignment at 8160 x 20000 (50), the 1080p pipeline
+# alone and with decode + encode, default and auction (100). Under 8 minutes with the wheels'
+# installation.
 #
 # That machine has CUDA torch, Triton, pytest, pytest-benchmark, pytest-timeout, hypothesis,
 # SciPy, scikit-image, Pillow and tqdm, but neither FFmpeg nor torchcodec: videos are decoded and
@@ -56,17 +57,19 @@ step() {  # step NAME SECONDS PYTEST-ARGS...: one pytest run under its own time 
     summary+=("$name: exit $status in $((SECONDS - started)) s")
 }
 
-# 1. Every kernel and the frame path on CUDA at real sizes, against references and oracles (the
-#    "cuda" hypothesis profile bounds examples and distinct compiled shapes; 30 s per test where
-#    pytest-timeout is installed, as it is there).
+# 1. The frame step (its CUDA graph), the GPU executor, the frame path and every kernel on CUDA
+#    at real sizes, against references and oracles (the "cuda" hypothesis profile bounds
+#    examples and distinct compiled shapes; 30 s per test where pytest-timeout is installed, as
+#    it is there).
 per_test=()
 python3 -c "import pytest_timeout" 2> /dev/null && per_test=(--timeout=30)
-step tests 130 "${per_test[@]}" -k cuda \
-    tests/kernels tests/test_assign.py tests/test_auction.py tests/test_render.py \
-    tests/test_frame_path.py tests/adapters/test_sink.py tests/adapters/test_yuv.py
+step tests 150 "${per_test[@]}" -k cuda \
+    tests/test_frame_step.py tests/test_pipeline_gpu.py tests/test_frame_path.py \
+    tests/test_motion.py tests/kernels tests/test_assign.py tests/test_auction.py \
+    tests/test_render.py tests/adapters/test_sink.py tests/adapters/test_yuv.py
 # 2. The kernels against their torch baselines, timed alike in one run, against the copy
 #    bandwidth or the matmul rate measured in the same run.
-step cost 100 --benchmark-json="$OUT/cost.json" bench/test_bench_cost.py
+step cost 90 --benchmark-json="$OUT/cost.json" bench/test_bench_cost.py
 step kernels 85 --benchmark-json="$OUT/kernels.json" \
     bench/test_bench_oklab.py bench/test_bench_grid.py bench/test_bench_cell_analysis.py \
     bench/test_bench_composite.py bench/test_bench_block_energy.py
