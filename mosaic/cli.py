@@ -74,14 +74,17 @@ CONFIG_OPTIONS = (
     "device",
     "seed",
 )
-# The stages of VideoStats.stage_seconds in pipeline order (the dict has them as first run).
+# The stages of VideoStats.stage_seconds in pipeline order (the dict has them as first run); on
+# a GPU "upload" and "step" (the whole frame step) stand for features to render.
 STAGES = (
     "open",
     "decode",
+    "upload",
     "features",
     "assignment",
     "colour",
     "render",
+    "step",
     "encode",
     "metrics",
     "waiting_input",
