@@ -83,3 +83,57 @@ def count_syncs() -> Iterator[Counter]:
     finally:
         threading.Thread.run = original_run
         torch.Tensor.tolist = original_tolist
+
+
+class _OpCounter(TorchDispatchMode):
+    def __init__(self, counts: Counter, launching: threading.local) -> None:
+        super().__init__()
+        self.counts = counts
+        self.launching = launching
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not getattr(self.launching, "depth", 0):
+            self.counts["torch ops"] += 1
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def count_launches() -> Iterator[Counter]:
+    """Context: count what a GPU would launch, in this thread: every aten operation (a
+    ``TorchDispatchMode``: ``"torch ops"``) and every Triton kernel launch (``"triton"``, and one
+    entry per kernel name), compiled or in the interpreter. What the interpreter does inside a
+    launch is not counted. Yields the ``Counter``; ``launches(counts)`` is the total."""
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    counts: Counter = Counter()
+    launching = threading.local()
+    originals = {cls: cls.run for cls in (InterpretedFunction, JITFunction)}
+
+    def wrap(run):
+        def counted_run(function, *args, **kwargs):
+            if kwargs.get("warmup"):
+                return run(function, *args, **kwargs)
+            counts["triton"] += 1
+            counts[f"triton {function.fn.__name__}"] += 1
+            launching.depth = getattr(launching, "depth", 0) + 1
+            try:
+                return run(function, *args, **kwargs)
+            finally:
+                launching.depth -= 1
+
+        return counted_run
+
+    for cls, run in originals.items():
+        cls.run = wrap(run)
+    try:
+        with _OpCounter(counts, launching):
+            yield counts
+    finally:
+        for cls, run in originals.items():
+            cls.run = run
+
+
+def launches(counts: Counter) -> int:
+    """The launches a ``count_launches`` counter saw: torch operations plus Triton kernels."""
+    return counts["torch ops"] + counts["triton"]
