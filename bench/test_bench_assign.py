@@ -12,8 +12,9 @@ first frame's assignment as incumbent and a switching bonus of 0.3 x the first f
 ``extra_info`` records the device, the timer, the median ms, the method that ran, the cost, the
 gap to the exact optimum of the same (bonus-adjusted) costs where SciPy's solve is affordable
 (at 8160 x 20000 it takes minutes: the first frame uses an optimum measured once, the steady
-state has none) and, in steady state, the churn. Both sizes run on any device; on CPU the
-8160 x 20000 case runs only two rounds.
+state has none) and, in steady state, the churn; the auction's also its certified gap and the
+launches of one solve (every torch operation and Triton kernel, counted in one more untimed
+solve). Both sizes run on any device; on CPU the 8160 x 20000 case runs only two rounds.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
-from conftest import timed_rounds
+from conftest import synchronize, timed_rounds
 from scipy.optimize import linear_sum_assignment
 
 import mosaic.assign.spacing as spacing
@@ -37,6 +38,8 @@ from mosaic.assign import (
     solve,
 )
 from mosaic.assign.spacing import enforce_spacing, spacing_conflicts
+from kernels.dispatch import use_triton
+from tests.syncs import count_launches, launches
 from tests.synthetic import image_like_instance
 
 FEATURES = 48
@@ -90,6 +93,22 @@ def record(
         median_ms=seconds * 1e3, target_ms=target, method=result.method, cost=result.cost
     )
     return result
+
+
+def record_launches(benchmark, device: torch.device, fn: Callable[[], Assignment]) -> None:
+    """Run ``fn`` once more, untimed, counting what it launches (``tests.syncs.count_launches``:
+    every torch operation and every Triton kernel, what a GPU would launch one by one outside a
+    CUDA graph), into ``extra_info``. ``launch_path`` says whether the auction's kernels ran
+    (a GPU or the interpreter) or their pure-torch references."""
+    with count_launches() as counts:
+        fn()
+    synchronize(device)
+    benchmark.extra_info.update(
+        launches_per_solve=launches(counts),
+        torch_ops_per_solve=counts["torch ops"],
+        triton_launches_per_solve=counts["triton"],
+        launch_path="kernels" if use_triton(torch.empty(0, device=device)) else "references",
+    )
 
 
 def rounds_for(name: str, device: torch.device) -> int:
@@ -154,6 +173,9 @@ def test_auction_first_frame(benchmark, device, name, reuse):
         rounds_for(name, device),
         target,
     )
+    record_launches(
+        benchmark, device, lambda: assign_tiles(cells, tiles, grid, reuse=reuse, method="auction")
+    )
     benchmark.extra_info["certified_gap_pct"] = 100.0 * float(result.gap)
     if reuse == 1:
         gap = gap_to_exact(cells, tiles, result)
@@ -183,6 +205,7 @@ def test_auction_steady_state(benchmark, device, name, reuse):
         return solve(second_problem, grid, reuse, "auction", 0, carried.copy())
 
     result = record(benchmark, device, second_frame, rounds_for(name, device), target)
+    record_launches(benchmark, device, second_frame)
     benchmark.extra_info["first_frame_certified_gap_pct"] = 100.0 * float(first.gap)
     benchmark.extra_info["certified_gap_pct"] = 100.0 * float(result.gap)
     benchmark.extra_info["churn_pct"] = 100.0 * float((result.tiles != first.tiles).float().mean())
