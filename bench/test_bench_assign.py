@@ -29,6 +29,7 @@ from scipy.optimize import linear_sum_assignment
 
 import mosaic.assign.spacing as spacing
 from kernels import cost_matrix
+from kernels.dispatch import use_triton
 from mosaic.assign import (
     Assignment,
     AuctionState,
@@ -38,7 +39,6 @@ from mosaic.assign import (
     solve,
 )
 from mosaic.assign.spacing import enforce_spacing, spacing_conflicts
-from kernels.dispatch import use_triton
 from tests.syncs import count_launches, launches
 from tests.synthetic import image_like_instance
 
@@ -173,11 +173,13 @@ def test_auction_first_frame(benchmark, device, name, reuse):
         rounds_for(name, device),
         target,
     )
-    record_launches(
-        benchmark, device, lambda: assign_tiles(cells, tiles, grid, reuse=reuse, method="auction")
-    )
     benchmark.extra_info["certified_gap_pct"] = 100.0 * float(result.gap)
     if reuse == 1:
+        # One counted cold solve (~50,000 launches, slow under the counter): reuse 1 only, so
+        # the GPU round's assignment step stays within its time.
+        record_launches(
+            benchmark, device, lambda: assign_tiles(cells, tiles, grid, method="auction")
+        )
         gap = gap_to_exact(cells, tiles, result)
         if gap is None and name in KNOWN_OPTIMUM:
             gap = 100.0 * (result.cost / KNOWN_OPTIMUM[name] - 1.0)

@@ -39,13 +39,17 @@ whatever the order of the atomics; each bidder keeps the key that fell off the e
 kernel then gives each winner its tile, frees the holder whose key fell off, raises each bid-on
 tile's price to its lowest key when the tile is full, and counts the cells still without a tile.
 
-**Releasing and rebuilding**: ``auction_release`` frees every holder that no longer satisfies
-epsilon-complementary slackness (new costs, a smaller epsilon); ``auction_rebuild_slots`` then
-rebuilds ``slots`` from the holders' keys. ``floored_prices`` puts the prices of tiles with a free
-slot back to 0 (with more slots than cells, a tile that is not full must sit at the lowest
-price); ``tie_prices`` lowers them only as far as some listed cell would take them, which frees
-no holder that lists them. ``dual_values`` gives each cell's best
-``cost + price`` (the outside bound included), the per-cell part of the certified lower bound.
+**A stage's bookkeeping**, one launch each: ``auction_release`` opens a stage (frees every
+holder that no longer satisfies epsilon-complementary slackness, flags for a new list those
+that only their outside bound would free, and writes the list cost of every holder, the
+stage's primal); ``auction_rebuild_slots`` then rebuilds ``slots`` from the holders' keys;
+``auction_lists`` writes the lists of the flagged cells (searched tiles, held tile, incumbent,
+their costs); ``auction_lower_prices`` lowers the prices of the tiles with a free slot (with
+more slots than cells, a tile that is not full must sit at the lowest price): to 0
+(``floored_prices``) or only as far as some listed cell would take them (``tie_prices``, which
+frees no holder that lists them), and compacts the tiles that fell so that a search over just
+those keeps every outside bound valid. ``dual_values`` gives each cell's best ``cost + price``
+(the outside bound included), the per-cell part of the certified lower bound.
 
 Every op has a pure-torch reference that gives the same results (the kernels and references do
 the same float32 operations in the same order), with the same fixed shapes and no host reads.
