@@ -248,7 +248,7 @@ def solve_auction(
             lists.candidates, lists.cost, lists.outside, state.price, state.assigned,
             state.held_key, stale, held_cost, counts, tolerance, first,
         )  # fmt: skip
-        best.offer_snapshot(held_cost.double().sum())
+        best.offer_snapshot(held_cost.sum(dtype=torch.float64))
         _renew_stale(problem, state, lists, stale)
         auction_rebuild_slots(state.assigned, state.held_key, state.slots)
         _floor_prices(problem, state, lists, stale, to_ties, floor_scratch)
@@ -325,7 +325,7 @@ class _Best:
     def offer_dual(self, lists: _Lists, price: torch.Tensor, capacity: int) -> None:
         """Keep the bound at ``price`` if it is higher."""
         values = dual_values(lists.candidates, lists.cost, lists.outside, price)
-        dual = values.double().sum() - capacity * price.double().sum()
+        dual = values.sum(dtype=torch.float64) - capacity * price.sum(dtype=torch.float64)
         torch.maximum(self.dual, dual, out=self.dual)
 
     def restore(self, problem: Problem, state: AuctionState) -> AuctionResult:
