@@ -5,6 +5,9 @@ which operations it calls: ``count_syncs`` records every torch operation that re
 (``.item()``, ``bool(tensor)``, ``int(tensor)``, ``.tolist()``) or whose output shape depends on
 the data (``nonzero``, boolean-mask indexing, ``masked_select``, ``unique``, ``bincount``,
 ``repeat_interleave`` with tensor repeats), from any thread.
+
+``count_launches`` counts what a GPU would launch one by one: every torch operation and every
+Triton kernel (the auction's benchmark reports it per solve).
 """
 
 from __future__ import annotations

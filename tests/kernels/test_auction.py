@@ -37,7 +37,9 @@ from kernels.auction import (
     round_work,
     tie_prices,
 )
+from kernels.dispatch import use_triton
 from tests.kernels.compare import shares_device_fixture, sizes_around
+from tests.syncs import count_launches, launches
 
 ROUNDS = 3
 
@@ -407,3 +409,22 @@ def test_arguments_are_checked():
         dual_values(candidates.int(), cost, outside, torch.zeros(4))
     with pytest.raises(ValueError, match="held_key must be a contiguous"):
         auction_rebuild_slots(assigned, assigned[:2], torch.full((4, 1), -1))
+
+
+def test_launches_are_counted_torch_ops_and_kernels_apart():
+    """``tests.syncs.count_launches``: every torch operation once, every kernel launch once,
+    and nothing the interpreter does inside a launch."""
+    candidates = torch.tensor([[0, 1], [1, -1]])
+    cost, outside, price = torch.ones(2, 2), torch.full((2,), math.inf), torch.zeros(2)
+    with count_launches() as counts:
+        values = torch.zeros(2)
+        values.add_(1.0)
+    assert dict(counts) == {"torch ops": 2}
+    with count_launches() as counts:
+        dual_values(candidates, cost, outside, price)
+    if use_triton(candidates):
+        assert counts["triton"] == counts["triton _dual_values_kernel"] == 1
+        assert counts["torch ops"] == 1  # the output's allocation
+    else:
+        assert counts["triton"] == 0 and counts["torch ops"] > 1
+    assert launches(counts) == counts["torch ops"] + counts["triton"]
