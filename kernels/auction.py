@@ -39,13 +39,17 @@ whatever the order of the atomics; each bidder keeps the key that fell off the e
 kernel then gives each winner its tile, frees the holder whose key fell off, raises each bid-on
 tile's price to its lowest key when the tile is full, and counts the cells still without a tile.
 
-**Releasing and rebuilding**: ``auction_release`` frees every holder that no longer satisfies
-epsilon-complementary slackness (new costs, a smaller epsilon); ``auction_rebuild_slots`` then
-rebuilds ``slots`` from the holders' keys. ``floored_prices`` puts the prices of tiles with a free
-slot back to 0 (with more slots than cells, a tile that is not full must sit at the lowest
-price); ``tie_prices`` lowers them only as far as some listed cell would take them, which frees
-no holder that lists them. ``dual_values`` gives each cell's best
-``cost + price`` (the outside bound included), the per-cell part of the certified lower bound.
+**A stage's bookkeeping**, one launch each: ``auction_release`` opens a stage (frees every
+holder that no longer satisfies epsilon-complementary slackness, flags for a new list those
+that only their outside bound would free, and writes the list cost of every holder, the
+stage's primal); ``auction_rebuild_slots`` then rebuilds ``slots`` from the holders' keys;
+``auction_lists`` writes the lists of the flagged cells (searched tiles, held tile, incumbent,
+their costs); ``auction_lower_prices`` lowers the prices of the tiles with a free slot (with
+more slots than cells, a tile that is not full must sit at the lowest price): to 0
+(``floored_prices``) or only as far as some listed cell would take them (``tie_prices``, which
+frees no holder that lists them), and compacts the tiles that fell so that a search over just
+those keeps every outside bound valid. ``dual_values`` gives each cell's best ``cost + price``
+(the outside bound included), the per-cell part of the certified lower bound.
 
 Every op has a pure-torch reference that gives the same results (the kernels and references do
 the same float32 operations in the same order), with the same fixed shapes and no host reads.
@@ -60,6 +64,10 @@ from kernels._triton import tl, triton
 from kernels.dispatch import use_triton
 
 __all__ = [
+    "auction_lists",
+    "auction_lists_reference",
+    "auction_lower_prices",
+    "auction_lower_prices_reference",
     "auction_rebuild_slots",
     "auction_rebuild_slots_reference",
     "auction_release",
@@ -96,6 +104,8 @@ _HASH_MIX = tl.constexpr(0x045D9F3B)
 # after another: few, larger programs.
 _GPU_BLOCK_N = 64
 _INTERPRETER_BLOCK_N = 64
+# Tiles per program of the price lowering (one load of each per tile).
+_LOWER_BLOCK_M = 1024
 
 
 # --- keys and hashes (shared by kernels and references) ----------------------------------------
@@ -215,6 +225,148 @@ def _list_values_reference(
     return torch.where(valid, value, float("inf"))
 
 
+# --- building lists ------------------------------------------------------------------------------
+
+
+@triton.jit(do_not_specialize=["N", "K", "D"])
+def _lists_kernel(
+    cells_ptr, tiles_ptr, incumbent_ptr, bonus_ptr, nearest_ptr, assigned_ptr, rows_ptr,
+    bound_ptr, candidates_ptr, cost_ptr, outside_ptr,
+    N, K, D, stride_xn, stride_xd, stride_yn, stride_yd, stride_bonus, stride_nn, stride_cn,
+    stride_kn,
+    BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
+):  # fmt: skip
+    """``auction_lists`` on ``cdiv(N, BLOCK_N)`` programs; ``BLOCK_L >= K + 2``."""
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_mask = rows < N
+    bonus = tl.load(bonus_ptr + rows * stride_bonus, mask=row_mask, other=0.0)
+    bound = tl.load(bound_ptr + rows, mask=row_mask, other=0.0)
+    tl.store(outside_ptr + rows, bound + bonus, mask=row_mask)
+    selected = row_mask & (tl.load(rows_ptr + rows, mask=row_mask, other=0) != 0)
+    entries = tl.arange(0, BLOCK_L)
+    searched = selected[:, None] & (entries < K)[None, :]
+    nearest = tl.load(nearest_ptr + rows[:, None] * stride_nn + entries[None, :], mask=searched,
+                      other=-1)  # fmt: skip
+    held = tl.load(assigned_ptr + rows, mask=selected, other=-1)
+    incumbent = tl.load(incumbent_ptr + rows, mask=selected, other=-1)
+    held_listed = tl.max((nearest == held[:, None]).to(tl.int32), axis=1) > 0
+    incumbent_listed = tl.max((nearest == incumbent[:, None]).to(tl.int32), axis=1) > 0
+    extra_held = tl.where(held_listed | (held < 0), -1, held)
+    extra_incumbent = tl.where(incumbent_listed | (incumbent < 0) | (incumbent == held), -1,
+                               incumbent)  # fmt: skip
+    column = entries[None, :]
+    tiles = tl.where(column == K, extra_held[:, None], nearest)
+    tiles = tl.where(column == K + 1, extra_incumbent[:, None], tiles)
+    valid = selected[:, None] & (tiles >= 0)
+    distance = tl.zeros((BLOCK_N, BLOCK_L), dtype=tl.float32)
+    for d in range(0, D):
+        x = tl.load(cells_ptr + rows * stride_xn + d * stride_xd, mask=selected, other=0.0)
+        y = tl.load(tiles_ptr + tiles * stride_yn + d * stride_yd, mask=valid, other=0.0)
+        difference = x[:, None] - y
+        distance += difference * difference
+    cost = distance + tl.where(tiles == incumbent[:, None], 0.0, bonus[:, None])
+    written = selected[:, None] & (column < K + 2)
+    tl.store(candidates_ptr + rows[:, None] * stride_cn + column, tiles, mask=written)
+    tl.store(cost_ptr + rows[:, None] * stride_kn + column, tl.where(valid, cost, 0.0),
+             mask=written)  # fmt: skip
+
+
+def auction_lists(
+    cells: torch.Tensor,
+    tiles: torch.Tensor,
+    incumbent: torch.Tensor,
+    bonus: torch.Tensor,
+    nearest: torch.Tensor,
+    assigned: torch.Tensor,
+    rows: torch.Tensor,
+    bound: torch.Tensor,
+    candidates: torch.Tensor,
+    candidate_cost: torch.Tensor,
+    outside: torch.Tensor,
+) -> None:
+    """Write, in place, the lists of the cells flagged in ``rows`` (uint8 ``(N,)``): entry ``e <
+    K`` is ``nearest[i, e]``, entry ``K`` the held tile ``assigned[i]`` and ``K + 1`` the
+    ``incumbent[i]``, each -1 where absent or already listed; the cost of an entry is the squared
+    distance of float32 ``cells (N, D)`` to ``tiles (M, D)`` (summed over ``D`` in order) plus
+    ``bonus[i]`` (float32 ``(N,)``, any stride) unless the tile is the incumbent, 0 for an empty
+    entry. Every row's ``outside`` becomes ``bound + bonus`` (float32 ``(N,)``).
+
+    ``nearest`` int64 ``(N, K)``; ``candidates`` int64 and ``candidate_cost`` float32 ``(N, K +
+    2)``, unit stride along the list; other rows keep what they hold."""
+    check_tensor(cells, "cells", dtypes=(torch.float32,), ndim=2)
+    check_tensor(tiles, "tiles", dtypes=(torch.float32,), ndim=2)
+    check_tensor(nearest, "nearest", dtypes=(torch.int64,), ndim=2)
+    check_tensor(rows, "rows", dtypes=(torch.uint8,), ndim=1)
+    check_tensor(bonus, "bonus", dtypes=(torch.float32,), ndim=1)
+    check_tensor(bound, "bound", dtypes=(torch.float32,), ndim=1)
+    _check_lists(candidates, candidate_cost, outside)
+    n, k = nearest.shape
+    device = cells.device
+    _check_state(n, device, assigned=assigned, held_key=incumbent)
+    check_same_device(
+        cells=cells, tiles=tiles, nearest=nearest, rows=rows, bonus=bonus, bound=bound,
+        candidates=candidates,
+    )  # fmt: skip
+    if cells.shape[0] != n or tiles.shape[1] != cells.shape[1]:
+        raise ValueError(
+            f"cells {tuple(cells.shape)}, tiles {tuple(tiles.shape)} and nearest "
+            f"{tuple(nearest.shape)} must be (N, D), (M, D) and (N, K)"
+        )
+    if candidates.shape != (n, k + 2) or nearest.stride(1) != 1:
+        raise ValueError(f"candidates must be ({n}, {k + 2}) and nearest unit-stride along K")
+    for name, x in (("rows", rows), ("bonus", bonus), ("bound", bound)):
+        if x.shape != (n,):
+            raise ValueError(f"{name} must be ({n},), got {tuple(x.shape)}")
+    if n == 0:
+        return
+    if not use_triton(cells):
+        auction_lists_reference(
+            cells, tiles, incumbent, bonus, nearest, assigned, rows, bound, candidates,
+            candidate_cost, outside,
+        )  # fmt: skip
+        return
+    block_n = _block_n(device)
+    _lists_kernel[(triton.cdiv(n, block_n),)](
+        cells, tiles, incumbent, bonus, nearest, assigned, rows, bound, candidates,
+        candidate_cost, outside,
+        n, k, cells.shape[1], cells.stride(0), cells.stride(1), tiles.stride(0), tiles.stride(1),
+        bonus.stride(0), nearest.stride(0), candidates.stride(0), candidate_cost.stride(0),
+        BLOCK_N=block_n, BLOCK_L=triton.next_power_of_2(k + 2),
+        enable_fp_fusion=False,  # a multiply and an add, rounded as the reference rounds them
+    )  # fmt: skip
+
+
+def auction_lists_reference(
+    cells: torch.Tensor,
+    tiles: torch.Tensor,
+    incumbent: torch.Tensor,
+    bonus: torch.Tensor,
+    nearest: torch.Tensor,
+    assigned: torch.Tensor,
+    rows: torch.Tensor,
+    bound: torch.Tensor,
+    candidates: torch.Tensor,
+    candidate_cost: torch.Tensor,
+    outside: torch.Tensor,
+) -> None:
+    """Pure-torch ``auction_lists`` (the distance summed over ``D`` in order, as the kernel)."""
+    extra = torch.stack([assigned, incumbent], 1)
+    listed = (extra[:, :, None] == nearest[:, None, :]).any(2)
+    listed[:, 1] |= incumbent == assigned
+    extra = torch.where(listed | (extra < 0), -1, extra)
+    fresh = torch.cat([nearest, extra], 1)
+    valid = fresh >= 0
+    chosen = tiles[fresh.clamp_min(0)]
+    distance = torch.zeros(fresh.shape, dtype=torch.float32, device=cells.device)
+    for d in range(cells.shape[1]):
+        distance += (cells[:, None, d] - chosen[:, :, d]).square()
+    cost = distance + torch.where(fresh == incumbent[:, None], 0.0, bonus[:, None])
+    selected = rows.bool()[:, None]
+    candidates.copy_(torch.where(selected, fresh, candidates))
+    candidate_cost.copy_(torch.where(selected, torch.where(valid, cost, 0.0), candidate_cost))
+    outside.copy_(bound + bonus)
+
+
 # --- a round: bids and awards -------------------------------------------------------------------
 
 
@@ -327,14 +479,15 @@ def auction_round(
     counts: torch.Tensor,
     eps: torch.Tensor,
     round_index: int,
-    work: torch.Tensor,
+    work: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
 ) -> None:
     """One round of bids and awards, in place (see the module docstring for every tensor).
 
     Updates ``assigned``, ``held_key``, ``slots``, ``price`` and ``stale`` (uint8 ``(N,)``) and
     adds the cells left without a tile to ``counts[round_index + 1]``. Does nothing when
-    ``counts[round_index]`` is 0. ``work`` is int64 ``(3, N)`` scratch from ``round_work``, kept
-    by the caller for every round of a solve (the kernels leave it ready for the next round).
+    ``counts[round_index]`` is 0. ``work``: the three int64 ``(N,)`` scratch tensors of
+    ``round_work``, kept by the caller for every round of a solve (the kernels leave them ready
+    for the next round).
     """
     _check_lists(candidates, candidate_cost, outside)
     n, device = candidates.shape[0], candidates.device
@@ -345,7 +498,7 @@ def auction_round(
     check_same_device(candidates=candidates, stale=stale, counts=counts, eps=eps)
     if not 0 <= round_index < counts.shape[0] - 1:
         raise ValueError(f"round_index {round_index} needs counts of more than {round_index + 1}")
-    if work.shape != (3, n) or work.dtype != torch.int64 or work.device != device:
+    if any(x.shape != (n,) or x.dtype != torch.int64 or x.device != device for x in work):
         raise ValueError(f"work must be round_work({n}, {device})")
     if n == 0:
         return
@@ -372,12 +525,12 @@ def auction_round(
     )  # fmt: skip
 
 
-def round_work(n: int, device: torch.device) -> torch.Tensor:
-    """Scratch for ``auction_round``: int64 ``(3, N)``, the bid target of each cell (-1 between
-    rounds), its key and the key it pushed out."""
+def round_work(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scratch for ``auction_round``: three int64 ``(N,)`` tensors, the bid target of each cell
+    (-1 between rounds), its key and the key it pushed out."""
     work = torch.empty((3, n), dtype=torch.int64, device=device)
     work[0].fill_(-1)
-    return work
+    return work[0], work[1], work[2]
 
 
 def auction_round_reference(
@@ -468,25 +621,35 @@ def _largest_keys_per_tile(
 
 @triton.jit(do_not_specialize=["count_index", "N", "L"])
 def _release_kernel(
-    candidates_ptr, cost_ptr, outside_ptr, price_ptr, assigned_ptr, held_key_ptr, counts_ptr,
-    tolerance_ptr, count_index, N, L, stride_cn, stride_kn,
+    candidates_ptr, cost_ptr, outside_ptr, price_ptr, assigned_ptr, held_key_ptr, stale_ptr,
+    held_cost_ptr, counts_ptr, tolerance_ptr, count_index, N, L, stride_cn, stride_kn,
     BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
 ):  # fmt: skip
-    """Frees every holder whose tile is more than ``tolerance`` (float32 scalar) above its best
-    option, and adds the cells without a tile to ``counts[count_index]``. Pointers as
-    ``_bid_kernel``, plus ``held_key`` int64 ``(N,)``. Grid: ``(cdiv(N, BLOCK_N),)``.
-    """
+    """``auction_release`` on ``cdiv(N, BLOCK_N)`` programs. Pointers as ``_bid_kernel``, plus
+    ``held_key`` int64, ``stale`` uint8 and ``held_cost`` float32 ``(N,)``."""
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_mask = rows < N
     tile = tl.load(assigned_ptr + rows, mask=row_mask, other=-1)
     holding = tile >= 0
-    tiles, _, value = _list_values(
+    tiles, cost, value = _list_values(
         candidates_ptr, cost_ptr, price_ptr, rows, holding, L, stride_cn, stride_kn, BLOCK_L
     )
     outside = tl.load(outside_ptr + rows, mask=holding, other=float("inf"))
-    reference = tl.minimum(tl.min(value, axis=1), outside)
-    held_value = tl.min(tl.where(tiles == tile[:, None], value, float("inf")), axis=1)
-    release = holding & (held_value > reference + tl.load(tolerance_ptr))
+    tolerance = tl.load(tolerance_ptr)
+    held = (tiles == tile[:, None]) & holding[:, None]
+    held_value = tl.min(tl.where(held, value, float("inf")), axis=1)
+    list_best = tl.min(value, axis=1)
+    bound_limited = (
+        holding & (held_value <= list_best + tolerance) & (held_value > outside + tolerance)
+    )
+    release = holding & (held_value > tl.minimum(list_best, outside) + tolerance) & ~bound_limited
+    tl.store(
+        held_cost_ptr + rows,
+        tl.min(tl.where(held, cost, float("inf")), axis=1),
+        mask=row_mask,
+    )
+    stale = tl.load(stale_ptr + rows, mask=row_mask, other=0)
+    tl.store(stale_ptr + rows, stale | bound_limited.to(tl.uint8), mask=row_mask)
     tl.store(assigned_ptr + rows, -1, mask=release)
     tl.store(held_key_ptr + rows, -1, mask=release)
     left = row_mask & (~holding | release)
@@ -500,36 +663,54 @@ def auction_release(
     price: torch.Tensor,
     assigned: torch.Tensor,
     held_key: torch.Tensor,
+    stale: torch.Tensor,
+    held_cost: torch.Tensor,
     counts: torch.Tensor,
     tolerance: torch.Tensor,
     count_index: int,
 ) -> None:
-    """Free, in place, every holder whose tile's ``cost + price`` is more than ``tolerance``
-    (float32 scalar) above its best option (its list's and the outside bound), or is not in its
-    list; then add the cells without a tile to ``counts[count_index]``. Call
-    ``auction_rebuild_slots`` afterwards.
+    """Open a stage, in place, in one pass over the cells.
 
-    A winner's tile is exactly ``eps`` above its best alternative when it wins; float rounding
-    can put it a hair above, so releasing at exactly ``eps`` would free winners at once and
-    cycle: pass a tolerance above ``eps``."""
+    - ``held_cost`` float32 ``(N,)`` gets the list cost of each cell's tile as the stage starts
+      (+inf for a cell without a tile or whose tile is not in its list), so the sum prices the
+      holders, complete or not (inf).
+    - A holder whose tile's ``cost + price`` is within ``tolerance`` (float32 scalar) of its
+      list's best but not of its outside bound is flagged in ``stale`` (uint8 ``(N,)``, or-ed
+      in) and keeps its tile: only a new list can tell whether it should leave (bounds loosen as
+      descriptors move and prices fall, and a loose bound is no reason to leave).
+    - Every other holder whose tile is more than ``tolerance`` above its best option (its
+      list's and the outside bound), or not in its list, is freed.
+    - The cells without a tile are then added to ``counts[count_index]``.
+
+    Call ``auction_rebuild_slots`` afterwards. A winner's tile is exactly ``eps`` above its best
+    alternative when it wins; float rounding can put it a hair above, so releasing at exactly
+    ``eps`` would free winners at once and cycle: pass a tolerance above ``eps``."""
     _check_lists(candidates, candidate_cost, outside)
     n, device = candidates.shape[0], candidates.device
     _check_state(n, device, assigned=assigned, held_key=held_key, price=price)
+    check_tensor(stale, "stale", dtypes=(torch.uint8,), ndim=1)
+    check_tensor(held_cost, "held_cost", dtypes=(torch.float32,), ndim=1)
     check_tensor(counts, "counts", dtypes=(torch.int32,), ndim=1)
     check_tensor(tolerance, "tolerance", dtypes=(torch.float32,), ndim=0)
-    check_same_device(candidates=candidates, counts=counts, tolerance=tolerance)
+    check_same_device(
+        candidates=candidates, stale=stale, held_cost=held_cost, counts=counts,
+        tolerance=tolerance,
+    )  # fmt: skip
+    for name, x in (("stale", stale), ("held_cost", held_cost)):
+        if x.shape != (n,) or not x.is_contiguous():
+            raise ValueError(f"{name} must be a contiguous ({n},) tensor")
     if n == 0:
         return
     if not use_triton(candidates):
         auction_release_reference(
-            candidates, candidate_cost, outside, price, assigned, held_key, counts, tolerance,
-            count_index,
+            candidates, candidate_cost, outside, price, assigned, held_key, stale, held_cost,
+            counts, tolerance, count_index,
         )  # fmt: skip
         return
     block_n = _block_n(device)
     _release_kernel[(triton.cdiv(n, block_n),)](
-        candidates, candidate_cost, outside, price, assigned, held_key, counts, tolerance,
-        count_index,
+        candidates, candidate_cost, outside, price, assigned, held_key, stale, held_cost,
+        counts, tolerance, count_index,
         n, candidates.shape[1], candidates.stride(0), candidate_cost.stride(0),
         BLOCK_N=block_n, BLOCK_L=triton.next_power_of_2(candidates.shape[1]),
     )  # fmt: skip
@@ -542,16 +723,25 @@ def auction_release_reference(
     price: torch.Tensor,
     assigned: torch.Tensor,
     held_key: torch.Tensor,
+    stale: torch.Tensor,
+    held_cost: torch.Tensor,
     counts: torch.Tensor,
     tolerance: torch.Tensor,
     count_index: int,
 ) -> None:
     """Pure-torch ``auction_release``."""
     value = _list_values_reference(candidates, candidate_cost, price)
-    reference = torch.minimum(value.amin(1), outside)
-    held = (candidates == assigned[:, None]) & (assigned >= 0)[:, None]
+    holding = assigned >= 0
+    held = (candidates == assigned[:, None]) & holding[:, None]
     held_value = torch.where(held, value, float("inf")).amin(1)
-    release = (assigned >= 0) & (held_value > reference + tolerance)
+    list_best = value.amin(1)
+    bound_limited = (
+        holding & (held_value <= list_best + tolerance) & (held_value > outside + tolerance)
+    )
+    release = holding & (held_value > torch.minimum(list_best, outside) + tolerance)
+    release &= ~bound_limited
+    held_cost.copy_(torch.where(held, candidate_cost, float("inf")).amin(1))
+    stale |= bound_limited.to(torch.uint8)
     assigned.masked_fill_(release, -1)
     held_key.masked_fill_(release, -1)
     counts[count_index] += (assigned < 0).sum(dtype=torch.int32)
@@ -633,6 +823,149 @@ def tie_prices(
     )
     lowered = torch.minimum(best_gain.clamp_min(0), price)
     return torch.where(slots[:, -1] >= 0, price, lowered)
+
+
+# --- lowering the prices of tiles with a free slot ------------------------------------------------
+
+
+@triton.jit(do_not_specialize=["N", "L"])
+def _tie_gain_kernel(
+    candidates_ptr, cost_ptr, outside_ptr, price_ptr, gain_ptr, N, L, stride_cn, stride_kn,
+    BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
+):  # fmt: skip
+    """``gain[j] = max(gain[j], dual_values[i] - cost[i, j])`` over every listed (i, j) with a
+    positive gain (a scatter maximum: the same in any order). Pointers as ``_bid_kernel``, plus
+    ``gain`` float32 ``(M,)``. Grid: ``(cdiv(N, BLOCK_N),)``."""
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_mask = rows < N
+    tiles, cost, value = _list_values(
+        candidates_ptr, cost_ptr, price_ptr, rows, row_mask, L, stride_cn, stride_kn, BLOCK_L
+    )
+    outside = tl.load(outside_ptr + rows, mask=row_mask, other=float("inf"))
+    best = tl.minimum(tl.min(value, axis=1), outside)
+    gain = best[:, None] - cost
+    tl.atomic_max(gain_ptr + tiles, gain, mask=(tiles >= 0) & (gain > 0))
+
+
+@triton.jit(do_not_specialize=["M", "capacity", "S"])
+def _lower_kernel(
+    price_ptr, gain_ptr, slots_ptr, fallen_ptr, fallen_price_ptr, fell_ptr, lowest_ptr,
+    M, capacity, S, BLOCK_M: tl.constexpr,
+):  # fmt: skip
+    """Per tile: a tile with a free slot falls to ``min(gain, price)``; each tile that fell is
+    counted in ``fell`` (int32 scalar), taken into ``lowest`` (float32 scalar, a minimum) and,
+    while fewer than ``S`` have been taken, written at the next free place of ``fallen`` (int64
+    ``(S,)``) with its new price in ``fallen_price`` (float32 ``(S,)``). Grid:
+    ``(cdiv(M, BLOCK_M),)``."""
+    tiles = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask = tiles < M
+    full = tl.load(slots_ptr + tiles * capacity + capacity - 1, mask=mask, other=0) >= 0
+    price = tl.load(price_ptr + tiles, mask=mask, other=0.0)
+    gain = tl.load(gain_ptr + tiles, mask=mask, other=0.0)
+    lowered = tl.where(full, price, tl.minimum(gain, price))
+    fell = mask & (lowered < price)
+    tl.store(price_ptr + tiles, lowered, mask=mask)
+    order = tl.cumsum(fell.to(tl.int32), axis=0) - 1
+    start = tl.atomic_add(fell_ptr, tl.sum(fell.to(tl.int32), axis=0))
+    place = start + order
+    taken = fell & (place < S)
+    tl.store(fallen_ptr + place, tiles, mask=taken)
+    tl.store(fallen_price_ptr + place, lowered, mask=taken)
+    tl.atomic_min(lowest_ptr, tl.min(tl.where(fell, lowered, float("inf")), axis=0))
+
+
+def auction_lower_prices(
+    candidates: torch.Tensor,
+    candidate_cost: torch.Tensor,
+    outside: torch.Tensor,
+    price: torch.Tensor,
+    slots: torch.Tensor,
+    to_ties: bool,
+    fallen: torch.Tensor,
+    fallen_price: torch.Tensor,
+    fell: torch.Tensor,
+    lowest: torch.Tensor,
+) -> None:
+    """Lower, in place, the ``price`` of every tile with a free slot: to 0 (``floored_prices``)
+    or, ``to_ties``, only as far as its best listed taker (``tie_prices``), and say which fell.
+
+    ``fell`` int32 ``(1,)``: how many tiles fell; ``lowest`` float32 ``(1,)``: the lowest new
+    price among them (+inf when none); ``fallen`` int64 and ``fallen_price`` float32 ``(S,)``:
+    ``min(fell, S)`` of them and their new prices (which ones and in what order is free when
+    more than ``S`` fell); the other places keep their tile (pass valid indices at first) and
+    get the price ``1e30``. Fixed shapes, no host reads."""
+    _check_lists(candidates, candidate_cost, outside)
+    device = candidates.device
+    check_tensor(price, "price", dtypes=(torch.float32,), ndim=1)
+    check_tensor(slots, "slots", dtypes=(torch.int64,), ndim=2)
+    check_tensor(fallen, "fallen", dtypes=(torch.int64,), ndim=1)
+    check_tensor(fallen_price, "fallen_price", dtypes=(torch.float32,), ndim=1)
+    check_tensor(fell, "fell", dtypes=(torch.int32,), ndim=1)
+    check_tensor(lowest, "lowest", dtypes=(torch.float32,), ndim=1)
+    check_same_device(
+        candidates=candidates, price=price, slots=slots, fallen=fallen,
+        fallen_price=fallen_price, fell=fell, lowest=lowest,
+    )  # fmt: skip
+    m = price.shape[0]
+    if slots.shape[0] != m or not slots.is_contiguous() or not price.is_contiguous():
+        raise ValueError(f"price ({m},) and slots (M, R) must be contiguous, for the same tiles")
+    if fallen.shape != fallen_price.shape or fell.shape != (1,) or lowest.shape != (1,):
+        raise ValueError("fallen and fallen_price must be (S,), fell and lowest (1,)")
+    if not use_triton(candidates):
+        auction_lower_prices_reference(
+            candidates, candidate_cost, outside, price, slots, to_ties, fallen, fallen_price,
+            fell, lowest,
+        )  # fmt: skip
+        return
+    gain = torch.zeros_like(price)
+    n = candidates.shape[0]
+    if to_ties and n:
+        block_n = _block_n(device)
+        _tie_gain_kernel[(triton.cdiv(n, block_n),)](
+            candidates, candidate_cost, outside, price, gain, n, candidates.shape[1],
+            candidates.stride(0), candidate_cost.stride(0),
+            BLOCK_N=block_n, BLOCK_L=triton.next_power_of_2(candidates.shape[1]),
+        )  # fmt: skip
+    fallen_price.fill_(_BID_LIMIT)
+    fell.zero_()
+    lowest.fill_(float("inf"))
+    if m:
+        block_m = _LOWER_BLOCK_M
+        _lower_kernel[(triton.cdiv(m, block_m),)](
+            price, gain, slots, fallen, fallen_price, fell, lowest, m, slots.shape[1],
+            fallen.shape[0], BLOCK_M=block_m,
+        )  # fmt: skip
+
+
+def auction_lower_prices_reference(
+    candidates: torch.Tensor,
+    candidate_cost: torch.Tensor,
+    outside: torch.Tensor,
+    price: torch.Tensor,
+    slots: torch.Tensor,
+    to_ties: bool,
+    fallen: torch.Tensor,
+    fallen_price: torch.Tensor,
+    fell: torch.Tensor,
+    lowest: torch.Tensor,
+) -> None:
+    """Pure-torch ``auction_lower_prices``: the tiles that fell are taken in index order."""
+    if to_ties:
+        lowered = tie_prices(candidates, candidate_cost, outside, price, slots)
+    else:
+        lowered = floored_prices(slots, price)
+    fallen_tiles = lowered < price
+    size = fallen.shape[0]
+    rank = torch.cumsum(fallen_tiles, 0) - 1
+    place = torch.where(fallen_tiles & (rank < size), rank, size)  # `size`: a place for the rest
+    every_tile = torch.arange(price.shape[0], device=price.device)
+    taken = torch.cat([fallen, fallen.new_zeros(1)])
+    taken_price = torch.full((size + 1,), _BID_LIMIT, device=price.device)
+    fallen.copy_(taken.scatter_(0, place, every_tile)[:size])
+    fallen_price.copy_(taken_price.scatter_(0, place, lowered)[:size])
+    fell.copy_(fallen_tiles.sum(dtype=torch.int32).reshape(1))
+    lowest.copy_(torch.where(fallen_tiles, lowered, float("inf")).amin().reshape(1))
+    price.copy_(lowered)
 
 
 # --- the dual values ------------------------------------------------------------------------

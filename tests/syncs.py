@@ -1,4 +1,5 @@
-"""Counting the operations a device-resident frame step must not make, from any thread.
+"""Counting what a frame step asks of a device, from any thread: the host syncs and host data it
+must not make, and the launches it should keep few.
 
 On a CPU nothing waits and nothing is copied between devices, so the frame path's promises are
 checked by watching which torch operations it calls (a ``TorchDispatchMode`` per thread):
@@ -11,6 +12,8 @@ checked by watching which torch operations it calls (a ``TorchDispatchMode`` per
   ``torch.as_tensor`` of Python numbers or lists, ``torch.from_numpy`` (``lift_fresh``), and
   copies from another device. On a GPU each is a host-to-device copy; inside a CUDA graph capture
   it fails, or freezes the value of the frame that was captured.
+- ``count_launches``: what a GPU would launch one by one: every torch operation and every
+  Triton kernel (the auction's benchmark reports it per solve).
 """
 
 from __future__ import annotations
@@ -134,3 +137,57 @@ def count_host_data() -> Iterator[Counter]:
     this thread and the threads it starts. Yields the ``Counter``."""
     with _counting(_host_data) as counts:
         yield counts
+
+
+class _OpCounter(TorchDispatchMode):
+    def __init__(self, counts: Counter, launching: threading.local) -> None:
+        super().__init__()
+        self.counts = counts
+        self.launching = launching
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not getattr(self.launching, "depth", 0):
+            self.counts["torch ops"] += 1
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def count_launches() -> Iterator[Counter]:
+    """Context: count what a GPU would launch, in this thread: every aten operation (a
+    ``TorchDispatchMode``: ``"torch ops"``) and every Triton kernel launch (``"triton"``, and one
+    entry per kernel name), compiled or in the interpreter. What the interpreter does inside a
+    launch is not counted. Yields the ``Counter``; ``launches(counts)`` is the total."""
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    counts: Counter = Counter()
+    launching = threading.local()
+    originals = {cls: cls.run for cls in (InterpretedFunction, JITFunction)}
+
+    def wrap(run):
+        def counted_run(function, *args, **kwargs):
+            if kwargs.get("warmup"):
+                return run(function, *args, **kwargs)
+            counts["triton"] += 1
+            counts[f"triton {function.fn.__name__}"] += 1
+            launching.depth = getattr(launching, "depth", 0) + 1
+            try:
+                return run(function, *args, **kwargs)
+            finally:
+                launching.depth -= 1
+
+        return counted_run
+
+    for cls, run in originals.items():
+        cls.run = wrap(run)
+    try:
+        with _OpCounter(counts, launching):
+            yield counts
+    finally:
+        for cls, run in originals.items():
+            cls.run = run
+
+
+def launches(counts: Counter) -> int:
+    """The launches a ``count_launches`` counter saw: torch operations plus Triton kernels."""
+    return counts["torch ops"] + counts["triton"]

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-__all__ = ["image_like_instance"]
+__all__ = ["image_like_instance", "image_like_pan"]
 
 # Objects over the scene: centre y, centre x, radius (fractions of the frame), Oklab L, a, b.
 _OBJECTS = (
@@ -74,3 +74,27 @@ def image_like_instance(
     pool_texture = torch.rand(tiles, generator=generator) * 0.08
     pool = _blocks(torch.cat([lightness[:, None], chroma], 1), pool_texture, side, generator)
     return cells, pool
+
+
+def image_like_pan(
+    rows: int, cols: int, tiles: int, frames: int, step: float = 0.25, dim: int = 12, seed: int = 0
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """A camera panning right over a wider ``image_like_instance`` by ``step`` cells a frame:
+    each frame's cells mix each cell with its right neighbour in proportion to the fractional
+    offset (the content slides across the grid, half a cell off it every other frame at 0.25).
+
+    Returns ``(frames, pool)``: ``frames`` float32 ``(rows * cols, dim)`` each, and ``(tiles,
+    dim)``, on CPU.
+    """
+    width = cols + int(frames * step) + 2
+    cells, pool = image_like_instance(rows, width, tiles, dim=dim, seed=seed)
+    grid = cells.reshape(rows, width, dim)
+    views = []
+    for index in range(frames):
+        offset = index * step
+        left, fraction = int(offset), offset - int(offset)
+        view = (1 - fraction) * grid[:, left : left + cols] + fraction * grid[
+            :, left + 1 : left + 1 + cols
+        ]
+        views.append(view.reshape(-1, dim))
+    return views, pool

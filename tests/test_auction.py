@@ -157,7 +157,7 @@ def test_the_best_holders_and_bound_are_kept_whatever_comes_later():
         best.offer_dual(lists, price, 1)
         values = auction.dual_values(lists.candidates, lists.cost, lists.outside, price)
         bounds.append(float(values.double().sum() - price.double().sum()))
-    result = best.restore(state)
+    result = best.restore(problem, state)
     assert torch.equal(result.tiles, cheap) and torch.equal(state.assigned, cheap)
     assert torch.equal(state.held_key, cheap + 10)
     assert float(result.primal) == float(auction.objective(problem, cheap))

@@ -14,7 +14,7 @@ changes costs little:
 
 - prices that rise keep ``V`` valid; prices that fall (a tile left with a free slot drops to
   0) are taken into ``V`` by a small search over just those tiles (``DROPPED_TILES`` at most;
-  more than that renews every list);
+  past that, ``V`` drops to the lowest fallen price and every list is renewed);
 - when a cell's descriptor moves by ``delta`` (Euclidean), a distance ``d`` becomes at least
   ``(sqrt(d) - delta)^2``, so ``V`` becomes ``(sqrt(V) - delta)^2`` (with ``d + p >= V`` and
   ``d, p >= 0``, ``(sqrt(d) - delta)^2 + p`` is smallest at ``d = V``);
@@ -23,9 +23,11 @@ changes costs little:
 
 **Stages.** A solve runs stages of ``ROUNDS_PER_STAGE`` rounds. A stage starts by freeing the
 holders whose tile is no longer within ``RELEASE_SLACK * eps`` of their best option (new costs,
-smaller epsilon, cheaper tiles), rebuilding the tiles' slots, lowering the prices of tiles left
-with a free slot (with more slots than cells, the optimum needs every such tile at the lowest
-price; a forward auction without it ends far from the optimum) and renewing stale lists. A cold
+smaller epsilon, cheaper tiles; a holder that only its loose outside bound would free gets a new
+list instead and keeps its tile until that list decides), rebuilding the tiles' slots,
+lowering the prices of tiles left with a free slot (with more slots than cells, the optimum
+needs every such tile at the lowest price; a forward auction without it ends far from the
+optimum) and renewing stale lists. A cold
 start floors them to 0; a warm start lowers them only to the price at which a cell that lists
 them would take them (``tie_prices``), so a holder that drifted and left does not pull the
 others after it.
@@ -56,21 +58,25 @@ import torch
 
 from kernels import cost_topk
 from kernels.auction import (
+    auction_lists,
+    auction_lower_prices,
     auction_rebuild_slots,
     auction_release,
     auction_round,
     dual_values,
-    floored_prices,
     make_keys,
     round_work,
-    tie_prices,
 )
 from kernels.dispatch import use_triton
 from mosaic.assign.problem import Problem
 
 CANDIDATES = 16
 ROUNDS_PER_STAGE = 4
-WARM_STAGES = 12
+# A warm frame's budget. Stages, not rounds, settle a moving picture (each frees the holders
+# that drifted, lowers the free tiles' prices and renews stale lists): on a pan through
+# TemporalCoherence (20 x 30 cells, 700 tiles), 192 rounds as 12 stages of 16 ended 3.1 % above
+# the optimum on average (max 9.4 %), as 24 of 8 1.7 % (5.8 %), as 48 of 4 1.1 % (3.8 %).
+WARM_STAGES = 48
 COLD_STAGES = 800
 # A cold start begins at 256 times the final epsilon and divides it by 16 twice. Measured
 # against SciPy (600 x 700 image-like, 3200 rounds): 0.08 % true / 0.71 % certified, where 4 six
@@ -223,6 +229,8 @@ def solve_auction(
     counts = torch.zeros(stages * ROUNDS_PER_STAGE + 1, dtype=torch.int32, device=device)
     work = round_work(n, device)
     best = _Best.start(state)
+    held_cost = torch.empty(n, dtype=torch.float32, device=device)
+    floor_scratch = _floor_scratch(problem)
     # Without kernels (the pure-torch references on a CPU) reading a count costs nothing, and
     # stopping once the last stage changed nothing gives the same result sooner.
     may_stop = not use_triton(problem.cells)
@@ -233,19 +241,17 @@ def solve_auction(
         if stage and cold:
             # Epsilon scaling: a smaller epsilon once every cell holds a tile.
             eps = torch.where(counts[first] == 0, torch.maximum(eps / EPS_STEP, eps_final), eps)
-        best.offer_primal(problem, state)
         tolerance = eps * RELEASE_SLACK
-        # A holder that only the outside bound would release gets a new list first: bounds
-        # loosen as descriptors move and prices fall, and a loose bound is no reason to leave.
-        stale |= _bound_limited(lists, state, tolerance)
-        _renew_stale(problem, state, lists, stale)
+        best.snapshot(state)
         counts[first].zero_()  # the release below counts every cell without a tile
         auction_release(
             lists.candidates, lists.cost, lists.outside, state.price, state.assigned,
-            state.held_key, counts, tolerance, first,
+            state.held_key, stale, held_cost, counts, tolerance, first,
         )  # fmt: skip
+        best.offer_snapshot(held_cost.sum(dtype=torch.float64))
+        _renew_stale(problem, state, lists, stale)
         auction_rebuild_slots(state.assigned, state.held_key, state.slots)
-        _floor_prices(problem, state, lists, stale, to_ties)
+        _floor_prices(problem, state, lists, stale, to_ties, floor_scratch)
         best.offer_dual(lists, state.price, capacity)
         for round_index in range(first, first + ROUNDS_PER_STAGE):
             auction_round(
@@ -254,10 +260,10 @@ def solve_auction(
             )  # fmt: skip
     _complete(problem, state, capacity)
     best.offer_primal(problem, state)
-    _floor_prices(problem, state, lists, stale, to_ties)
+    _floor_prices(problem, state, lists, stale, to_ties, floor_scratch)
     best.offer_dual(lists, state.price, capacity)
-    result = best.restore(state)
-    _floor_prices(problem, state, lists, stale, to_ties)
+    result = best.restore(problem, state)
+    _floor_prices(problem, state, lists, stale, to_ties, floor_scratch)
     state.eps = _eps_from_bound(result.dual, n, target_gap, state)
     state.warm = True
     return result
@@ -271,13 +277,16 @@ class _Best:
     so the last state is not always the best one: every stage offers its assignment (when every
     cell holds a tile) and its bound, and the solve keeps the better of each. Any prices give a
     valid bound, so the best bound is one too. ``tiles``, ``keys`` int64 ``(N,)``; ``primal``
-    and ``dual`` float64 ``()``, +inf and -inf until offered.
+    and ``dual`` float64 ``()``, +inf and -inf until offered; ``stage_tiles``, ``stage_keys``
+    int64 ``(N,)``: the holders as the current stage opened (``snapshot``).
     """
 
     tiles: torch.Tensor
     keys: torch.Tensor
     primal: torch.Tensor
     dual: torch.Tensor
+    stage_tiles: torch.Tensor
+    stage_keys: torch.Tensor
 
     @classmethod
     def start(cls, state: AuctionState) -> _Best:
@@ -285,32 +294,51 @@ class _Best:
         return cls(
             tiles=state.assigned.clone(),
             keys=state.held_key.clone(),
+            stage_tiles=state.assigned.clone(),
+            stage_keys=state.held_key.clone(),
             primal=torch.full((), math.inf, dtype=torch.float64, device=device),
             dual=torch.full((), -math.inf, dtype=torch.float64, device=device),
         )
 
+    def snapshot(self, state: AuctionState) -> None:
+        """Note the state's holders as a stage opens, for ``offer_snapshot``."""
+        self.stage_tiles.copy_(state.assigned)
+        self.stage_keys.copy_(state.held_key)
+
+    def offer_snapshot(self, total: torch.Tensor) -> None:
+        """Keep the noted holders if they cost ``total`` (float64 ``()``, +inf when a cell had
+        no tile) and that is less."""
+        self._offer(total, self.stage_tiles, self.stage_keys)
+
     def offer_primal(self, problem: Problem, state: AuctionState) -> None:
         """Keep the state's holders if every cell holds a tile and they cost less."""
         total = objective(problem, state.assigned.clamp_min(0))
-        better = (state.assigned >= 0).all() & (total < self.primal)
-        self.tiles.copy_(torch.where(better, state.assigned, self.tiles))
-        self.keys.copy_(torch.where(better, state.held_key, self.keys))
-        self.primal.copy_(torch.where(better, total, self.primal))
+        total = torch.where((state.assigned >= 0).all(), total, math.inf)
+        self._offer(total, state.assigned, state.held_key)
+
+    def _offer(self, total: torch.Tensor, tiles: torch.Tensor, keys: torch.Tensor) -> None:
+        better = total < self.primal
+        torch.where(better, tiles, self.tiles, out=self.tiles)
+        torch.where(better, keys, self.keys, out=self.keys)
+        torch.where(better, total, self.primal, out=self.primal)
 
     def offer_dual(self, lists: _Lists, price: torch.Tensor, capacity: int) -> None:
         """Keep the bound at ``price`` if it is higher."""
         values = dual_values(lists.candidates, lists.cost, lists.outside, price)
-        dual = values.double().sum() - capacity * price.double().sum()
-        self.dual.copy_(torch.maximum(self.dual, dual))
+        dual = values.sum(dtype=torch.float64) - capacity * price.sum(dtype=torch.float64)
+        torch.maximum(self.dual, dual, out=self.dual)
 
-    def restore(self, state: AuctionState) -> AuctionResult:
-        """Put the best holders back in ``state`` and return them with their certificate."""
+    def restore(self, problem: Problem, state: AuctionState) -> AuctionResult:
+        """Put the best holders back in ``state`` and return them with their certificate (the
+        cost recomputed as ``objective`` does: the stages priced them from their lists, whose
+        sums may round differently)."""
         state.assigned.copy_(self.tiles)
         state.held_key.copy_(self.keys)
         auction_rebuild_slots(state.assigned, state.held_key, state.slots)
+        primal = torch.where(self.primal < math.inf, objective(problem, self.tiles), math.inf)
         dual = self.dual
-        gap = torch.where(dual > 0, (self.primal - dual).clamp_min(0) / dual, math.inf)
-        return AuctionResult(self.tiles.clone(), self.primal.clone(), dual.clone(), gap)
+        gap = torch.where(dual > 0, (primal - dual).clamp_min(0) / dual, math.inf)
+        return AuctionResult(self.tiles.clone(), primal, dual.clone(), gap)
 
 
 def _eps_from_bound(dual: torch.Tensor, n: int, target_gap: float, state: AuctionState):
@@ -347,57 +375,66 @@ def _follow_descriptors(problem: Problem, state: AuctionState) -> None:
 def _lists(problem: Problem, state: AuctionState) -> _Lists:
     """This frame's lists: each cell's searched tiles, then its held tile and its incumbent
     where not already listed, with their costs at this frame's descriptors and bonus."""
-    incumbent = problem.incumbent
-    extra = torch.stack([state.assigned, incumbent], 1)
-    listed = (extra[:, :, None] == state.nearest[:, None, :]).any(2)
-    listed[:, 1] |= incumbent == state.assigned
-    extra = torch.where(listed | (extra < 0), -1, extra)
-    candidates = torch.cat([state.nearest, extra], 1)
-    distance = (problem.cells[:, None, :] - problem.tiles[candidates.clamp_min(0)]).square_()
-    bonus = problem.bonus[:, None]
-    cost = distance.sum(-1) + torch.where(candidates == incumbent[:, None], 0.0, bonus)
-    return _Lists(candidates, cost, state.bound + problem.bonus)
+    n, k = state.nearest.shape
+    device = problem.device
+    lists = _Lists(
+        torch.empty((n, k + 2), dtype=torch.int64, device=device),
+        torch.empty((n, k + 2), dtype=torch.float32, device=device),
+        torch.empty(n, dtype=torch.float32, device=device),
+    )
+    every_row = torch.ones(n, dtype=torch.uint8, device=device)
+    _write_lists(problem, state, lists, every_row)
+    return lists
+
+
+def _write_lists(problem: Problem, state: AuctionState, lists: _Lists, rows: torch.Tensor) -> None:
+    """Rewrite the lists of the cells flagged in ``rows`` (uint8 ``(N,)``) from the state's
+    searches and holders (``kernels.auction.auction_lists``); every ``outside`` follows the
+    state's bounds."""
+    auction_lists(
+        problem.cells, problem.tiles, problem.incumbent, problem.bonus, state.nearest,
+        state.assigned, rows, state.bound, lists.candidates, lists.cost, lists.outside,
+    )  # fmt: skip
 
 
 def _floor_prices(
-    problem: Problem, state: AuctionState, lists: _Lists, stale: torch.Tensor, to_ties: bool
+    problem: Problem,
+    state: AuctionState,
+    lists: _Lists,
+    stale: torch.Tensor,
+    to_ties: bool,
+    scratch: tuple[torch.Tensor, ...],
 ) -> None:
     """Lower the prices of the tiles with a free slot, to 0 or (``to_ties``) only as far as a
-    cell that lists them would take them (``kernels.auction.tie_prices``), and keep every bound
-    valid: each cell's bound also covers the tiles whose price fell (the first
-    ``DROPPED_TILES`` of them, by index); if more fell, every list is marked stale."""
-    before = state.price
-    if to_ties:
-        after = tie_prices(lists.candidates, lists.cost, lists.outside, before, state.slots)
-    else:
-        after = floored_prices(state.slots, before)
-    fell = after < before
-    m = fell.shape[0]
-    size = min(m, DROPPED_TILES)
-    rank = torch.cumsum(fell, 0) - 1
-    position = torch.where(fell & (rank < size), rank, size)  # `size`: a slot for the rest
-    tiles = torch.zeros(size + 1, dtype=torch.int64, device=fell.device)
-    tiles[position] = torch.arange(m, device=fell.device)
-    taken = torch.zeros(size + 1, dtype=torch.bool, device=fell.device)
-    taken.index_fill_(0, position, True)  # not `taken[position] = True`: a tensor from host data
-    tiles, taken = tiles[:size], taken[:size]
-    bias = torch.where(taken, after[tiles], _EXCLUDED)
-    nearest_fallen, _ = cost_topk(problem.cells, problem.tiles[tiles], 1, bias=bias)
-    state.bound.copy_(torch.minimum(state.bound, nearest_fallen[:, 0]))
+    cell that lists them would take them (``kernels.auction.auction_lower_prices``), and keep
+    every bound valid: each cell's bound also covers the tiles whose price fell (a search over
+    ``DROPPED_TILES`` of them); if more fell, every bound drops to the lowest fallen price (a
+    distance is never negative) and every list is marked stale. ``scratch``: ``_floor_scratch``."""
+    fallen, fallen_price, fell, lowest = scratch
+    size = fallen.shape[0]
+    auction_lower_prices(
+        lists.candidates, lists.cost, lists.outside, state.price, state.slots, to_ties,
+        fallen, fallen_price, fell, lowest,
+    )  # fmt: skip
+    nearest_fallen, _ = cost_topk(problem.cells, problem.tiles[fallen], 1, bias=fallen_price)
+    overflow = fell > size
+    below = torch.where(overflow, lowest, nearest_fallen[:, 0])
+    torch.minimum(state.bound, below, out=state.bound)
     lists.outside.copy_(state.bound + problem.bonus)
-    stale |= (fell.sum() > size).to(torch.uint8)
-    state.price.copy_(after)
+    stale |= overflow.to(torch.uint8)
 
 
-def _bound_limited(lists: _Lists, state: AuctionState, tolerance: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(N,)``: holders whose tile is within ``tolerance`` of their list's best but not of
-    their outside bound."""
-    valid = lists.candidates >= 0
-    value = torch.where(valid, lists.cost + state.price[lists.candidates.clamp_min(0)], math.inf)
-    held = (lists.candidates == state.assigned[:, None]) & (state.assigned >= 0)[:, None]
-    held_value = torch.where(held, value, math.inf).amin(1)
-    within_list = held_value <= value.amin(1) + tolerance
-    return (within_list & (held_value > lists.outside + tolerance)).to(torch.uint8)
+def _floor_scratch(problem: Problem) -> tuple[torch.Tensor, ...]:
+    """The fallen tiles (int64, 0s), their prices (float32), how many fell (int32 ``(1,)``) and
+    the lowest fallen price (float32 ``(1,)``) that ``_floor_prices`` fills, for a solve."""
+    size = min(problem.tiles.shape[0], DROPPED_TILES)
+    device = problem.device
+    return (
+        torch.zeros(size, dtype=torch.int64, device=device),
+        torch.empty(size, dtype=torch.float32, device=device),
+        torch.empty(1, dtype=torch.int32, device=device),
+        torch.empty(1, dtype=torch.float32, device=device),
+    )
 
 
 def _renew_stale(problem: Problem, state: AuctionState, lists: _Lists, stale: torch.Tensor) -> None:
@@ -410,10 +447,7 @@ def _renew_stale(problem: Problem, state: AuctionState, lists: _Lists, stale: to
     )  # fmt: skip
     renewed = _bound_of_search(state.values, problem.tiles.shape[0])
     state.bound.copy_(torch.where(rows, renewed, state.bound))
-    fresh = _lists(problem, state)
-    lists.candidates.copy_(torch.where(rows[:, None], fresh.candidates, lists.candidates))
-    lists.cost.copy_(torch.where(rows[:, None], fresh.cost, lists.cost))
-    lists.outside.copy_(fresh.outside)
+    _write_lists(problem, state, lists, stale)
     stale.zero_()
 
 

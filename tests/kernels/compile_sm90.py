@@ -619,10 +619,30 @@ def auction_launches() -> Iterator[Launch]:
         yield Launch("kernels.auction:_award_kernel", label, launch_args(*award), per_cell)
         rebuild = launch_args(assigned, held_key, slots, n, capacity)
         yield Launch("kernels.auction:_rebuild_kernel", label, rebuild, per_cell)
-    release = (*lists, assigned, held_key, counts, eps, 5, n, length, *strides)
+    release = (*lists, assigned, held_key, stale, meta(n), counts, eps, 5, n, length, *strides)
     yield Launch("kernels.auction:_release_kernel", "-", launch_args(*release), with_lists)
     dual = launch_args(*lists, meta(n), n, length, *strides)
     yield Launch("kernels.auction:_dual_values_kernel", "-", dual, with_lists)
+    yield Launch("kernels.auction:_tie_gain_kernel", "-", dual, with_lists)
+    fallen, fallen_price = meta(1024, dtype=torch.int64), meta(1024)
+    one_count, one_price = meta(1, dtype=torch.int32), meta(1)
+    for capacity in (1, 3):
+        lower = (price, meta(m), meta(m, capacity, dtype=torch.int64), fallen, fallen_price)
+        lower += (one_count, one_price, m, capacity, 1024)
+        yield Launch(
+            "kernels.auction:_lower_kernel",
+            f"capacity {capacity}",
+            launch_args(*lower),
+            {"BLOCK_M": auction._LOWER_BLOCK_M, "num_warps": 4, "num_stages": 3},
+        )
+    k = length - 2
+    dim = 48  # the engine's descriptors at grid 4: 16 blocks of 3 Oklab means
+    cells, tiles = meta(n, dim), meta(m, dim)
+    build = (cells, tiles, assigned, meta(n), meta(n, k, dtype=torch.int64), held_key, stale)
+    build += (outside, candidates, cost_, meta(n), n, k, dim, dim, 1, dim, 1)
+    build += (1, k, length, length)
+    exact = {**with_lists, "enable_fp_fusion": False}  # as the launcher asks
+    yield Launch("kernels.auction:_lists_kernel", "-", launch_args(*build), exact)
 
 
 def auction_lists_length() -> int:

@@ -19,6 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kernels.auction import (
+    auction_lists,
+    auction_lists_reference,
+    auction_lower_prices,
+    auction_lower_prices_reference,
     auction_rebuild_slots,
     auction_rebuild_slots_reference,
     auction_release,
@@ -33,7 +37,9 @@ from kernels.auction import (
     round_work,
     tie_prices,
 )
-from tests.kernels.compare import shares_device_fixture
+from kernels.dispatch import use_triton
+from tests.kernels.compare import shares_device_fixture, sizes_around
+from tests.syncs import count_launches, launches
 
 ROUNDS = 3
 
@@ -86,21 +92,22 @@ def run_ops(state: dict, device: str, *, reference: bool) -> dict:
     n = s["candidates"].shape[0]
     counts = torch.zeros(ROUNDS + 1, dtype=torch.int32, device=device)
     stale = torch.zeros(n, dtype=torch.uint8, device=device)
+    held_cost = torch.full((n,), math.nan, device=device)
     lists = (s["candidates"], s["candidate_cost"], s["outside"], s["price"])
     holders = (s["assigned"], s["held_key"])
     tolerance = s["eps"] * 1.5
     if reference:
-        auction_release_reference(*lists, *holders, counts, tolerance, 0)
+        auction_release_reference(*lists, *holders, stale, held_cost, counts, tolerance, 0)
         auction_rebuild_slots_reference(*holders, s["slots"])
         for index in range(ROUNDS):
             auction_round_reference(*lists, *holders, s["slots"], stale, counts, s["eps"], index)
     else:
-        auction_release(*lists, *holders, counts, tolerance, 0)
+        auction_release(*lists, *holders, stale, held_cost, counts, tolerance, 0)
         auction_rebuild_slots(*holders, s["slots"])
         work = round_work(n, torch.device(device))
         for index in range(ROUNDS):
             auction_round(*lists, *holders, s["slots"], stale, counts, s["eps"], index, work)
-    return {**s, "counts": counts, "stale": stale}
+    return {**s, "counts": counts, "stale": stale, "held_cost": held_cost}
 
 
 @shares_device_fixture
@@ -108,7 +115,7 @@ def run_ops(state: dict, device: str, *, reference: bool) -> dict:
 def test_release_rebuild_and_rounds_match_the_reference(device, state):
     kernel = run_ops(state, device, reference=False)
     reference = run_ops(state, "cpu", reference=True)
-    for name in ("assigned", "held_key", "slots", "price", "counts", "stale"):
+    for name in ("assigned", "held_key", "slots", "price", "counts", "stale", "held_cost"):
         assert torch.equal(kernel[name].cpu(), reference[name]), name
 
 
@@ -151,6 +158,45 @@ def test_a_winner_is_within_eps_of_its_best_option(state):
     held = after["candidates"] == after["assigned"][:, None]
     held_value = torch.where(held, value, math.inf).amin(1)
     assert bool((held_value[won] <= best[won] + state["eps"] * (1 + 1e-5) + 1e-6).all())
+
+
+@given(state=auction_states())
+def test_release_frees_flags_and_prices_each_holder_as_brute_force_says(state):
+    """Per cell, in Python floats: a holder within the tolerance of its list's best but not of
+    its outside bound is flagged stale and keeps its tile; another more than the tolerance above
+    its best option leaves; ``held_cost`` is the list cost of the tile held as the stage opened."""
+    s = {name: x.clone() for name, x in state.items()}
+    n = s["candidates"].shape[0]
+    stale = torch.zeros(n, dtype=torch.uint8)
+    held_cost = torch.full((n,), math.nan)
+    counts = torch.zeros(1, dtype=torch.int32)
+    tolerance = s["eps"] * 1.5
+    auction_release_reference(
+        s["candidates"], s["candidate_cost"], s["outside"], s["price"], s["assigned"],
+        s["held_key"], stale, held_cost, counts, tolerance, 0,
+    )  # fmt: skip
+    slack = float(tolerance)
+    for cell in range(n):
+        tile = int(state["assigned"][cell])
+        entries = [
+            (float(state["candidate_cost"][cell, e]), float(state["price"][t]), t)
+            for e, t in enumerate(state["candidates"][cell].tolist())
+            if t >= 0
+        ]
+        held = [cost for cost, _, t in entries if t == tile and tile >= 0]
+        assert float(held_cost[cell]) == (held[0] if held else math.inf)
+        if tile < 0:
+            assert int(s["assigned"][cell]) == -1 and not int(stale[cell])
+            continue
+        value = {t: torch.tensor(cost) + torch.tensor(price) for cost, price, t in entries}
+        held_value = float(value[tile]) if tile in value else math.inf
+        list_best = min(float(v) for v in value.values())
+        outside = float(state["outside"][cell])
+        flagged = held_value <= list_best + slack and held_value > outside + slack
+        leaves = not flagged and held_value > min(list_best, outside) + slack
+        assert bool(stale[cell]) == flagged
+        assert int(s["assigned"][cell]) == (-1 if leaves else tile)
+    assert int(counts[0]) == int((s["assigned"] < 0).sum())
 
 
 def test_a_round_does_nothing_once_every_cell_holds_a_tile(device):
@@ -232,6 +278,127 @@ def test_tie_prices_lower_free_tiles_to_their_best_taker_and_change_no_value(sta
     assert torch.allclose(dual_values_reference(*lists, lowered), values, rtol=0, atol=1e-6)
 
 
+@st.composite
+def list_inputs(draw: st.DrawFn) -> dict:
+    """Descriptors on a 1/64 grid (every squared distance and sum exact in float32, whatever
+    the order), searches, holders and incumbents with repeats, and a row selection."""
+    n = draw(sizes_around(64))
+    m = draw(st.integers(1, 40))
+    dim = draw(st.sampled_from([1, 3, 12]))
+    k = draw(st.integers(1, min(m, 16)))
+    generator = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    cells = torch.randint(0, 64, (n, dim), generator=generator).float() / 64
+    tiles = torch.randint(0, 64, (m, dim), generator=generator).float() / 64
+    if draw(st.booleans()):  # strided views
+        cells = torch.cat([cells, cells], 1)[:, ::2]
+        tiles = tiles.t().contiguous().t()
+    nearest = torch.stack([torch.randperm(m, generator=generator)[:k] for _ in range(n)])
+    assigned = torch.randint(-1, m, (n,), generator=generator)
+    incumbent = torch.where(
+        torch.rand(n, generator=generator) < 0.3, assigned, torch.randint(-1, m, (n,))
+    )
+    bonus = (torch.randint(0, 4, (1,), generator=generator).float() / 8).expand(n)
+    return {
+        "cells": cells,
+        "tiles": tiles,
+        "incumbent": incumbent,
+        "bonus": bonus,
+        "nearest": nearest,
+        "assigned": assigned,
+        "rows": (torch.rand(n, generator=generator) < 0.6).to(torch.uint8),
+        "bound": torch.randint(0, 8, (n,), generator=generator).float() / 4,
+    }
+
+
+def built_lists(inputs: dict, device: str, reference: bool) -> tuple[torch.Tensor, ...]:
+    n, k = inputs["nearest"].shape
+    lists = (
+        torch.full((n, k + 2), -7, dtype=torch.int64, device=device),
+        torch.full((n, k + 2), math.nan, device=device),
+        torch.full((n,), math.nan, device=device),
+    )
+    build = auction_lists_reference if reference else auction_lists
+    build(*(x.to(device) for x in inputs.values()), *lists)
+    return tuple(x.cpu() for x in lists)
+
+
+@shares_device_fixture
+@given(inputs=list_inputs())
+def test_lists_match_the_reference_and_brute_force(device, inputs):
+    kernel = built_lists(inputs, device, reference=False)
+    reference = built_lists(inputs, "cpu", reference=True)
+    for got, expected in zip(kernel, reference, strict=True):
+        assert torch.equal(got.isnan(), expected.isnan())
+        assert torch.equal(got.nan_to_num(), expected.nan_to_num())
+    candidates, cost, outside = reference
+    cells, tiles, bonus = inputs["cells"].double(), inputs["tiles"].double(), inputs["bonus"]
+    assert torch.equal(outside, inputs["bound"] + bonus)
+    for cell in range(candidates.shape[0]):
+        if not inputs["rows"][cell]:
+            assert bool((candidates[cell] == -7).all()) and bool(cost[cell].isnan().all())
+            continue
+        searched = inputs["nearest"][cell].tolist()
+        held, incumbent = int(inputs["assigned"][cell]), int(inputs["incumbent"][cell])
+        extra = [t if t >= 0 and t not in searched else -1 for t in (held, incumbent)]
+        if incumbent == held:
+            extra[1] = -1
+        assert candidates[cell].tolist() == searched + extra
+        for entry, tile in enumerate(candidates[cell].tolist()):
+            expected = 0.0
+            if tile >= 0:
+                expected = float((cells[cell] - tiles[tile]).square().sum())
+                expected += 0.0 if tile == incumbent else float(bonus[cell])
+            assert float(cost[cell, entry]) == expected
+
+
+def lowered(state: dict, device: str, to_ties: bool, reference: bool, size: int) -> dict:
+    s = {name: state[name].clone().to(device) for name in ("price", "slots")}
+    lists = [state[name].to(device) for name in ("candidates", "candidate_cost", "outside")]
+    out = {
+        "fallen": torch.zeros(size, dtype=torch.int64, device=device),
+        "fallen_price": torch.full((size,), math.nan, device=device),
+        "fell": torch.full((1,), -3, dtype=torch.int32, device=device),
+        "lowest": torch.full((1,), math.nan, device=device),
+    }
+    lower = auction_lower_prices_reference if reference else auction_lower_prices
+    lower(*lists, s["price"], s["slots"], to_ties, *out.values())
+    return {name: x.cpu() for name, x in {**s, **out}.items()}
+
+
+@shares_device_fixture
+@given(state=auction_states(), to_ties=st.booleans(), size=st.sampled_from([1, 3, 64]))
+def test_lower_prices_match_the_reference_and_say_which_fell(device, state, to_ties, size):
+    kernel = lowered(state, device, to_ties, reference=False, size=size)
+    reference = lowered(state, "cpu", to_ties, reference=True, size=size)
+    for name in ("price", "fell", "lowest"):
+        assert torch.equal(kernel[name], reference[name]), name
+    # The same prices as tie_prices / floored_prices; the fallen places as a set (any order).
+    lists = (state["candidates"], state["candidate_cost"], state["outside"])
+    before, slots = state["price"], state["slots"]
+    expected = tie_prices(*lists, before, slots) if to_ties else floored_prices(slots, before)
+    assert torch.equal(reference["price"], expected)
+    fell = (expected < before).nonzero().squeeze(1)
+    assert int(reference["fell"][0]) == fell.numel()
+    lowest = float(expected[fell].min()) if fell.numel() else math.inf
+    assert float(reference["lowest"][0]) == lowest
+    taken = min(size, fell.numel())
+    for result in (kernel, reference):
+        pairs = sorted(
+            zip(
+                result["fallen"][:taken].tolist(),
+                result["fallen_price"][:taken].tolist(),
+                strict=True,
+            )
+        )
+        assert all(
+            tile in fell.tolist() and price == float(expected[tile]) for tile, price in pairs
+        )
+        assert len({tile for tile, _ in pairs}) == taken
+        assert bool((result["fallen_price"][taken:] == 1e30).all())
+    if fell.numel() <= size:
+        assert sorted(kernel["fallen"][:taken].tolist()) == fell.tolist()
+
+
 def test_arguments_are_checked():
     candidates = torch.zeros((3, 2), dtype=torch.int64)
     cost, outside = torch.zeros(3, 2), torch.zeros(3)
@@ -242,3 +409,22 @@ def test_arguments_are_checked():
         dual_values(candidates.int(), cost, outside, torch.zeros(4))
     with pytest.raises(ValueError, match="held_key must be a contiguous"):
         auction_rebuild_slots(assigned, assigned[:2], torch.full((4, 1), -1))
+
+
+def test_launches_are_counted_torch_ops_and_kernels_apart():
+    """``tests.syncs.count_launches``: every torch operation once, every kernel launch once,
+    and nothing the interpreter does inside a launch."""
+    candidates = torch.tensor([[0, 1], [1, -1]])
+    cost, outside, price = torch.ones(2, 2), torch.full((2,), math.inf), torch.zeros(2)
+    with count_launches() as counts:
+        values = torch.zeros(2)
+        values.add_(1.0)
+    assert dict(counts) == {"torch ops": 2}
+    with count_launches() as counts:
+        dual_values(candidates, cost, outside, price)
+    if use_triton(candidates):
+        assert counts["triton"] == counts["triton _dual_values_kernel"] == 1
+        assert counts["torch ops"] == 1  # the output's allocation
+    else:
+        assert counts["triton"] == 0 and counts["torch ops"] > 1
+    assert launches(counts) == counts["torch ops"] + counts["triton"]
