@@ -8,9 +8,11 @@ its torch operations and Triton launches: what a GPU launches one by one outside
 the nodes a graph replays. The counts mean the kernel path only where the kernels run (a GPU, or
 the interpreter: ``TRITON_INTERPRET=1`` on a CPU; ``launch_path``); a captured frame counts 0,
 its launches are inside the replay. Workload: 320 x 192 frames, cells of 16 (240 cells), 500
-tiles, reuse 2, colour transfer, I420 out, each solver. Run on a CPU with the kernel path::
+tiles, reuse 2, colour transfer, I420 out, each solver. On a CPU the counts are of the torch
+references (a few seconds); with ``TRITON_INTERPRET=1`` they are of the kernel path, but the
+interpreter runs the auction's ~800 launches a frame slowly (past 15 minutes for this file)::
 
-    TRITON_INTERPRET=1 python -m pytest bench/test_bench_step.py --benchmark-json=OUT.json
+    python -m pytest bench/test_bench_step.py --benchmark-json=OUT.json
 """
 
 from __future__ import annotations
