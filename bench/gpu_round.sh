@@ -8,8 +8,8 @@
 # Steps (seconds allowed): the CUDA tests (150: the frame step's CUDA graph and the GPU executor
 # first, then the kernels), cost_topk and cost_matrix (90: about 25 kernels compile first), the
 # other kernel microbenchmarks (85), the assignment at 8160 x 20000 (50), the 1080p pipeline
-# alone and with decode + encode, default and auction (100). Under 8 minutes with the wheels'
-# installation.
+# alone and with decode + encode, default (the auction) and windows (100). Under 8 minutes with
+# the wheels' installation.
 #
 # That machine has CUDA torch, Triton, pytest, pytest-benchmark, pytest-timeout, hypothesis,
 # SciPy, scikit-image, Pillow and tqdm, but neither FFmpeg nor torchcodec: videos are decoded and
@@ -76,7 +76,7 @@ step kernels 85 --benchmark-json="$OUT/kernels.json" \
 # 3. The assignment at the GPU size: windows and the auction, first frame and steady state.
 step assign 50 --benchmark-json="$OUT/assign.json" -k 8160x20000 bench/test_bench_assign.py
 # 4. 1080p, 8160 cells, 10k tiles: the pipeline alone and with decode + encode (PyAV, libx264),
-#    with "auto" (windows) and with the auction.
+#    with "auto" (the auction, on CUDA) and with the windows solver.
 step e2e 100 --benchmark-json="$OUT/e2e.json" -k "(test_pipeline or test_video) and gpu" \
     bench/test_bench_e2e.py
 

@@ -250,8 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     looks.add_argument(
         "--method",
         choices=METHODS,
-        help="assignment solver (default auto: exact or windows by problem size; auction: the "
-        "experimental sync-free GPU solver with a certified gap)",
+        help="assignment solver (default auto: exact for small problems, else the auction for "
+        "a video on CUDA and windows otherwise; auction: the sync-free GPU solver with a "
+        "certified gap)",
     )
     run = parser.add_argument_group("run")
     run.add_argument(

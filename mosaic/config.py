@@ -122,7 +122,8 @@ class MosaicConfig:
         saturation: chroma of the colour-transfer target, relative to the source (1 keeps it;
             1.3 makes colours punchier). Only has an effect with ``color > 0``.
         lightness_weight: weight of Oklab L against a and b in the matching distance.
-        method: assignment solver: ``"auto"`` picks by problem size, ``"exact"`` solves the
+        method: assignment solver: ``"auto"`` picks by problem size and device
+            (``mosaic.assign.resolved_method``), ``"exact"`` solves the
             global problem, ``"windows"`` the scalable batched solver, ``"auction"`` the
             sync-free auction with a certified gap (prices carried from frame to frame).
         seed: seed of every random choice (augmentation order, ties), for reproducible output.

@@ -207,7 +207,10 @@ class FrameRenderer:
                 incumbent, bonus = plan.incumbent, plan.bonus
             problem = make_problem(features, self.tile_features, incumbent, bonus)
             lower, reuse = self.capacities_for(height, width)
-            method = resolved_method(config.method, reuse, n, self.pool_size, lower)
+            method = resolved_method(
+                config.method, reuse, n, self.pool_size, lower,
+                device=features.device, video=temporal is not None,
+            )  # fmt: skip
             warm_start = None
             if method == "auction" and temporal is not None:
                 warm_start = temporal.auction_state(problem, min(reuse, n))

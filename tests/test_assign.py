@@ -24,6 +24,7 @@ from mosaic.assign import (
     PoolTooSmallError,
     assign_tiles,
     resolve_reuse,
+    resolved_method,
 )
 from mosaic.assign.windows import kd_windows
 from tests.synthetic import image_like_instance
@@ -149,6 +150,20 @@ def test_auto_picks_exact_when_small_and_windows_when_large():
     large = image_like_instance(10, 20, tiles=300, dim=3)
     assert EXACT_MAX_ENTRIES < 200 * 300
     assert assign_tiles(*large, (10, 20)).method == "windows"
+
+
+def test_auto_picks_the_auction_for_a_videos_large_frames_on_cuda():
+    """Only there: a video's steady frames replay it as a CUDA graph, a still would solve it
+    cold and eagerly, and a CPU runs the windows solver far faster."""
+    large = dict(reuse=1, cells=8160, tiles=20000)
+    assert resolved_method("auto", **large, device="cuda:0", video=True) == "auction"
+    assert resolved_method("auto", **large, device="cuda", video=False) == "windows"
+    assert resolved_method("auto", **large, device="cpu", video=True) == "windows"
+    assert resolved_method("auto", 1, 40, 60, device="cuda", video=True) == "exact"
+    assert resolved_method("auto", 0, 8160, 20000, device="cuda", video=True) == "nearest"
+    # A lower capacity (fair use) is beyond the auction's certificate.
+    fair = dict(reuse=4, cells=8160, tiles=2040, lower=4)
+    assert resolved_method("auto", **fair, device="cuda", video=True) == "windows"
 
 
 # ---------------------------------------------------------------------------------------------

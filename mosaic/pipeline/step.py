@@ -15,12 +15,12 @@ values: same grid, incumbents present, the auction warm; from the second frame o
 next frame is captured on CUDA (``torch.cuda.graph``, which captures on a side stream into the
 graph's private memory pool) and every frame after it is a copy into the static input and one
 replay. Only the auction reads nothing back from the device, so only frames it solves are
-captured (``method="auction"``; ``"auto"`` picks ``"exact"`` or ``"windows"``, which run the
-same step eagerly). On a CPU every frame runs eagerly, through the same input buffer and
-write-back, which is how the tests cover this path. A scene cut needs no host decision:
-``TemporalCoherence`` drops every incumbent and the auction's holders and prices with
-``torch.where`` on the device, inside the graph. A new frame shape drops the graph, runs
-eagerly until the state settles and captures again.
+captured (``method="auction"``, which ``"auto"`` picks on CUDA above the exact solver's size;
+``"exact"`` and ``"windows"`` run the same step eagerly). On a CPU every frame runs eagerly,
+through the same input buffer and write-back, which is how the tests cover this path. A scene
+cut needs no host decision: ``TemporalCoherence`` drops every incumbent and the auction's
+holders and prices with ``torch.where`` on the device, inside the graph. A new frame shape drops
+the graph, runs eagerly until the state settles and captures again.
 """
 
 from __future__ import annotations
