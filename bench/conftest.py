@@ -48,6 +48,10 @@ def synchronize(device: torch.device) -> None:
 
 # Timed calls per measurement on a CPU (pytest-benchmark's rounds, and median_seconds' repeats).
 ROUNDS = 10
+# Slower calls are not timed again with CUDA events: do_bench runs a call at least 8 times (a
+# cold auction solve launched one by one takes seconds), and at that length neither the launch
+# overhead nor a warm L2 changes the synchronised wall-clock median.
+EVENTS_MAX_SECONDS = 0.1
 
 
 def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int = ROUNDS) -> float:
@@ -75,7 +79,8 @@ def timed_rounds(
 
     Returns its last result and its median seconds, ``None`` under ``--benchmark-disable`` (one
     smoke run, nothing measured); ``extra_info`` gets the ``device`` and the ``timer`` used: CUDA
-    events on CUDA (``median_seconds``), else pytest-benchmark's wall-clock median.
+    events on CUDA (``median_seconds``) for calls under ``EVENTS_MAX_SECONDS``, else
+    pytest-benchmark's synchronised wall-clock median.
     """
 
     def timed() -> T:
@@ -87,12 +92,12 @@ def timed_rounds(
     if benchmark.disabled:
         return result, None
     info = benchmark.extra_info
-    if device.type == "cuda":
+    if device.type == "cuda" and benchmark.stats.stats.median < EVENTS_MAX_SECONDS:
         seconds = median_seconds(fn, device)
         info["timer"] = "CUDA events (triton.testing.do_bench, L2 flushed), median"
     else:
         seconds = benchmark.stats.stats.median
-        info["timer"] = f"wall clock, median of {rounds}"
+        info["timer"] = f"wall clock, synchronised, median of {rounds}"
     info["device"] = device_name(device)
     return result, seconds
 

@@ -5,11 +5,12 @@
 #
 #   bash bench/gpu_round.sh            with carry [".whl"]
 #
-# Steps (seconds allowed): the CUDA tests (150: the frame step's CUDA graph and the GPU executor
-# first, then the kernels), cost_topk and cost_matrix (90: about 25 kernels compile first), the
-# other kernel microbenchmarks (85), the assignment at 8160 x 20000 (50), the 1080p pipeline
-# alone and with decode + encode, default (the auction) and windows (100). Under 8 minutes with
-# the wheels' installation.
+# Steps (seconds allowed): the CUDA tests (140: the frame step's CUDA graph and the GPU executor
+# first, then the kernels), cost_topk and cost_matrix (85: about 25 kernels compile first), the
+# other kernel microbenchmarks (80), the steady assignment at 8160 x 20000 (40: windows, the
+# auction eager and as a CUDA graph), the 1080p pipeline alone and with decode + encode, default
+# (the auction) and windows (95), last the first frames at 8160 x 20000 (35: cold auction solves
+# take seconds each). Under 8 minutes with the wheels' installation.
 #
 # That machine has CUDA torch, Triton, pytest, pytest-benchmark, pytest-timeout, hypothesis,
 # SciPy, scikit-image, Pillow and tqdm, but neither FFmpeg nor torchcodec: videos are decoded and
@@ -63,21 +64,26 @@ step() {  # step NAME SECONDS PYTEST-ARGS...: one pytest run under its own time 
 #    it is there).
 per_test=()
 python3 -c "import pytest_timeout" 2> /dev/null && per_test=(--timeout=30)
-step tests 150 "${per_test[@]}" -k cuda \
+step tests 140 "${per_test[@]}" -k cuda \
     tests/test_frame_step.py tests/test_pipeline_gpu.py tests/test_frame_path.py \
     tests/test_motion.py tests/kernels tests/test_assign.py tests/test_auction.py \
     tests/test_render.py tests/adapters/test_sink.py tests/adapters/test_yuv.py
 # 2. The kernels against their torch baselines, timed alike in one run, against the copy
 #    bandwidth or the matmul rate measured in the same run.
-step cost 90 --benchmark-json="$OUT/cost.json" bench/test_bench_cost.py
-step kernels 85 --benchmark-json="$OUT/kernels.json" \
+step cost 85 --benchmark-json="$OUT/cost.json" bench/test_bench_cost.py
+step kernels 80 --benchmark-json="$OUT/kernels.json" \
     bench/test_bench_oklab.py bench/test_bench_grid.py bench/test_bench_cell_analysis.py \
     bench/test_bench_composite.py bench/test_bench_block_energy.py
-# 3. The assignment at the GPU size: windows and the auction, first frame and steady state.
-step assign 50 --benchmark-json="$OUT/assign.json" -k 8160x20000 bench/test_bench_assign.py
+# 3. The steady assignment at the GPU size: windows, the auction eagerly and as a CUDA graph.
+step assign 40 --benchmark-json="$OUT/assign.json" -k "8160x20000 and (steady or graph)" \
+    bench/test_bench_assign.py
 # 4. 1080p, 8160 cells, 10k tiles: the pipeline alone and with decode + encode (PyAV, libx264),
 #    with "auto" (the auction, on CUDA) and with the windows solver.
-step e2e 100 --benchmark-json="$OUT/e2e.json" -k "(test_pipeline or test_video) and gpu" \
+step e2e 95 --benchmark-json="$OUT/e2e.json" -k "(test_pipeline or test_video) and gpu" \
     bench/test_bench_e2e.py
+# 5. The first frames at the GPU size (windows, the auction cold at reuse 1 to 3), last: a cold
+#    auction runs its launches one by one.
+step assign-cold 35 --benchmark-json="$OUT/assign-cold.json" -k "8160x20000 and first_frame" \
+    bench/test_bench_assign.py
 
 printf '%s\n' "=== summary" "${summary[@]}" | tee -a "$log" "$OUT/summary.txt"
