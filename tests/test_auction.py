@@ -18,6 +18,7 @@ from scipy.optimize import linear_sum_assignment
 
 import mosaic.assign.auction as auction
 from kernels import cost_matrix
+from kernels.auction import auction_dual_bound, dual_values
 from mosaic.assign import (
     AuctionState,
     PoolTooSmallError,
@@ -141,7 +142,7 @@ def test_the_best_holders_and_bound_are_kept_whatever_comes_later():
     cells, tiles = dyadic((4, 3), 6), dyadic((5, 3), 7)
     problem = cold_problem(cells, tiles)
     state = AuctionState.fresh(problem, 1)
-    best = auction._Best.start(state)
+    best = auction._Best.start(state, stages=1, lowerings=2)
     costs = cost_matrix(cells, tiles)
     cheap = torch.from_numpy(linear_sum_assignment(costs.numpy())[1])
     dear = torch.from_numpy(linear_sum_assignment(-costs.numpy())[1])
@@ -153,11 +154,17 @@ def test_the_best_holders_and_bound_are_kept_whatever_comes_later():
     state.bound.fill_(math.inf)
     lists = auction._lists(problem, state)
     bounds = []
-    for price in (torch.zeros(5), torch.full((5,), 0.25)):  # the better bound first
-        best.offer_dual(lists, price, 1)
-        values = auction.dual_values(lists.candidates, lists.cost, lists.outside, price)
+    none_fell = (torch.zeros(2, dtype=torch.int32), torch.full((2,), math.inf))
+    for index, price in enumerate((torch.zeros(5), torch.full((5,), 0.25))):  # better first
+        best.price_sums[index] = price.double().sum()  # what the price lowering writes
+        auction_dual_bound(
+            lists.candidates, lists.cost, lists.outside, price, state.bound, problem.bonus,
+            torch.zeros(4, dtype=torch.uint8), torch.full((4,), math.inf), *none_fell, 1,
+            best.value_sums, index,
+        )  # fmt: skip
+        values = dual_values(lists.candidates, lists.cost, lists.outside, price)
         bounds.append(float(values.double().sum() - price.double().sum()))
-    result = best.restore(problem, state)
+    result = best.restore(problem, state, 1)
     assert torch.equal(result.tiles, cheap) and torch.equal(state.assigned, cheap)
     assert torch.equal(state.held_key, cheap + 10)
     assert float(result.primal) == float(auction.objective(problem, cheap))
