@@ -19,6 +19,7 @@ from scipy.optimize import linear_sum_assignment
 import mosaic.assign.auction as auction
 from kernels import cost_matrix
 from kernels.auction import auction_dual_bound, dual_values
+from kernels.dispatch import interpreting
 from mosaic.assign import (
     AuctionState,
     PoolTooSmallError,
@@ -30,7 +31,7 @@ from mosaic.config import MosaicConfig
 from mosaic.engine import FrameRenderer
 from mosaic.temporal import TemporalCoherence
 from tests.scenes import add_noise, landscape, photo_pool
-from tests.syncs import count_syncs
+from tests.syncs import count_launches, count_syncs, launches
 from tests.synthetic import image_like_instance
 
 
@@ -211,6 +212,29 @@ def test_a_steady_frame_reads_nothing_back_from_the_device(monkeypatch):
             problem = make_problem(moved, tiles, previous, torch.full((12,), 0.01))
             previous = solve(problem, (3, 4), 1, "auction", 0, state).tiles
     assert not syncs, f"host syncs in a steady frame: {dict(syncs)}"
+
+
+@pytest.mark.skipif(not interpreting(), reason="counts the interpreter's kernel path")
+def test_a_warm_stage_launches_its_rounds_and_13_more(monkeypatch):
+    """The kernel path's launches a warm stage (``tests.syncs.count_launches``: torch operations,
+    views included, and Triton kernels; each a node of a CUDA graph replay): 2 a round and at
+    most 13 of bookkeeping (release, renewal search and lists, rebuild, price lowering, fallen
+    tiles' search and bound update, and what they allocate or clear). In the interpreter: on a
+    GPU the searches may split their columns over more launches."""
+    monkeypatch.setattr(auction, "COLD_STAGES", 4)
+    cells, tiles = dyadic((12, 3), 3), dyadic((16, 3), 4)
+
+    def warm_solve_launches(stages: int) -> int:
+        monkeypatch.setattr(auction, "WARM_STAGES", stages)
+        state = AuctionState.fresh(cold_problem(cells, tiles), 1)
+        first = auction.solve_auction(cold_problem(cells, tiles), 1, state)
+        problem = make_problem(cells + 0.01, tiles, first.tiles, torch.full((12,), 0.01))
+        with count_launches() as counts:
+            auction.solve_auction(problem, 1, state)
+        return launches(counts)
+
+    per_stage = warm_solve_launches(2) - warm_solve_launches(1)
+    assert per_stage <= 2 * auction.ROUNDS_PER_STAGE + 13
 
 
 @pytest.mark.usefixtures("reference_path")

@@ -36,11 +36,12 @@ times its final value and divides it by ``EPS_STEP`` at each stage that starts w
 placed (epsilon scaling, decided on the device); a warm start runs ``WARM_STAGES`` at the final
 epsilon from the previous frame's holders, prices and lists: a cell whose tile still satisfies
 the condition keeps it, so only the cells whose content changed bid. Rounds after every cell
-holds a tile do nothing (an on-device count). On the kernel path a stage is 21 launches, each a
-node of a CUDA graph replay: the release, the stale lists' search and rebuild, the slots'
-rebuild (which also keeps the best stage), the price lowering (2 with ties), the fallen tiles'
-search and the bound update, and 4 rounds of 2 kernels (a search launches a kernel and a view,
-the rebuild and the lowering clear a buffer first, the fallen tiles are gathered).
+holds a tile do nothing (an on-device count). On the kernel path a warm stage is 21 launches,
+each a node of a CUDA graph replay: the release, the stale lists' search and rebuild, the
+slots' rebuild (which also keeps the best stage), the price lowering (2 with ties), the fallen
+tiles' search and the bound update, 4 rounds of 2 kernels, and 5 torch operations (the search's
+row-mask view, the slots' and fallen prices' resets, the fallen tiles' gather). Nothing of a
+stage is summed or selected in torch: the kernels keep partial sums, combined at the end.
 
 **Completion and certificate.** Cells still without a tile when the budget runs out take free
 slots in order of lightness. A stage can end in the middle of a cascade of evictions (after a
