@@ -17,8 +17,10 @@ State (``N`` cells, ``M`` tiles, list length ``L``, capacity ``R``):
   the key it holds it with, -1 none.
 - ``slots`` int64 ``(M, R)``: the keys of each tile's holders, descending, -1 for a free slot.
   ``price`` float32 ``(M,)``: what a bid must beat; it never falls during a solve.
-- ``counts`` int32 ``(rounds + 1,)``, zeroed by the caller: ``counts[t]`` is the number of cells
-  without a tile when round ``t`` starts; a round that sees 0 does nothing.
+- ``counts`` int32, zeroed by the caller: a round reads the number of cells without a tile at
+  its count index and adds those left after it into the next one; a round that sees 0 does
+  nothing. The release of a stage counts into the index of the stage's first round (a solve
+  gives each stage ``rounds + 1`` entries, so no award adds into a count a release writes).
 - ``eps`` float32 ``()``: the bid increment (epsilon of epsilon-complementary slackness).
 
 A **key** packs a bid and a cell into one int64, ``(float32 bits of bid) << 32 | (2^32 - 1 -
@@ -39,23 +41,36 @@ whatever the order of the atomics; each bidder keeps the key that fell off the e
 kernel then gives each winner its tile, frees the holder whose key fell off, raises each bid-on
 tile's price to its lowest key when the tile is full, and counts the cells still without a tile.
 
-**A stage's bookkeeping**, one launch each: ``auction_release`` opens a stage (frees every
-holder that no longer satisfies epsilon-complementary slackness, flags for a new list those
-that only their outside bound would free, and writes the list cost of every holder, the
-stage's primal); ``auction_rebuild_slots`` then rebuilds ``slots`` from the holders' keys;
-``auction_lists`` writes the lists of the flagged cells (searched tiles, held tile, incumbent,
-their costs); ``auction_lower_prices`` lowers the prices of the tiles with a free slot (with
-more slots than cells, a tile that is not full must sit at the lowest price): to 0
-(``floored_prices``) or only as far as some listed cell would take them (``tie_prices``, which
-frees no holder that lists them), and compacts the tiles that fell so that a search over just
-those keeps every outside bound valid. ``dual_values`` gives each cell's best ``cost + price``
-(the outside bound included), the per-cell part of the certified lower bound.
+**A stage's bookkeeping**, one launch each besides the searches of ``kernels.cost_topk``:
+``auction_release`` opens a stage (frees every holder that no longer satisfies
+epsilon-complementary slackness, flags for a new list those that only their outside bound would
+free, and notes the holders as the stage opened with partial sums of their list costs, the
+stage's primal); ``auction_lists`` writes the lists of the flagged cells (searched tiles, held
+tile, incumbent, their costs) and, after a search of those cells, their new outside bounds;
+``auction_rebuild_slots`` then rebuilds ``slots`` from the holders' keys and keeps the stage's
+opened holders when their total is the lowest so far (``StageBest``); ``auction_lower_prices``
+lowers the prices of the tiles with a free slot (with more slots than cells, a tile that is not
+full must sit at the lowest price): to 0 (``floored_prices``) or only as far as some listed cell
+would take them (``tie_prices``, which frees no holder that lists them), compacts the tiles that
+fell so that a search over just those keeps every outside bound valid, and writes partial sums
+of the new prices; ``auction_dual_bound`` takes that search into the bounds and writes partial
+sums of each cell's best ``cost + price`` (``dual_values``, the outside bound included): the
+certified lower bound is ``sum(values) - R * sum(prices)``, combined once at the end of a solve.
+
+**Sums** that decide something (which stage is best, the bound) are float64 and in a fixed
+order: each program adds its block by pairs (``_pairwise_sum``), one partial sum per program in
+a ``(calls, programs)`` row, and the programs' partial sums are added the same way (or by one
+torch sum at the end of a solve), so kernels and references agree bit for bit. Float32 values
+summed in float64 are exact unless they span more than about 2^23 in magnitude; otherwise the
+fixed order still makes every run give the same bits.
 
 Every op has a pure-torch reference that gives the same results (the kernels and references do
 the same float32 operations in the same order), with the same fixed shapes and no host reads.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
@@ -64,6 +79,9 @@ from kernels._triton import tl, triton
 from kernels.dispatch import use_triton
 
 __all__ = [
+    "StageBest",
+    "auction_dual_bound",
+    "auction_dual_bound_reference",
     "auction_lists",
     "auction_lists_reference",
     "auction_lower_prices",
@@ -75,12 +93,15 @@ __all__ = [
     "auction_round",
     "auction_round_reference",
     "bid_of_key",
+    "cell_programs",
     "dual_values",
     "dual_values_reference",
     "floored_prices",
     "make_keys",
     "round_work",
+    "stage_best",
     "tie_prices",
+    "tile_programs",
 ]
 
 # The largest bid: a cell with a single possible tile bids "infinitely", kept finite so that
@@ -194,6 +215,49 @@ def _block_n(device: torch.device) -> int:
     return _GPU_BLOCK_N if device.type == "cuda" else _INTERPRETER_BLOCK_N
 
 
+def cell_programs(n: int, device: torch.device) -> int:
+    """How many programs the per-cell kernels run for ``n`` cells: the width of the partial sums
+    ``auction_release`` and ``auction_dual_bound`` write."""
+    return -(-n // _block_n(device))
+
+
+def tile_programs(m: int) -> int:
+    """How many programs the price lowering runs for ``m`` tiles: the width of the partial sums
+    of the prices ``auction_lower_prices`` writes."""
+    return -(-m // _LOWER_BLOCK_M)
+
+
+# --- sums in a fixed order (shared by kernels and references) ------------------------------------
+
+
+@triton.jit
+def _pairwise_sum(values, LEVELS: tl.constexpr):
+    """float64 sum of a ``(2^LEVELS,)`` float64 block by pairs: each level adds neighbours ``2i``
+    and ``2i + 1``. Every addition is fixed, so ``_pairwise_sums_reference`` gives the same bits
+    (a plain ``tl.sum`` leaves the order to the compiler)."""
+    total = values
+    for _ in tl.static_range(LEVELS):
+        total = tl.sum(tl.reshape(total, (total.shape[0] // 2, 2)), axis=1)
+    return tl.sum(total, axis=0)
+
+
+def _pairwise_sums_reference(values: torch.Tensor, block: int) -> torch.Tensor:
+    """float64 ``(cdiv(len, block),)``: the sums of consecutive blocks of ``values`` (any float
+    dtype, ``(len,)``; ``block`` a power of 2), padded with zeros, as ``_pairwise_sum`` adds."""
+    programs = -(-values.shape[0] // block)
+    sums = values.new_zeros(programs * block, dtype=torch.float64)
+    sums[: values.shape[0]] = values
+    sums = sums.view(programs, block)
+    while sums.shape[1] > 1:
+        sums = sums.view(programs, -1, 2).sum(2)
+    return sums[:, 0]
+
+
+def _levels(block: int) -> int:
+    """``log2(block)`` of a power of 2: the levels of ``_pairwise_sum``."""
+    return block.bit_length() - 1
+
+
 # --- the list values (shared helper of every kernel that reads a list) -----------------------
 
 
@@ -228,21 +292,28 @@ def _list_values_reference(
 # --- building lists ------------------------------------------------------------------------------
 
 
-@triton.jit(do_not_specialize=["N", "K", "D"])
+@triton.jit(do_not_specialize=["N", "K", "D", "M"])
 def _lists_kernel(
     cells_ptr, tiles_ptr, incumbent_ptr, bonus_ptr, nearest_ptr, assigned_ptr, rows_ptr,
-    bound_ptr, candidates_ptr, cost_ptr, outside_ptr,
-    N, K, D, stride_xn, stride_xd, stride_yn, stride_yd, stride_bonus, stride_nn, stride_cn,
-    stride_kn,
-    BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
+    bound_ptr, candidates_ptr, cost_ptr, outside_ptr, searched_values_ptr,
+    N, K, D, M, stride_xn, stride_xd, stride_yn, stride_yd, stride_bonus, stride_nn, stride_cn,
+    stride_kn, stride_vn,
+    BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr, RENEW: tl.constexpr,
 ):  # fmt: skip
-    """``auction_lists`` on ``cdiv(N, BLOCK_N)`` programs; ``BLOCK_L >= K + 2``."""
+    """``auction_lists`` on ``cdiv(N, BLOCK_N)`` programs; ``BLOCK_L >= K + 2``. ``RENEW``: the
+    selected rows' bounds become the last of their ``searched_values`` (float32 ``(N, K)``, row
+    stride ``stride_vn``; +inf when ``K == M``) and their flags in ``rows`` are cleared."""
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_mask = rows < N
+    selected = row_mask & (tl.load(rows_ptr + rows, mask=row_mask, other=0) != 0)
     bonus = tl.load(bonus_ptr + rows * stride_bonus, mask=row_mask, other=0.0)
     bound = tl.load(bound_ptr + rows, mask=row_mask, other=0.0)
+    if RENEW:
+        last = tl.load(searched_values_ptr + rows * stride_vn + K - 1, mask=selected, other=0.0)
+        bound = tl.where(selected, tl.where(K == M, float("inf"), last), bound)
+        tl.store(bound_ptr + rows, bound, mask=selected)
+        tl.store(rows_ptr + rows, tl.zeros_like(rows).to(tl.uint8), mask=selected)
     tl.store(outside_ptr + rows, bound + bonus, mask=row_mask)
-    selected = row_mask & (tl.load(rows_ptr + rows, mask=row_mask, other=0) != 0)
     entries = tl.arange(0, BLOCK_L)
     searched = selected[:, None] & (entries < K)[None, :]
     nearest = tl.load(nearest_ptr + rows[:, None] * stride_nn + entries[None, :], mask=searched,
@@ -283,6 +354,7 @@ def auction_lists(
     candidates: torch.Tensor,
     candidate_cost: torch.Tensor,
     outside: torch.Tensor,
+    searched_values: torch.Tensor | None = None,
 ) -> None:
     """Write, in place, the lists of the cells flagged in ``rows`` (uint8 ``(N,)``): entry ``e <
     K`` is ``nearest[i, e]``, entry ``K`` the held tile ``assigned[i]`` and ``K + 1`` the
@@ -292,7 +364,12 @@ def auction_lists(
     entry. Every row's ``outside`` becomes ``bound + bonus`` (float32 ``(N,)``).
 
     ``nearest`` int64 ``(N, K)``; ``candidates`` int64 and ``candidate_cost`` float32 ``(N, K +
-    2)``, unit stride along the list; other rows keep what they hold."""
+    2)``, unit stride along the list; other rows keep what they hold.
+
+    ``searched_values`` (float32 ``(N, K)``, unit stride along K: the values of the searches in
+    ``nearest``) renews the flagged rows: first their ``bound`` becomes the last searched value
+    (a lower bound on every tile the search left out; +inf when ``K`` is the number of tiles),
+    and their flags in ``rows`` are cleared."""
     check_tensor(cells, "cells", dtypes=(torch.float32,), ndim=2)
     check_tensor(tiles, "tiles", dtypes=(torch.float32,), ndim=2)
     check_tensor(nearest, "nearest", dtypes=(torch.int64,), ndim=2)
@@ -317,21 +394,31 @@ def auction_lists(
     for name, x in (("rows", rows), ("bonus", bonus), ("bound", bound)):
         if x.shape != (n,):
             raise ValueError(f"{name} must be ({n},), got {tuple(x.shape)}")
+    if searched_values is not None:
+        check_tensor(searched_values, "searched_values", dtypes=(torch.float32,), ndim=2)
+        check_same_device(cells=cells, searched_values=searched_values)
+        if searched_values.shape != (n, k) or searched_values.stride(1) != 1:
+            raise ValueError(f"searched_values must be ({n}, {k}) with unit stride along K")
+        if not rows.is_contiguous() or not bound.is_contiguous():
+            raise ValueError("rows and bound must be contiguous to be renewed")
     if n == 0:
         return
     if not use_triton(cells):
         auction_lists_reference(
             cells, tiles, incumbent, bonus, nearest, assigned, rows, bound, candidates,
-            candidate_cost, outside,
+            candidate_cost, outside, searched_values,
         )  # fmt: skip
         return
     block_n = _block_n(device)
+    renew = searched_values is not None
+    values = searched_values if renew else candidate_cost  # read by no program without renewal
     _lists_kernel[(triton.cdiv(n, block_n),)](
         cells, tiles, incumbent, bonus, nearest, assigned, rows, bound, candidates,
-        candidate_cost, outside,
-        n, k, cells.shape[1], cells.stride(0), cells.stride(1), tiles.stride(0), tiles.stride(1),
-        bonus.stride(0), nearest.stride(0), candidates.stride(0), candidate_cost.stride(0),
-        BLOCK_N=block_n, BLOCK_L=triton.next_power_of_2(k + 2),
+        candidate_cost, outside, values,
+        n, k, cells.shape[1], tiles.shape[0], cells.stride(0), cells.stride(1), tiles.stride(0),
+        tiles.stride(1), bonus.stride(0), nearest.stride(0), candidates.stride(0),
+        candidate_cost.stride(0), values.stride(0),
+        BLOCK_N=block_n, BLOCK_L=triton.next_power_of_2(k + 2), RENEW=renew,
         enable_fp_fusion=False,  # a multiply and an add, rounded as the reference rounds them
     )  # fmt: skip
 
@@ -348,8 +435,15 @@ def auction_lists_reference(
     candidates: torch.Tensor,
     candidate_cost: torch.Tensor,
     outside: torch.Tensor,
+    searched_values: torch.Tensor | None = None,
 ) -> None:
     """Pure-torch ``auction_lists`` (the distance summed over ``D`` in order, as the kernel)."""
+    selected = rows.bool()[:, None]
+    if searched_values is not None:
+        last = searched_values[:, -1]
+        if searched_values.shape[1] == tiles.shape[0]:
+            last = torch.full_like(last, torch.inf)
+        bound.copy_(torch.where(selected[:, 0], last, bound))
     extra = torch.stack([assigned, incumbent], 1)
     listed = (extra[:, :, None] == nearest[:, None, :]).any(2)
     listed[:, 1] |= incumbent == assigned
@@ -361,20 +455,21 @@ def auction_lists_reference(
     for d in range(cells.shape[1]):
         distance += (cells[:, None, d] - chosen[:, :, d]).square()
     cost = distance + torch.where(fresh == incumbent[:, None], 0.0, bonus[:, None])
-    selected = rows.bool()[:, None]
     candidates.copy_(torch.where(selected, fresh, candidates))
     candidate_cost.copy_(torch.where(selected, torch.where(valid, cost, 0.0), candidate_cost))
     outside.copy_(bound + bonus)
+    if searched_values is not None:
+        rows.zero_()
 
 
 # --- a round: bids and awards -------------------------------------------------------------------
 
 
-@triton.jit(do_not_specialize=["round_index", "N", "L", "capacity"])
+@triton.jit(do_not_specialize=["round_index", "count_index", "N", "L", "capacity"])
 def _bid_kernel(
     candidates_ptr, cost_ptr, outside_ptr, price_ptr, assigned_ptr, slots_ptr,
     target_ptr, bid_key_ptr, dropped_ptr, stale_ptr, counts_ptr, eps_ptr,
-    round_index, N, L, capacity, stride_cn, stride_kn,
+    round_index, count_index, N, L, capacity, stride_cn, stride_kn,
     BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
 ):  # fmt: skip
     """Every cell without a tile bids for one entry of its list and inserts its key.
@@ -385,11 +480,12 @@ def _bid_kernel(
     ``target`` int64 (tile bid on, -1 none), ``bid_key`` int64 (the bid's key), ``dropped``
     int64 (the key that fell off the tile's slots during this cell's insertion), ``stale`` uint8
     (1: no entry near its best, needs a new list); ``counts`` int32, this round's at
-    ``round_index``; ``eps`` float32 scalar. Grid: ``(cdiv(N, BLOCK_N),)``; ``BLOCK_L >= L``.
+    ``count_index``; ``eps`` float32 scalar; ``round_index`` seeds the choice hash. Grid:
+    ``(cdiv(N, BLOCK_N),)``; ``BLOCK_L >= L``.
     """
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     # Every lane reads the round's count (one broadcast load): 0 turns the launch into a no-op.
-    live = tl.load(counts_ptr + round_index + tl.zeros_like(rows)) > 0
+    live = tl.load(counts_ptr + count_index + tl.zeros_like(rows)) > 0
     row_mask = (rows < N) & live
     bidding = row_mask & (tl.load(assigned_ptr + rows, mask=row_mask, other=0) < 0)
     tiles, cost, value = _list_values(
@@ -399,7 +495,8 @@ def _bid_kernel(
     outside = tl.load(outside_ptr + rows, mask=bidding, other=float("inf"))
     best = tl.min(value, axis=1)
     near = (tiles >= 0) & (value <= (best + eps * 0.5)[:, None])
-    has_choice = best <= outside
+    # No entry (an empty list with no bound) is no choice: there is no tile to bid on.
+    has_choice = (best <= outside) & (best < float("inf"))
     priority = tl.where(near, _hash_kernel_side(rows[:, None], round_index, tiles), _NO_PRIORITY)
     position = tl.argmin(priority, axis=1, tie_break_left=True)
     chosen = tl.arange(0, BLOCK_L)[None, :] == position[:, None]
@@ -420,21 +517,21 @@ def _bid_kernel(
     tl.store(stale_ptr + rows, (bidding & ~has_choice).to(tl.uint8), mask=row_mask)
 
 
-@triton.jit(do_not_specialize=["round_index", "N", "capacity"])
+@triton.jit(do_not_specialize=["count_index", "N", "capacity"])
 def _award_kernel(
     assigned_ptr, held_key_ptr, slots_ptr, price_ptr, target_ptr, bid_key_ptr, dropped_ptr,
-    stale_ptr, counts_ptr, round_index, N, capacity,
+    stale_ptr, counts_ptr, count_index, N, capacity,
     BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """After ``_bid_kernel``: each bidder whose key is in its tile's slots takes the tile; the
     holder whose key fell off (``dropped``, if it was a holder of that tile) loses it; the tile's
     price rises to its lowest key when it is full; the cells still without a tile are added to
-    ``counts[round_index + 1]``. Same pointers as ``_bid_kernel``, plus ``held_key`` int64
+    ``counts[count_index + 1]``. Same pointers as ``_bid_kernel``, plus ``held_key`` int64
     ``(N,)``. Grid: ``(cdiv(N, BLOCK_N),)``.
     """
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     # Every lane reads the round's count (one broadcast load): 0 turns the launch into a no-op.
-    live = tl.load(counts_ptr + round_index + tl.zeros_like(rows)) > 0
+    live = tl.load(counts_ptr + count_index + tl.zeros_like(rows)) > 0
     row_mask = (rows < N) & live
     tile = tl.load(target_ptr + rows, mask=row_mask, other=-1)
     bidder = tile >= 0
@@ -464,7 +561,7 @@ def _award_kernel(
     tl.store(held_key_ptr + dropped_cell, -1, mask=evicted)
     stale = tl.load(stale_ptr + rows, mask=row_mask, other=0) != 0
     left = (bidder & ~won).to(tl.int32) + evicted.to(tl.int32) + stale.to(tl.int32)
-    tl.atomic_add(counts_ptr + round_index + 1, tl.sum(left, axis=0))
+    tl.atomic_add(counts_ptr + count_index + 1, tl.sum(left, axis=0))
 
 
 def auction_round(
@@ -480,14 +577,15 @@ def auction_round(
     eps: torch.Tensor,
     round_index: int,
     work: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    count_index: int | None = None,
 ) -> None:
     """One round of bids and awards, in place (see the module docstring for every tensor).
 
     Updates ``assigned``, ``held_key``, ``slots``, ``price`` and ``stale`` (uint8 ``(N,)``) and
-    adds the cells left without a tile to ``counts[round_index + 1]``. Does nothing when
-    ``counts[round_index]`` is 0. ``work``: the three int64 ``(N,)`` scratch tensors of
-    ``round_work``, kept by the caller for every round of a solve (the kernels leave them ready
-    for the next round).
+    adds the cells left without a tile to ``counts[count_index + 1]``. Does nothing when
+    ``counts[count_index]`` is 0. ``count_index`` defaults to ``round_index``, which also seeds
+    the choice hash. ``work``: the three int64 ``(N,)`` scratch tensors of ``round_work``, kept
+    by the caller for every round of a solve (the kernels leave them ready for the next round).
     """
     _check_lists(candidates, candidate_cost, outside)
     n, device = candidates.shape[0], candidates.device
@@ -496,8 +594,10 @@ def auction_round(
     check_tensor(counts, "counts", dtypes=(torch.int32,), ndim=1)
     check_tensor(eps, "eps", dtypes=(torch.float32,), ndim=0)
     check_same_device(candidates=candidates, stale=stale, counts=counts, eps=eps)
-    if not 0 <= round_index < counts.shape[0] - 1:
-        raise ValueError(f"round_index {round_index} needs counts of more than {round_index + 1}")
+    if count_index is None:
+        count_index = round_index
+    if not 0 <= count_index < counts.shape[0] - 1:
+        raise ValueError(f"count_index {count_index} needs counts of more than {count_index + 1}")
     if any(x.shape != (n,) or x.dtype != torch.int64 or x.device != device for x in work):
         raise ValueError(f"work must be round_work({n}, {device})")
     if n == 0:
@@ -505,7 +605,7 @@ def auction_round(
     if not use_triton(candidates):
         auction_round_reference(
             candidates, candidate_cost, outside, price, assigned, held_key, slots, stale,
-            counts, eps, round_index,
+            counts, eps, round_index, count_index,
         )  # fmt: skip
         return
     target, bid_key, dropped = work
@@ -515,13 +615,13 @@ def auction_round(
     grid = (triton.cdiv(n, block_n),)
     _bid_kernel[grid](
         candidates, candidate_cost, outside, price, assigned, slots, target, bid_key, dropped,
-        stale, counts, eps, round_index, n, candidates.shape[1], capacity,
+        stale, counts, eps, round_index, count_index, n, candidates.shape[1], capacity,
         candidates.stride(0), candidate_cost.stride(0),
         BLOCK_N=block_n, BLOCK_L=block_l,
     )  # fmt: skip
     _award_kernel[grid](
         assigned, held_key, slots, price, target, bid_key, dropped, stale, counts,
-        round_index, n, capacity, BLOCK_N=block_n,
+        count_index, n, capacity, BLOCK_N=block_n,
     )  # fmt: skip
 
 
@@ -545,18 +645,22 @@ def auction_round_reference(
     counts: torch.Tensor,
     eps: torch.Tensor,
     round_index: int,
+    count_index: int | None = None,
 ) -> None:
     """Pure-torch ``auction_round``. A tile's new slots are the ``R`` largest of its old keys and
     new bids, found by one sort of all keys (what the kernels' atomic cascade leaves)."""
     n, length = candidates.shape
     m, capacity = slots.shape
+    if count_index is None:
+        count_index = round_index
     cells = torch.arange(n, device=candidates.device)
-    live = counts[round_index] > 0
+    live = counts[count_index] > 0
     bidding = live & (assigned < 0)
     value = _list_values_reference(candidates, candidate_cost, price)
     best = value.amin(1)
     near = (candidates >= 0) & (value <= (best + eps * 0.5)[:, None])
-    has_choice = best <= outside
+    # No entry (an empty list with no bound) is no choice: there is no tile to bid on.
+    has_choice = (best <= outside) & (best < float("inf"))
     priority = torch.where(near, _choice_hash(cells[:, None], round_index, candidates), 1 << 40)
     position = priority.argmin(1, keepdim=True)
     chosen_cost = candidate_cost.gather(1, position).squeeze(1)
@@ -592,7 +696,7 @@ def auction_round_reference(
     now_stale = bidding & ~has_choice
     stale.copy_(torch.where(live, now_stale.to(torch.uint8), stale))
     left = ((active & ~won) | evicted | now_stale).sum(dtype=torch.int32)
-    counts[round_index + 1] += torch.where(live, left, 0)
+    counts[count_index + 1] += torch.where(live, left, 0)
 
 
 def _largest_keys_per_tile(
@@ -619,18 +723,80 @@ def _largest_keys_per_tile(
 # --- releasing holders and rebuilding the slots ------------------------------------------------
 
 
-@triton.jit(do_not_specialize=["count_index", "N", "L"])
+class StageBest(NamedTuple):
+    """The cheapest holders the stages of a solve opened with, kept on the device by
+    ``auction_release`` (which notes each stage's holders and prices them) and
+    ``auction_rebuild_slots`` (which keeps them when they are the cheapest so far). Made by
+    ``stage_best``.
+
+    ``opened_tiles``, ``opened_keys`` int64 ``(N,)``: the holders as the current stage opened.
+    ``cost_sums`` float64 ``(stages, P)``: per program of the release (``cell_programs``), the sum
+    of its holders' list costs as each stage opened (+inf when one of its cells held no tile).
+    ``lowest_total`` float64 ``(stages,)``: the lowest stage total up to each stage, +inf before.
+    ``tiles``, ``keys`` int64 ``(N,)``: the holders of the first stage with that total.
+    """
+
+    opened_tiles: torch.Tensor
+    opened_keys: torch.Tensor
+    cost_sums: torch.Tensor
+    lowest_total: torch.Tensor
+    tiles: torch.Tensor
+    keys: torch.Tensor
+
+
+def stage_best(assigned: torch.Tensor, held_key: torch.Tensor, stages: int) -> StageBest:
+    """A ``StageBest`` for ``stages`` stages, starting from (copies of) the holders ``assigned``
+    and ``held_key`` (int64 ``(N,)``), none of them priced yet."""
+    n, device = assigned.shape[0], assigned.device
+    return StageBest(
+        opened_tiles=assigned.clone(),
+        opened_keys=held_key.clone(),
+        cost_sums=torch.empty(
+            (stages, cell_programs(n, device)), dtype=torch.float64, device=device
+        ),
+        lowest_total=torch.full((stages,), torch.inf, dtype=torch.float64, device=device),
+        tiles=assigned.clone(),
+        keys=held_key.clone(),
+    )
+
+
+def _check_stage_best(best: StageBest, n: int, device: torch.device, stage: int) -> None:
+    for name in ("opened_tiles", "opened_keys", "tiles", "keys"):
+        x = getattr(best, name)
+        check_tensor(x, name, dtypes=(torch.int64,), ndim=1)
+        if x.shape != (n,) or not x.is_contiguous() or x.device != device:
+            raise ValueError(f"{name} must be a contiguous ({n},) tensor on {device}")
+    check_tensor(best.cost_sums, "cost_sums", dtypes=(torch.float64,), ndim=2)
+    check_tensor(best.lowest_total, "lowest_total", dtypes=(torch.float64,), ndim=1)
+    stages, programs = best.cost_sums.shape
+    if programs != cell_programs(n, device) or best.lowest_total.shape != (stages,):
+        raise ValueError(f"cost_sums and lowest_total must come from stage_best for {n} cells")
+    if not (best.cost_sums.is_contiguous() and best.lowest_total.is_contiguous()):
+        raise ValueError("cost_sums and lowest_total must be contiguous")
+    if best.cost_sums.device != device or best.lowest_total.device != device:
+        raise ValueError(f"cost_sums and lowest_total must be on {device}")
+    if not 0 <= stage < stages:
+        raise ValueError(f"stage {stage} is outside the {stages} stages of best")
+
+
+@triton.jit(do_not_specialize=["count_index", "stage", "N", "L"])
 def _release_kernel(
     candidates_ptr, cost_ptr, outside_ptr, price_ptr, assigned_ptr, held_key_ptr, stale_ptr,
-    held_cost_ptr, counts_ptr, tolerance_ptr, count_index, N, L, stride_cn, stride_kn,
-    BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
+    counts_ptr, tolerance_ptr, opened_tiles_ptr, opened_keys_ptr, cost_sums_ptr,
+    count_index, stage, N, L, stride_cn, stride_kn,
+    BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr, LEVELS: tl.constexpr,
 ):  # fmt: skip
     """``auction_release`` on ``cdiv(N, BLOCK_N)`` programs. Pointers as ``_bid_kernel``, plus
-    ``held_key`` int64, ``stale`` uint8 and ``held_cost`` float32 ``(N,)``."""
-    rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    ``held_key`` int64, ``stale`` uint8, ``opened_tiles``/``opened_keys`` int64 ``(N,)`` and
+    ``cost_sums`` float64 ``(stages, programs)``; ``BLOCK_N = 2^LEVELS``."""
+    program = tl.program_id(0)
+    rows = program.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_mask = rows < N
     tile = tl.load(assigned_ptr + rows, mask=row_mask, other=-1)
     holding = tile >= 0
+    key = tl.load(held_key_ptr + rows, mask=row_mask, other=-1)
+    tl.store(opened_tiles_ptr + rows, tile, mask=row_mask)
+    tl.store(opened_keys_ptr + rows, key, mask=row_mask)
     tiles, cost, value = _list_values(
         candidates_ptr, cost_ptr, price_ptr, rows, holding, L, stride_cn, stride_kn, BLOCK_L
     )
@@ -643,11 +809,9 @@ def _release_kernel(
         holding & (held_value <= list_best + tolerance) & (held_value > outside + tolerance)
     )
     release = holding & (held_value > tl.minimum(list_best, outside) + tolerance) & ~bound_limited
-    tl.store(
-        held_cost_ptr + rows,
-        tl.min(tl.where(held, cost, float("inf")), axis=1),
-        mask=row_mask,
-    )
+    held_cost = tl.min(tl.where(held, cost, float("inf")), axis=1)
+    held_cost = tl.where(row_mask, held_cost, 0.0).to(tl.float64)
+    tl.store(cost_sums_ptr + stage * tl.num_programs(0) + program, _pairwise_sum(held_cost, LEVELS))
     stale = tl.load(stale_ptr + rows, mask=row_mask, other=0)
     tl.store(stale_ptr + rows, stale | bound_limited.to(tl.uint8), mask=row_mask)
     tl.store(assigned_ptr + rows, -1, mask=release)
@@ -664,16 +828,18 @@ def auction_release(
     assigned: torch.Tensor,
     held_key: torch.Tensor,
     stale: torch.Tensor,
-    held_cost: torch.Tensor,
     counts: torch.Tensor,
     tolerance: torch.Tensor,
     count_index: int,
+    best: StageBest,
+    stage: int,
 ) -> None:
-    """Open a stage, in place, in one pass over the cells.
+    """Open stage ``stage``, in place, in one pass over the cells.
 
-    - ``held_cost`` float32 ``(N,)`` gets the list cost of each cell's tile as the stage starts
-      (+inf for a cell without a tile or whose tile is not in its list), so the sum prices the
-      holders, complete or not (inf).
+    - ``best.opened_tiles`` and ``best.opened_keys`` get the holders as the stage opens, and
+      ``best.cost_sums[stage]`` the sums, per program, of their list costs (+inf for a cell
+      without a tile or whose tile is not in its list), so the stage's total prices the
+      holders, complete or not (inf); ``auction_rebuild_slots`` keeps them if the cheapest.
     - A holder whose tile's ``cost + price`` is within ``tolerance`` (float32 scalar) of its
       list's best but not of its outside bound is flagged in ``stale`` (uint8 ``(N,)``, or-ed
       in) and keeps its tile: only a new list can tell whether it should leave (bounds loosen as
@@ -689,30 +855,29 @@ def auction_release(
     n, device = candidates.shape[0], candidates.device
     _check_state(n, device, assigned=assigned, held_key=held_key, price=price)
     check_tensor(stale, "stale", dtypes=(torch.uint8,), ndim=1)
-    check_tensor(held_cost, "held_cost", dtypes=(torch.float32,), ndim=1)
     check_tensor(counts, "counts", dtypes=(torch.int32,), ndim=1)
     check_tensor(tolerance, "tolerance", dtypes=(torch.float32,), ndim=0)
-    check_same_device(
-        candidates=candidates, stale=stale, held_cost=held_cost, counts=counts,
-        tolerance=tolerance,
-    )  # fmt: skip
-    for name, x in (("stale", stale), ("held_cost", held_cost)):
-        if x.shape != (n,) or not x.is_contiguous():
-            raise ValueError(f"{name} must be a contiguous ({n},) tensor")
+    check_same_device(candidates=candidates, stale=stale, counts=counts, tolerance=tolerance)
+    if stale.shape != (n,) or not stale.is_contiguous():
+        raise ValueError(f"stale must be a contiguous ({n},) tensor")
+    if not 0 <= count_index < counts.shape[0]:
+        raise ValueError(f"count_index {count_index} is outside counts of {counts.shape[0]}")
+    _check_stage_best(best, n, device, stage)
     if n == 0:
         return
     if not use_triton(candidates):
         auction_release_reference(
-            candidates, candidate_cost, outside, price, assigned, held_key, stale, held_cost,
-            counts, tolerance, count_index,
+            candidates, candidate_cost, outside, price, assigned, held_key, stale, counts,
+            tolerance, count_index, best, stage,
         )  # fmt: skip
         return
     block_n = _block_n(device)
     _release_kernel[(triton.cdiv(n, block_n),)](
-        candidates, candidate_cost, outside, price, assigned, held_key, stale, held_cost,
-        counts, tolerance, count_index,
-        n, candidates.shape[1], candidates.stride(0), candidate_cost.stride(0),
+        candidates, candidate_cost, outside, price, assigned, held_key, stale, counts, tolerance,
+        best.opened_tiles, best.opened_keys, best.cost_sums,
+        count_index, stage, n, candidates.shape[1], candidates.stride(0), candidate_cost.stride(0),
         BLOCK_N=block_n, BLOCK_L=triton.next_power_of_2(candidates.shape[1]),
+        LEVELS=_levels(block_n),
     )  # fmt: skip
 
 
@@ -724,12 +889,15 @@ def auction_release_reference(
     assigned: torch.Tensor,
     held_key: torch.Tensor,
     stale: torch.Tensor,
-    held_cost: torch.Tensor,
     counts: torch.Tensor,
     tolerance: torch.Tensor,
     count_index: int,
+    best: StageBest,
+    stage: int,
 ) -> None:
     """Pure-torch ``auction_release``."""
+    best.opened_tiles.copy_(assigned)
+    best.opened_keys.copy_(held_key)
     value = _list_values_reference(candidates, candidate_cost, price)
     holding = assigned >= 0
     held = (candidates == assigned[:, None]) & holding[:, None]
@@ -740,18 +908,27 @@ def auction_release_reference(
     )
     release = holding & (held_value > torch.minimum(list_best, outside) + tolerance)
     release &= ~bound_limited
-    held_cost.copy_(torch.where(held, candidate_cost, float("inf")).amin(1))
+    held_cost = torch.where(held, candidate_cost, float("inf")).amin(1)
+    best.cost_sums[stage] = _pairwise_sums_reference(held_cost, _block_n(candidates.device))
     stale |= bound_limited.to(torch.uint8)
     assigned.masked_fill_(release, -1)
     held_key.masked_fill_(release, -1)
     counts[count_index] += (assigned < 0).sum(dtype=torch.int32)
 
 
-@triton.jit(do_not_specialize=["N", "capacity"])
-def _rebuild_kernel(assigned_ptr, held_key_ptr, slots_ptr, N, capacity, BLOCK_N: tl.constexpr):
+@triton.jit(do_not_specialize=["N", "capacity", "stage", "P"])
+def _rebuild_kernel(
+    assigned_ptr, held_key_ptr, slots_ptr, opened_tiles_ptr, opened_keys_ptr, cost_sums_ptr,
+    lowest_total_ptr, best_tiles_ptr, best_keys_ptr, N, capacity, stage, P,
+    BLOCK_N: tl.constexpr, KEEP_BEST: tl.constexpr, BLOCK_P: tl.constexpr,
+    LEVELS_P: tl.constexpr,
+):  # fmt: skip
     """Inserts every holder's key into its tile's slots (cleared to -1 before the launch) by the
     atomic cascade of ``_bid_kernel``. ``assigned``, ``held_key`` int64 ``(N,)``; ``slots`` int64
-    ``(M, capacity)`` contiguous. Grid: ``(cdiv(N, BLOCK_N),)``."""
+    ``(M, capacity)`` contiguous. ``KEEP_BEST``: also sums the ``P`` partial sums of row
+    ``stage`` of ``cost_sums`` (``BLOCK_P = 2^LEVELS_P >= P``, every program the same sum) and,
+    when below ``lowest_total[stage - 1]``, copies its rows of the opened holders into the best
+    ones; program 0 writes ``lowest_total[stage]``. Grid: ``(cdiv(N, BLOCK_N),)``."""
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_mask = rows < N
     tile = tl.load(assigned_ptr + rows, mask=row_mask, other=-1)
@@ -761,34 +938,82 @@ def _rebuild_kernel(assigned_ptr, held_key_ptr, slots_ptr, N, capacity, BLOCK_N:
     for slot in range(0, capacity):
         previous = tl.atomic_max(slot_row + slot, carry, mask=holding)
         carry = tl.where(holding, tl.minimum(previous, carry), carry)
+    if KEEP_BEST:
+        programs = tl.arange(0, BLOCK_P)
+        sums = tl.load(cost_sums_ptr + stage * P + programs, mask=programs < P, other=0.0)
+        total = _pairwise_sum(sums, LEVELS_P)
+        # Every lane reads the entry before `stage` (a broadcast load), and row 0's lane writes
+        # entry `stage`: no program reads what another writes.
+        before = stage - 1 + tl.zeros_like(rows)
+        earlier = tl.load(lowest_total_ptr + before, mask=before >= 0, other=float("inf"))
+        better = row_mask & (total < earlier)
+        opened_tile = tl.load(opened_tiles_ptr + rows, mask=better, other=-1)
+        opened_key = tl.load(opened_keys_ptr + rows, mask=better, other=-1)
+        tl.store(best_tiles_ptr + rows, opened_tile, mask=better)
+        tl.store(best_keys_ptr + rows, opened_key, mask=better)
+        tl.store(lowest_total_ptr + before + 1, tl.minimum(earlier, total), mask=rows == 0)
 
 
 def auction_rebuild_slots(
-    assigned: torch.Tensor, held_key: torch.Tensor, slots: torch.Tensor
+    assigned: torch.Tensor,
+    held_key: torch.Tensor,
+    slots: torch.Tensor,
+    best: StageBest | None = None,
+    stage: int = 0,
 ) -> None:
     """Rewrite ``slots`` in place from the holders (``assigned``, ``held_key``): each tile's keys,
-    descending, -1 where free. The holders of a tile must fit in its slots."""
+    descending, -1 where free. The holders of a tile must fit in its slots.
+
+    With ``best``, after ``auction_release`` of stage ``stage``: the stage's total is the sum of
+    ``best.cost_sums[stage]`` (pairwise, in a fixed order) and, when it is below every earlier
+    stage's (the first of equal totals wins), the stage's opened holders become ``best.tiles``
+    and ``best.keys``; ``best.lowest_total[stage]`` gets the lowest total so far."""
     n = assigned.shape[0]
-    _check_state(n, assigned.device, assigned=assigned, held_key=held_key, slots=slots)
+    device = assigned.device
+    _check_state(n, device, assigned=assigned, held_key=held_key, slots=slots)
+    if best is not None:
+        _check_stage_best(best, n, device, stage)
     if not use_triton(assigned):
-        auction_rebuild_slots_reference(assigned, held_key, slots)
+        auction_rebuild_slots_reference(assigned, held_key, slots, best, stage)
         return
     slots.fill_(-1)
     if n == 0:
         return
-    block_n = _block_n(assigned.device)
+    block_n = _block_n(device)
+    programs = 1 if best is None else best.cost_sums.shape[1]
+    block_p = triton.next_power_of_2(programs)
+    placeholder = assigned  # read by no program when best is None
     _rebuild_kernel[(triton.cdiv(n, block_n),)](
-        assigned, held_key, slots, n, slots.shape[1], BLOCK_N=block_n
-    )
+        assigned, held_key, slots,
+        *((placeholder,) * 6 if best is None else (
+            best.opened_tiles, best.opened_keys, best.cost_sums, best.lowest_total, best.tiles,
+            best.keys,
+        )),
+        n, slots.shape[1], stage, programs,
+        BLOCK_N=block_n, KEEP_BEST=best is not None, BLOCK_P=block_p, LEVELS_P=_levels(block_p),
+    )  # fmt: skip
 
 
 def auction_rebuild_slots_reference(
-    assigned: torch.Tensor, held_key: torch.Tensor, slots: torch.Tensor
+    assigned: torch.Tensor,
+    held_key: torch.Tensor,
+    slots: torch.Tensor,
+    best: StageBest | None = None,
+    stage: int = 0,
 ) -> None:
     """Pure-torch ``auction_rebuild_slots``."""
     m, capacity = slots.shape
     tiles = torch.where(assigned >= 0, assigned, m)
     slots.copy_(_largest_keys_per_tile(tiles, held_key, m, capacity)[0])
+    if best is None:
+        return
+    sums = best.cost_sums[stage]
+    total = _pairwise_sums_reference(sums, 1 << (sums.shape[0] - 1).bit_length())[0]
+    earlier = best.lowest_total[stage - 1] if stage else torch.full_like(total, torch.inf)
+    better = total < earlier
+    best.tiles.copy_(torch.where(better, best.opened_tiles, best.tiles))
+    best.keys.copy_(torch.where(better, best.opened_keys, best.keys))
+    best.lowest_total[stage] = torch.minimum(earlier, total)
 
 
 def floored_prices(slots: torch.Tensor, price: torch.Tensor) -> torch.Tensor:
@@ -847,31 +1072,37 @@ def _tie_gain_kernel(
     tl.atomic_max(gain_ptr + tiles, gain, mask=(tiles >= 0) & (gain > 0))
 
 
-@triton.jit(do_not_specialize=["M", "capacity", "S"])
+@triton.jit(do_not_specialize=["M", "capacity", "S", "index"])
 def _lower_kernel(
     price_ptr, gain_ptr, slots_ptr, fallen_ptr, fallen_price_ptr, fell_ptr, lowest_ptr,
-    M, capacity, S, BLOCK_M: tl.constexpr,
+    price_sums_ptr, M, capacity, S, index, BLOCK_M: tl.constexpr, LEVELS: tl.constexpr,
 ):  # fmt: skip
-    """Per tile: a tile with a free slot falls to ``min(gain, price)``; each tile that fell is
-    counted in ``fell`` (int32 scalar), taken into ``lowest`` (float32 scalar, a minimum) and,
+    """Per tile: a tile with a free slot falls to ``min(gain, price)`` (``gain`` float32 ``(M,)``,
+    cleared to 0 once read); each tile that fell is
+    counted in ``fell[index]`` (int32), taken into ``lowest[index]`` (float32, a minimum) and,
     while fewer than ``S`` have been taken, written at the next free place of ``fallen`` (int64
-    ``(S,)``) with its new price in ``fallen_price`` (float32 ``(S,)``). Grid:
-    ``(cdiv(M, BLOCK_M),)``."""
-    tiles = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    ``(S,)``) with its new price in ``fallen_price`` (float32 ``(S,)``); each program writes the
+    sum of its tiles' new prices at ``price_sums[index, program]`` (float64). Grid:
+    ``(cdiv(M, BLOCK_M),)``, ``BLOCK_M = 2^LEVELS``."""
+    program = tl.program_id(0)
+    tiles = program.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     mask = tiles < M
     full = tl.load(slots_ptr + tiles * capacity + capacity - 1, mask=mask, other=0) >= 0
     price = tl.load(price_ptr + tiles, mask=mask, other=0.0)
     gain = tl.load(gain_ptr + tiles, mask=mask, other=0.0)
+    tl.store(gain_ptr + tiles, tl.zeros_like(gain), mask=mask)  # ready for the next lowering
     lowered = tl.where(full, price, tl.minimum(gain, price))
     fell = mask & (lowered < price)
     tl.store(price_ptr + tiles, lowered, mask=mask)
+    price_sum = _pairwise_sum(lowered.to(tl.float64), LEVELS)
+    tl.store(price_sums_ptr + index * tl.num_programs(0) + program, price_sum)
     order = tl.cumsum(fell.to(tl.int32), axis=0) - 1
-    start = tl.atomic_add(fell_ptr, tl.sum(fell.to(tl.int32), axis=0))
+    start = tl.atomic_add(fell_ptr + index, tl.sum(fell.to(tl.int32), axis=0))
     place = start + order
     taken = fell & (place < S)
     tl.store(fallen_ptr + place, tiles, mask=taken)
     tl.store(fallen_price_ptr + place, lowered, mask=taken)
-    tl.atomic_min(lowest_ptr, tl.min(tl.where(fell, lowered, float("inf")), axis=0))
+    tl.atomic_min(lowest_ptr + index, tl.min(tl.where(fell, lowered, float("inf")), axis=0))
 
 
 def auction_lower_prices(
@@ -885,15 +1116,23 @@ def auction_lower_prices(
     fallen_price: torch.Tensor,
     fell: torch.Tensor,
     lowest: torch.Tensor,
+    price_sums: torch.Tensor,
+    index: int,
+    gain: torch.Tensor,
 ) -> None:
     """Lower, in place, the ``price`` of every tile with a free slot: to 0 (``floored_prices``)
     or, ``to_ties``, only as far as its best listed taker (``tie_prices``), and say which fell.
 
-    ``fell`` int32 ``(1,)``: how many tiles fell; ``lowest`` float32 ``(1,)``: the lowest new
-    price among them (+inf when none); ``fallen`` int64 and ``fallen_price`` float32 ``(S,)``:
-    ``min(fell, S)`` of them and their new prices (which ones and in what order is free when
-    more than ``S`` fell); the other places keep their tile (pass valid indices at first) and
-    get the price ``1e30``. Fixed shapes, no host reads."""
+    ``fell`` int32 and ``lowest`` float32 ``(C,)``, 0 and +inf at ``index`` on entry (one entry
+    per call of a solve, set once, as ``counts``): ``fell[index]`` gets how many tiles fell,
+    ``lowest[index]`` the lowest new price among them (+inf when none); ``fallen`` int64 and
+    ``fallen_price`` float32 ``(S,)``: ``min(fell, S)`` of them and their new prices (which ones
+    and in what order is free when more than ``S`` fell); the other places keep their tile (pass
+    valid indices at first) and get the price ``1e30``. ``price_sums`` float64 ``(C,
+    tile_programs(M))``: row ``index`` gets the new prices' sums per program (``sum(row)`` is
+    the prices' sum, for the dual bound). ``gain``: float32 ``(M,)`` scratch, all 0, which the
+    kernels leave so for the next call (the reference never reads it). Fixed shapes, no host
+    reads."""
     _check_lists(candidates, candidate_cost, outside)
     device = candidates.device
     check_tensor(price, "price", dtypes=(torch.float32,), ndim=1)
@@ -902,22 +1141,30 @@ def auction_lower_prices(
     check_tensor(fallen_price, "fallen_price", dtypes=(torch.float32,), ndim=1)
     check_tensor(fell, "fell", dtypes=(torch.int32,), ndim=1)
     check_tensor(lowest, "lowest", dtypes=(torch.float32,), ndim=1)
+    check_tensor(price_sums, "price_sums", dtypes=(torch.float64,), ndim=2)
+    check_tensor(gain, "gain", dtypes=(torch.float32,), ndim=1)
     check_same_device(
         candidates=candidates, price=price, slots=slots, fallen=fallen,
-        fallen_price=fallen_price, fell=fell, lowest=lowest,
+        fallen_price=fallen_price, fell=fell, lowest=lowest, price_sums=price_sums, gain=gain,
     )  # fmt: skip
     m = price.shape[0]
     if slots.shape[0] != m or not slots.is_contiguous() or not price.is_contiguous():
         raise ValueError(f"price ({m},) and slots (M, R) must be contiguous, for the same tiles")
-    if fallen.shape != fallen_price.shape or fell.shape != (1,) or lowest.shape != (1,):
-        raise ValueError("fallen and fallen_price must be (S,), fell and lowest (1,)")
+    if gain.shape != (m,) or not gain.is_contiguous():
+        raise ValueError(f"gain must be a contiguous ({m},) tensor")
+    calls = fell.shape[0]
+    if fallen.shape != fallen_price.shape or lowest.shape != (calls,):
+        raise ValueError("fallen and fallen_price must be (S,), fell and lowest (C,)")
+    if price_sums.shape != (calls, tile_programs(m)) or not price_sums.is_contiguous():
+        raise ValueError(f"price_sums must be a contiguous ({calls}, {tile_programs(m)}) tensor")
+    if not 0 <= index < calls:
+        raise ValueError(f"index {index} is outside fell and lowest of {calls}")
     if not use_triton(candidates):
         auction_lower_prices_reference(
             candidates, candidate_cost, outside, price, slots, to_ties, fallen, fallen_price,
-            fell, lowest,
+            fell, lowest, price_sums, index,
         )  # fmt: skip
         return
-    gain = torch.zeros_like(price)
     n = candidates.shape[0]
     if to_ties and n:
         block_n = _block_n(device)
@@ -927,13 +1174,11 @@ def auction_lower_prices(
             BLOCK_N=block_n, BLOCK_L=triton.next_power_of_2(candidates.shape[1]),
         )  # fmt: skip
     fallen_price.fill_(_BID_LIMIT)
-    fell.zero_()
-    lowest.fill_(float("inf"))
     if m:
         block_m = _LOWER_BLOCK_M
         _lower_kernel[(triton.cdiv(m, block_m),)](
-            price, gain, slots, fallen, fallen_price, fell, lowest, m, slots.shape[1],
-            fallen.shape[0], BLOCK_M=block_m,
+            price, gain, slots, fallen, fallen_price, fell, lowest, price_sums, m,
+            slots.shape[1], fallen.shape[0], index, BLOCK_M=block_m, LEVELS=_levels(block_m),
         )  # fmt: skip
 
 
@@ -948,6 +1193,8 @@ def auction_lower_prices_reference(
     fallen_price: torch.Tensor,
     fell: torch.Tensor,
     lowest: torch.Tensor,
+    price_sums: torch.Tensor,
+    index: int,
 ) -> None:
     """Pure-torch ``auction_lower_prices``: the tiles that fell are taken in index order."""
     if to_ties:
@@ -963,8 +1210,11 @@ def auction_lower_prices_reference(
     taken_price = torch.full((size + 1,), _BID_LIMIT, device=price.device)
     fallen.copy_(taken.scatter_(0, place, every_tile)[:size])
     fallen_price.copy_(taken_price.scatter_(0, place, lowered)[:size])
-    fell.copy_(fallen_tiles.sum(dtype=torch.int32).reshape(1))
-    lowest.copy_(torch.where(fallen_tiles, lowered, float("inf")).amin().reshape(1))
+    fell[index] += fallen_tiles.sum(dtype=torch.int32)
+    lowest[index] = torch.minimum(
+        lowest[index], torch.where(fallen_tiles, lowered, torch.inf).amin()
+    )
+    price_sums[index] = _pairwise_sums_reference(lowered, _LOWER_BLOCK_M)
     price.copy_(lowered)
 
 
@@ -1023,3 +1273,134 @@ def dual_values_reference(
     """Pure-torch ``dual_values``."""
     value = _list_values_reference(candidates, candidate_cost, price)
     return torch.minimum(value.amin(1), outside)
+
+
+@triton.jit(do_not_specialize=["N", "L", "S", "index"])
+def _dual_bound_kernel(
+    candidates_ptr, cost_ptr, outside_ptr, price_ptr, bound_ptr, bonus_ptr, stale_ptr,
+    fallen_value_ptr, fell_ptr, lowest_ptr, value_sums_ptr, N, L, S, index, stride_cn,
+    stride_kn, stride_bonus, stride_fallen,
+    BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr, LEVELS: tl.constexpr,
+):  # fmt: skip
+    """``auction_dual_bound`` on ``cdiv(N, BLOCK_N)`` programs (``BLOCK_N = 2^LEVELS``).
+    Pointers as ``_bid_kernel``, plus ``bound`` float32, ``bonus`` float32 (stride
+    ``stride_bonus``), ``stale`` uint8, ``fallen_value`` float32 (stride ``stride_fallen``)
+    ``(N,)``; ``fell`` int32 and ``lowest`` float32, read at ``index``; ``value_sums`` float64
+    ``(C, programs)``."""
+    program = tl.program_id(0)
+    rows = program.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_mask = rows < N
+    overflow = tl.load(fell_ptr + index) > S
+    below = tl.where(
+        overflow,
+        tl.load(lowest_ptr + index),
+        tl.load(fallen_value_ptr + rows * stride_fallen, mask=row_mask, other=0.0),
+    )
+    bound = tl.minimum(tl.load(bound_ptr + rows, mask=row_mask, other=0.0), below)
+    tl.store(bound_ptr + rows, bound, mask=row_mask)
+    outside = bound + tl.load(bonus_ptr + rows * stride_bonus, mask=row_mask, other=0.0)
+    tl.store(outside_ptr + rows, outside, mask=row_mask)
+    stale = tl.load(stale_ptr + rows, mask=row_mask, other=0)
+    tl.store(stale_ptr + rows, stale | overflow.to(tl.uint8), mask=row_mask)
+    _, _, value = _list_values(
+        candidates_ptr, cost_ptr, price_ptr, rows, row_mask, L, stride_cn, stride_kn, BLOCK_L
+    )
+    best = tl.where(row_mask, tl.minimum(tl.min(value, axis=1), outside), 0.0)
+    tl.store(value_sums_ptr + index * tl.num_programs(0) + program,
+             _pairwise_sum(best.to(tl.float64), LEVELS))  # fmt: skip
+
+
+def auction_dual_bound(
+    candidates: torch.Tensor,
+    candidate_cost: torch.Tensor,
+    outside: torch.Tensor,
+    price: torch.Tensor,
+    bound: torch.Tensor,
+    bonus: torch.Tensor,
+    stale: torch.Tensor,
+    fallen_value: torch.Tensor,
+    fell: torch.Tensor,
+    lowest: torch.Tensor,
+    searched: int,
+    value_sums: torch.Tensor,
+    index: int,
+) -> None:
+    """After ``auction_lower_prices`` (call ``index``) and a search over the ``searched`` places
+    of its ``fallen`` tiles: take the fallen prices into every bound, then sum the dual values,
+    in place, in one pass over the cells.
+
+    Each ``bound`` (float32 ``(N,)``) falls to ``fallen_value`` (float32 ``(N,)``, any stride:
+    each cell's best ``distance + new price`` over the searched tiles) or, when more than
+    ``searched`` tiles fell (``fell[index]``), to ``lowest[index]`` (a distance is never
+    negative) and every cell is flagged in ``stale`` (uint8, or-ed in) for a new list. Then
+    ``outside = bound + bonus`` (``bonus`` float32 ``(N,)``, any stride) and row ``index`` of
+    ``value_sums`` (float64 ``(C, cell_programs(N))``) gets the sums, per program, of
+    ``dual_values`` at these bounds: ``sum(value_sums[index]) - R * sum(price_sums[index])`` is
+    the lower bound of the module docstring."""
+    _check_lists(candidates, candidate_cost, outside)
+    n, device = candidates.shape[0], candidates.device
+    for name, x, dtype in (
+        ("price", price, torch.float32), ("bound", bound, torch.float32),
+        ("bonus", bonus, torch.float32), ("stale", stale, torch.uint8),
+        ("fallen_value", fallen_value, torch.float32), ("fell", fell, torch.int32),
+        ("lowest", lowest, torch.float32),
+    ):  # fmt: skip
+        check_tensor(x, name, dtypes=(dtype,), ndim=1)
+    check_tensor(value_sums, "value_sums", dtypes=(torch.float64,), ndim=2)
+    check_same_device(
+        candidates=candidates, price=price, bound=bound, bonus=bonus, stale=stale,
+        fallen_value=fallen_value, fell=fell, lowest=lowest, value_sums=value_sums,
+    )  # fmt: skip
+    for name, x in (("bound", bound), ("bonus", bonus), ("stale", stale)):
+        if x.shape != (n,):
+            raise ValueError(f"{name} must be ({n},), got {tuple(x.shape)}")
+    if fallen_value.shape != (n,):
+        raise ValueError(f"fallen_value must be ({n},), got {tuple(fallen_value.shape)}")
+    if not (bound.is_contiguous() and stale.is_contiguous() and price.is_contiguous()):
+        raise ValueError("bound, stale and price must be contiguous")
+    calls = fell.shape[0]
+    if lowest.shape != (calls,) or not 0 <= index < calls:
+        raise ValueError(f"fell and lowest must be (C,) with index {index} below C")
+    programs = cell_programs(n, device)
+    if value_sums.shape != (calls, programs) or not value_sums.is_contiguous():
+        raise ValueError(f"value_sums must be a contiguous ({calls}, {programs}) tensor")
+    if n == 0:
+        return
+    if not use_triton(candidates):
+        auction_dual_bound_reference(
+            candidates, candidate_cost, outside, price, bound, bonus, stale, fallen_value, fell,
+            lowest, searched, value_sums, index,
+        )  # fmt: skip
+        return
+    block_n = _block_n(device)
+    _dual_bound_kernel[(programs,)](
+        candidates, candidate_cost, outside, price, bound, bonus, stale, fallen_value, fell,
+        lowest, value_sums, n, candidates.shape[1], searched, index, candidates.stride(0),
+        candidate_cost.stride(0), bonus.stride(0), fallen_value.stride(0),
+        BLOCK_N=block_n, BLOCK_L=triton.next_power_of_2(candidates.shape[1]),
+        LEVELS=_levels(block_n),
+    )  # fmt: skip
+
+
+def auction_dual_bound_reference(
+    candidates: torch.Tensor,
+    candidate_cost: torch.Tensor,
+    outside: torch.Tensor,
+    price: torch.Tensor,
+    bound: torch.Tensor,
+    bonus: torch.Tensor,
+    stale: torch.Tensor,
+    fallen_value: torch.Tensor,
+    fell: torch.Tensor,
+    lowest: torch.Tensor,
+    searched: int,
+    value_sums: torch.Tensor,
+    index: int,
+) -> None:
+    """Pure-torch ``auction_dual_bound``."""
+    overflow = fell[index] > searched
+    torch.minimum(bound, torch.where(overflow, lowest[index], fallen_value), out=bound)
+    outside.copy_(bound + bonus)
+    stale |= overflow.to(torch.uint8)
+    values = dual_values_reference(candidates, candidate_cost, outside, price)
+    value_sums[index] = _pairwise_sums_reference(values, _block_n(candidates.device))

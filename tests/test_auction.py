@@ -18,6 +18,8 @@ from scipy.optimize import linear_sum_assignment
 
 import mosaic.assign.auction as auction
 from kernels import cost_matrix
+from kernels.auction import auction_dual_bound, dual_values
+from kernels.dispatch import interpreting
 from mosaic.assign import (
     AuctionState,
     PoolTooSmallError,
@@ -29,7 +31,7 @@ from mosaic.config import MosaicConfig
 from mosaic.engine import FrameRenderer
 from mosaic.temporal import TemporalCoherence
 from tests.scenes import add_noise, landscape, photo_pool
-from tests.syncs import count_syncs
+from tests.syncs import count_launches, count_syncs, launches
 from tests.synthetic import image_like_instance
 
 
@@ -141,7 +143,7 @@ def test_the_best_holders_and_bound_are_kept_whatever_comes_later():
     cells, tiles = dyadic((4, 3), 6), dyadic((5, 3), 7)
     problem = cold_problem(cells, tiles)
     state = AuctionState.fresh(problem, 1)
-    best = auction._Best.start(state)
+    best = auction._Best.start(state, stages=1, lowerings=2)
     costs = cost_matrix(cells, tiles)
     cheap = torch.from_numpy(linear_sum_assignment(costs.numpy())[1])
     dear = torch.from_numpy(linear_sum_assignment(-costs.numpy())[1])
@@ -153,11 +155,17 @@ def test_the_best_holders_and_bound_are_kept_whatever_comes_later():
     state.bound.fill_(math.inf)
     lists = auction._lists(problem, state)
     bounds = []
-    for price in (torch.zeros(5), torch.full((5,), 0.25)):  # the better bound first
-        best.offer_dual(lists, price, 1)
-        values = auction.dual_values(lists.candidates, lists.cost, lists.outside, price)
+    none_fell = (torch.zeros(2, dtype=torch.int32), torch.full((2,), math.inf))
+    for index, price in enumerate((torch.zeros(5), torch.full((5,), 0.25))):  # better first
+        best.price_sums[index] = price.double().sum()  # what the price lowering writes
+        auction_dual_bound(
+            lists.candidates, lists.cost, lists.outside, price, state.bound, problem.bonus,
+            torch.zeros(4, dtype=torch.uint8), torch.full((4,), math.inf), *none_fell, 1,
+            best.value_sums, index,
+        )  # fmt: skip
+        values = dual_values(lists.candidates, lists.cost, lists.outside, price)
         bounds.append(float(values.double().sum() - price.double().sum()))
-    result = best.restore(problem, state)
+    result = best.restore(problem, state, 1)
     assert torch.equal(result.tiles, cheap) and torch.equal(state.assigned, cheap)
     assert torch.equal(state.held_key, cheap + 10)
     assert float(result.primal) == float(auction.objective(problem, cheap))
@@ -204,6 +212,29 @@ def test_a_steady_frame_reads_nothing_back_from_the_device(monkeypatch):
             problem = make_problem(moved, tiles, previous, torch.full((12,), 0.01))
             previous = solve(problem, (3, 4), 1, "auction", 0, state).tiles
     assert not syncs, f"host syncs in a steady frame: {dict(syncs)}"
+
+
+@pytest.mark.skipif(not interpreting(), reason="counts the interpreter's kernel path")
+def test_a_warm_stage_launches_its_rounds_and_13_more(monkeypatch):
+    """The kernel path's launches a warm stage (``tests.syncs.count_launches``: torch operations,
+    views included, and Triton kernels; each a node of a CUDA graph replay): 2 a round and at
+    most 13 of bookkeeping (release, renewal search and lists, rebuild, price lowering, fallen
+    tiles' search and bound update, and what they allocate or clear). In the interpreter: on a
+    GPU the searches may split their columns over more launches."""
+    monkeypatch.setattr(auction, "COLD_STAGES", 4)
+    cells, tiles = dyadic((12, 3), 3), dyadic((16, 3), 4)
+
+    def warm_solve_launches(stages: int) -> int:
+        monkeypatch.setattr(auction, "WARM_STAGES", stages)
+        state = AuctionState.fresh(cold_problem(cells, tiles), 1)
+        first = auction.solve_auction(cold_problem(cells, tiles), 1, state)
+        problem = make_problem(cells + 0.01, tiles, first.tiles, torch.full((12,), 0.01))
+        with count_launches() as counts:
+            auction.solve_auction(problem, 1, state)
+        return launches(counts)
+
+    per_stage = warm_solve_launches(2) - warm_solve_launches(1)
+    assert per_stage <= 2 * auction.ROUNDS_PER_STAGE + 13
 
 
 @pytest.mark.usefixtures("reference_path")

@@ -36,7 +36,12 @@ times its final value and divides it by ``EPS_STEP`` at each stage that starts w
 placed (epsilon scaling, decided on the device); a warm start runs ``WARM_STAGES`` at the final
 epsilon from the previous frame's holders, prices and lists: a cell whose tile still satisfies
 the condition keeps it, so only the cells whose content changed bid. Rounds after every cell
-holds a tile do nothing (an on-device count).
+holds a tile do nothing (an on-device count). On the kernel path a warm stage is 21 launches,
+each a node of a CUDA graph replay: the release, the stale lists' search and rebuild, the
+slots' rebuild (which also keeps the best stage), the price lowering (2 with ties), the fallen
+tiles' search and the bound update, 4 rounds of 2 kernels, and 5 torch operations (the search's
+row-mask view, the slots' and fallen prices' resets, the fallen tiles' gather). Nothing of a
+stage is summed or selected in torch: the kernels keep partial sums, combined at the end.
 
 **Completion and certificate.** Cells still without a tile when the budget runs out take free
 slots in order of lightness. A stage can end in the middle of a cascade of evictions (after a
@@ -58,14 +63,18 @@ import torch
 
 from kernels import cost_topk
 from kernels.auction import (
+    StageBest,
+    auction_dual_bound,
     auction_lists,
     auction_lower_prices,
     auction_rebuild_slots,
     auction_release,
     auction_round,
-    dual_values,
+    cell_programs,
     make_keys,
     round_work,
+    stage_best,
+    tile_programs,
 )
 from kernels.dispatch import use_triton
 from mosaic.assign.problem import Problem
@@ -211,6 +220,7 @@ def solve_auction(
         state = AuctionState.fresh(problem, capacity)
     cold = not state.warm
     stale = torch.zeros(n, dtype=torch.uint8, device=device)
+    stale_rows = stale.view(torch.bool)
     if cold:
         _search_all(problem, state)
         eps_final = _eps_from_bound(state.values[:, 0].double().sum(), n, target_gap, state)
@@ -226,44 +236,46 @@ def solve_auction(
     # with floors to 0 (at 600 x 700: 0.5 % above it against 5.7 %).
     to_ties = not cold
     lists = _lists(problem, state)
-    counts = torch.zeros(stages * ROUNDS_PER_STAGE + 1, dtype=torch.int32, device=device)
+    # Stage s counts at counts[s * (ROUNDS_PER_STAGE + 1) + r]: r = 0 its release, each round
+    # adds into the next; so no award adds into a count a release writes.
+    counts = torch.zeros(stages * (ROUNDS_PER_STAGE + 1), dtype=torch.int32, device=device)
     work = round_work(n, device)
-    best = _Best.start(state)
-    held_cost = torch.empty(n, dtype=torch.float32, device=device)
-    floor_scratch = _floor_scratch(problem)
+    # A price lowering per stage and two after them: its bound's partial sums at that index.
+    lowerings = stages + 2
+    best = _Best.start(state, stages, lowerings)
+    lowering = _Lowering.start(problem, lowerings)
+    tolerance = eps * RELEASE_SLACK
     # Without kernels (the pure-torch references on a CPU) reading a count costs nothing, and
     # stopping once the last stage changed nothing gives the same result sooner.
     may_stop = not use_triton(problem.cells)
     for stage in range(stages):
-        first = stage * ROUNDS_PER_STAGE
-        if stage and may_stop and bool(counts[first] == 0) and bool(eps <= eps_final):
+        opened = stage * (ROUNDS_PER_STAGE + 1)
+        if stage and may_stop and bool(counts[opened - 1] == 0) and bool(eps <= eps_final):
             break
         if stage and cold:
             # Epsilon scaling: a smaller epsilon once every cell holds a tile.
-            eps = torch.where(counts[first] == 0, torch.maximum(eps / EPS_STEP, eps_final), eps)
-        tolerance = eps * RELEASE_SLACK
-        best.snapshot(state)
-        counts[first].zero_()  # the release below counts every cell without a tile
+            eps = torch.where(
+                counts[opened - 1] == 0, torch.maximum(eps / EPS_STEP, eps_final), eps
+            )
+            tolerance = eps * RELEASE_SLACK
         auction_release(
             lists.candidates, lists.cost, lists.outside, state.price, state.assigned,
-            state.held_key, stale, held_cost, counts, tolerance, first,
+            state.held_key, stale, counts, tolerance, opened, best.stages, stage,
         )  # fmt: skip
-        best.offer_snapshot(held_cost.sum(dtype=torch.float64))
-        _renew_stale(problem, state, lists, stale)
-        auction_rebuild_slots(state.assigned, state.held_key, state.slots)
-        _floor_prices(problem, state, lists, stale, to_ties, floor_scratch)
-        best.offer_dual(lists, state.price, capacity)
-        for round_index in range(first, first + ROUNDS_PER_STAGE):
+        _renew_stale(problem, state, lists, stale, stale_rows)
+        auction_rebuild_slots(state.assigned, state.held_key, state.slots, best.stages, stage)
+        _floor_prices(problem, state, lists, stale, to_ties, lowering, best, stage)
+        for step in range(ROUNDS_PER_STAGE):
             auction_round(
                 lists.candidates, lists.cost, lists.outside, state.price, state.assigned,
-                state.held_key, state.slots, stale, counts, eps, round_index, work,
+                state.held_key, state.slots, stale, counts, eps, stage * ROUNDS_PER_STAGE + step,
+                work, opened + step,
             )  # fmt: skip
     _complete(problem, state, capacity)
     best.offer_primal(problem, state)
-    _floor_prices(problem, state, lists, stale, to_ties, floor_scratch)
-    best.offer_dual(lists, state.price, capacity)
-    result = best.restore(problem, state)
-    _floor_prices(problem, state, lists, stale, to_ties, floor_scratch)
+    _floor_prices(problem, state, lists, stale, to_ties, lowering, best, stages)
+    result = best.restore(problem, state, capacity)
+    _floor_prices(problem, state, lists, stale, to_ties, lowering, best, stages + 1)
     state.eps = _eps_from_bound(result.dual, n, target_gap, state)
     state.warm = True
     return result
@@ -274,71 +286,64 @@ class _Best:
     """The best complete assignment and the best lower bound a solve has seen, on the device.
 
     A stage can end in the middle of a cascade of evictions (a smaller epsilon, a price floor),
-    so the last state is not always the best one: every stage offers its assignment (when every
-    cell holds a tile) and its bound, and the solve keeps the better of each. Any prices give a
-    valid bound, so the best bound is one too. ``tiles``, ``keys`` int64 ``(N,)``; ``primal``
-    and ``dual`` float64 ``()``, +inf and -inf until offered; ``stage_tiles``, ``stage_keys``
-    int64 ``(N,)``: the holders as the current stage opened (``snapshot``).
+    so the last state is not always the best one: every stage offers its assignment as it opens
+    (the kernels keep the cheapest complete one in ``stages``, a ``kernels.auction.StageBest``)
+    and every price lowering its bound, as partial sums (``value_sums`` float64 ``(C,
+    cell_programs)``, -inf in rows never written, and ``price_sums`` float64 ``(C,
+    tile_programs)``, one row per lowering); ``restore`` keeps the highest. Any prices give a
+    valid bound, so the best bound is one too. ``primal`` float64 ``()``: the cost of the best
+    holders once ``offer_primal`` has run, +inf before.
     """
 
-    tiles: torch.Tensor
-    keys: torch.Tensor
+    stages: StageBest
+    value_sums: torch.Tensor
+    price_sums: torch.Tensor
     primal: torch.Tensor
-    dual: torch.Tensor
-    stage_tiles: torch.Tensor
-    stage_keys: torch.Tensor
 
     @classmethod
-    def start(cls, state: AuctionState) -> _Best:
+    def start(cls, state: AuctionState, stages: int, lowerings: int) -> _Best:
+        """Nothing offered yet, for ``stages`` stages and ``lowerings`` price lowerings."""
+        n, m = state.assigned.shape[0], state.price.shape[0]
         device = state.price.device
         return cls(
-            tiles=state.assigned.clone(),
-            keys=state.held_key.clone(),
-            stage_tiles=state.assigned.clone(),
-            stage_keys=state.held_key.clone(),
+            stages=stage_best(state.assigned, state.held_key, stages),
+            value_sums=torch.full(
+                (lowerings, cell_programs(n, device)),
+                -math.inf,
+                dtype=torch.float64,
+                device=device,
+            ),
+            price_sums=torch.zeros(
+                (lowerings, tile_programs(m)), dtype=torch.float64, device=device
+            ),
             primal=torch.full((), math.inf, dtype=torch.float64, device=device),
-            dual=torch.full((), -math.inf, dtype=torch.float64, device=device),
         )
 
-    def snapshot(self, state: AuctionState) -> None:
-        """Note the state's holders as a stage opens, for ``offer_snapshot``."""
-        self.stage_tiles.copy_(state.assigned)
-        self.stage_keys.copy_(state.held_key)
-
-    def offer_snapshot(self, total: torch.Tensor) -> None:
-        """Keep the noted holders if they cost ``total`` (float64 ``()``, +inf when a cell had
-        no tile) and that is less."""
-        self._offer(total, self.stage_tiles, self.stage_keys)
-
     def offer_primal(self, problem: Problem, state: AuctionState) -> None:
-        """Keep the state's holders if every cell holds a tile and they cost less."""
+        """After the stages: keep the state's holders if every cell holds a tile and they cost
+        less than any holders offered before, and note the best holders' cost."""
         total = objective(problem, state.assigned.clamp_min(0))
         total = torch.where((state.assigned >= 0).all(), total, math.inf)
-        self._offer(total, state.assigned, state.held_key)
+        earlier = torch.minimum(self.primal, self.stages.lowest_total.amin())
+        better = total < earlier
+        torch.where(better, state.assigned, self.stages.tiles, out=self.stages.tiles)
+        torch.where(better, state.held_key, self.stages.keys, out=self.stages.keys)
+        torch.minimum(earlier, total, out=self.primal)
 
-    def _offer(self, total: torch.Tensor, tiles: torch.Tensor, keys: torch.Tensor) -> None:
-        better = total < self.primal
-        torch.where(better, tiles, self.tiles, out=self.tiles)
-        torch.where(better, keys, self.keys, out=self.keys)
-        torch.where(better, total, self.primal, out=self.primal)
-
-    def offer_dual(self, lists: _Lists, price: torch.Tensor, capacity: int) -> None:
-        """Keep the bound at ``price`` if it is higher."""
-        values = dual_values(lists.candidates, lists.cost, lists.outside, price)
-        dual = values.sum(dtype=torch.float64) - capacity * price.sum(dtype=torch.float64)
-        torch.maximum(self.dual, dual, out=self.dual)
-
-    def restore(self, problem: Problem, state: AuctionState) -> AuctionResult:
-        """Put the best holders back in ``state`` and return them with their certificate (the
-        cost recomputed as ``objective`` does: the stages priced them from their lists, whose
-        sums may round differently)."""
-        state.assigned.copy_(self.tiles)
-        state.held_key.copy_(self.keys)
+    def restore(self, problem: Problem, state: AuctionState, capacity: int) -> AuctionResult:
+        """Put the best holders back in ``state`` and return them with their certificate: the
+        cost recomputed as ``objective`` does (the stages priced them from their lists, whose
+        sums may round differently) and the highest bound offered, ``sum(dual_values) -
+        capacity * sum(price)`` of a lowering."""
+        tiles = self.stages.tiles
+        state.assigned.copy_(tiles)
+        state.held_key.copy_(self.stages.keys)
         auction_rebuild_slots(state.assigned, state.held_key, state.slots)
-        primal = torch.where(self.primal < math.inf, objective(problem, self.tiles), math.inf)
-        dual = self.dual
+        primal = torch.where(self.primal < math.inf, objective(problem, tiles), math.inf)
+        bounds = self.value_sums.sum(1) - capacity * self.price_sums.sum(1)
+        dual = bounds.amax()
         gap = torch.where(dual > 0, (primal - dual).clamp_min(0) / dual, math.inf)
-        return AuctionResult(self.tiles.clone(), primal, dual.clone(), gap)
+        return AuctionResult(tiles.clone(), primal, dual, gap)
 
 
 def _eps_from_bound(dual: torch.Tensor, n: int, target_gap: float, state: AuctionState):
@@ -387,14 +392,58 @@ def _lists(problem: Problem, state: AuctionState) -> _Lists:
     return lists
 
 
-def _write_lists(problem: Problem, state: AuctionState, lists: _Lists, rows: torch.Tensor) -> None:
+def _write_lists(
+    problem: Problem,
+    state: AuctionState,
+    lists: _Lists,
+    rows: torch.Tensor,
+    renew: bool = False,
+) -> None:
     """Rewrite the lists of the cells flagged in ``rows`` (uint8 ``(N,)``) from the state's
     searches and holders (``kernels.auction.auction_lists``); every ``outside`` follows the
-    state's bounds."""
+    state's bounds. ``renew``: the flagged rows were just searched again: their bounds become
+    their searches' last values first, and the flags are cleared."""
     auction_lists(
         problem.cells, problem.tiles, problem.incumbent, problem.bonus, state.nearest,
         state.assigned, rows, state.bound, lists.candidates, lists.cost, lists.outside,
+        state.values if renew else None,
     )  # fmt: skip
+
+
+@dataclass
+class _Lowering:
+    """What ``_floor_prices`` fills, for a solve: ``fallen`` int64 and ``fallen_price`` float32
+    ``(S,)``, the tiles whose price fell and their prices (``DROPPED_TILES`` at most); ``fell``
+    int32 and ``lowest`` float32 ``(C,)``, one entry per lowering (how many fell, their lowest
+    price); ``nearest_value`` float32 and ``nearest_tile`` int64 ``(N, 1)``: each cell's best
+    ``distance + price`` among the fallen tiles, and where (``nearest_values``: the values as
+    ``(N,)``); ``gain`` float32 ``(M,)``: the lowering's scratch, 0s."""
+
+    fallen: torch.Tensor
+    fallen_price: torch.Tensor
+    fell: torch.Tensor
+    lowest: torch.Tensor
+    nearest_value: torch.Tensor
+    nearest_tile: torch.Tensor
+    nearest_values: torch.Tensor
+    gain: torch.Tensor
+
+    @classmethod
+    def start(cls, problem: Problem, lowerings: int) -> _Lowering:
+        n, m = problem.cells.shape[0], problem.tiles.shape[0]
+        size = min(m, DROPPED_TILES)
+        device = problem.device
+        nearest_value = torch.empty((n, 1), dtype=torch.float32, device=device)
+        return cls(
+            fallen=torch.zeros(size, dtype=torch.int64, device=device),
+            fallen_price=torch.empty(size, dtype=torch.float32, device=device),
+            fell=torch.zeros(lowerings, dtype=torch.int32, device=device),
+            lowest=torch.full((lowerings,), math.inf, dtype=torch.float32, device=device),
+            nearest_value=nearest_value,
+            nearest_tile=torch.empty((n, 1), dtype=torch.int64, device=device),
+            nearest_values=nearest_value[:, 0],
+            gain=torch.zeros(m, dtype=torch.float32, device=device),
+        )
 
 
 def _floor_prices(
@@ -403,52 +452,44 @@ def _floor_prices(
     lists: _Lists,
     stale: torch.Tensor,
     to_ties: bool,
-    scratch: tuple[torch.Tensor, ...],
+    lowering: _Lowering,
+    best: _Best,
+    index: int,
 ) -> None:
     """Lower the prices of the tiles with a free slot, to 0 or (``to_ties``) only as far as a
     cell that lists them would take them (``kernels.auction.auction_lower_prices``), and keep
     every bound valid: each cell's bound also covers the tiles whose price fell (a search over
     ``DROPPED_TILES`` of them); if more fell, every bound drops to the lowest fallen price (a
-    distance is never negative) and every list is marked stale. ``scratch``: ``_floor_scratch``."""
-    fallen, fallen_price, fell, lowest = scratch
-    size = fallen.shape[0]
+    distance is never negative) and every list is marked stale
+    (``kernels.auction.auction_dual_bound``, which also offers the bound at the new prices to
+    ``best``). ``index``: this lowering's, below ``lowerings`` of ``_Lowering.start``."""
     auction_lower_prices(
         lists.candidates, lists.cost, lists.outside, state.price, state.slots, to_ties,
-        fallen, fallen_price, fell, lowest,
+        lowering.fallen, lowering.fallen_price, lowering.fell, lowering.lowest, best.price_sums,
+        index, lowering.gain,
     )  # fmt: skip
-    nearest_fallen, _ = cost_topk(problem.cells, problem.tiles[fallen], 1, bias=fallen_price)
-    overflow = fell > size
-    below = torch.where(overflow, lowest, nearest_fallen[:, 0])
-    torch.minimum(state.bound, below, out=state.bound)
-    lists.outside.copy_(state.bound + problem.bonus)
-    stale |= overflow.to(torch.uint8)
+    cost_topk(
+        problem.cells, problem.tiles[lowering.fallen], 1, bias=lowering.fallen_price,
+        out=(lowering.nearest_value, lowering.nearest_tile),
+    )  # fmt: skip
+    auction_dual_bound(
+        lists.candidates, lists.cost, lists.outside, state.price, state.bound, problem.bonus,
+        stale, lowering.nearest_values, lowering.fell, lowering.lowest,
+        lowering.fallen.shape[0], best.value_sums, index,
+    )  # fmt: skip
 
 
-def _floor_scratch(problem: Problem) -> tuple[torch.Tensor, ...]:
-    """The fallen tiles (int64, 0s), their prices (float32), how many fell (int32 ``(1,)``) and
-    the lowest fallen price (float32 ``(1,)``) that ``_floor_prices`` fills, for a solve."""
-    size = min(problem.tiles.shape[0], DROPPED_TILES)
-    device = problem.device
-    return (
-        torch.zeros(size, dtype=torch.int64, device=device),
-        torch.empty(size, dtype=torch.float32, device=device),
-        torch.empty(1, dtype=torch.int32, device=device),
-        torch.empty(1, dtype=torch.float32, device=device),
-    )
-
-
-def _renew_stale(problem: Problem, state: AuctionState, lists: _Lists, stale: torch.Tensor) -> None:
-    """New lists, at the current prices, for the cells flagged ``stale``; clears the flags."""
-    rows = stale.view(torch.bool)
+def _renew_stale(
+    problem: Problem, state: AuctionState, lists: _Lists, stale: torch.Tensor, rows: torch.Tensor
+) -> None:
+    """New lists, at the current prices, for the cells flagged ``stale``; clears the flags.
+    ``rows``: ``stale`` viewed as bool."""
     k = state.nearest.shape[1]
     cost_topk(
         problem.cells, problem.tiles, k, bias=state.price, rows=rows,
         out=(state.values, state.nearest),
     )  # fmt: skip
-    renewed = _bound_of_search(state.values, problem.tiles.shape[0])
-    state.bound.copy_(torch.where(rows, renewed, state.bound))
-    _write_lists(problem, state, lists, stale)
-    stale.zero_()
+    _write_lists(problem, state, lists, stale, renew=True)
 
 
 def _complete(problem: Problem, state: AuctionState, capacity: int) -> None:

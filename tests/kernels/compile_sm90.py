@@ -599,50 +599,93 @@ def composite_launches() -> Iterator[Launch]:
 
 def auction_launches() -> Iterator[Launch]:
     """Every auction kernel at the engine's sizes (8160 cells, 20k tiles, lists of 16 + 2), for
-    capacities 1 and 3 (the cascade's loop), at the launcher's block sizes."""
+    capacities 1 and 3 (the cascade's loop), at the launcher's block sizes, and a cold solve's
+    bookkeeping (800 stages)."""
     n, m, length = CELLS, TILES, auction_lists_length()
     candidates, cost_ = meta(n, length, dtype=torch.int64), meta(n, length)
     outside, price, counts, eps = meta(n), meta(m), meta(97, dtype=torch.int32), meta()
     assigned, held_key, target, bid_key, dropped = (meta(n, dtype=torch.int64) for _ in range(5))
     stale = meta(n, dtype=torch.uint8)
     per_cell = {"BLOCK_N": auction._GPU_BLOCK_N, "num_warps": 4, "num_stages": 3}
+    levels = auction._levels(auction._GPU_BLOCK_N)
     with_lists = {**per_cell, "BLOCK_L": triton.next_power_of_2(length)}
     lists, strides = (candidates, cost_, outside, price), (length, length)
+    stages, programs = 800, auction.cell_programs(n, CUDA)
+    block_p = triton.next_power_of_2(programs)
+    best = auction.StageBest(
+        assigned, held_key, meta(stages, programs, dtype=torch.float64),
+        meta(stages, dtype=torch.float64), assigned, held_key,
+    )  # fmt: skip
     for capacity in (1, 3):
         slots = meta(m, capacity, dtype=torch.int64)
         label = f"capacity {capacity}"
         bid = (*lists[:3], price, assigned, slots, target, bid_key, dropped, stale, counts, eps)
-        bid += (5, n, length, capacity, *strides)
+        bid += (5, 6, n, length, capacity, *strides)
         yield Launch("kernels.auction:_bid_kernel", label, launch_args(*bid), with_lists)
         award = (assigned, held_key, slots, price, target, bid_key, dropped, stale, counts)
         award += (5, n, capacity)
         yield Launch("kernels.auction:_award_kernel", label, launch_args(*award), per_cell)
-        rebuild = launch_args(assigned, held_key, slots, n, capacity)
-        yield Launch("kernels.auction:_rebuild_kernel", label, rebuild, per_cell)
-    release = (*lists, assigned, held_key, stale, meta(n), counts, eps, 5, n, length, *strides)
-    yield Launch("kernels.auction:_release_kernel", "-", launch_args(*release), with_lists)
+        rebuild = launch_args(assigned, held_key, slots, *best, n, capacity, 5, programs)
+        for keep_best in (False, True):
+            keywords = {"KEEP_BEST": keep_best, "BLOCK_P": block_p}
+            keywords["LEVELS_P"] = auction._levels(block_p)
+            yield Launch(
+                "kernels.auction:_rebuild_kernel",
+                f"{label}{' keep best' if keep_best else ''}",
+                rebuild,
+                {**per_cell, **keywords},
+            )
+    release = (*lists, assigned, held_key, stale, counts, eps, *best[:3], 5, 6, n, length)
+    yield Launch(
+        "kernels.auction:_release_kernel",
+        "-",
+        launch_args(*release, *strides),
+        {**with_lists, "LEVELS": levels},
+    )
     dual = launch_args(*lists, meta(n), n, length, *strides)
     yield Launch("kernels.auction:_dual_values_kernel", "-", dual, with_lists)
     yield Launch("kernels.auction:_tie_gain_kernel", "-", dual, with_lists)
+    calls = stages + 2
+    fell, lowest = meta(calls, dtype=torch.int32), meta(calls)
+    dual_bound = (*lists, meta(n), meta(n), stale, meta(n), fell, lowest)
+    dual_bound += (meta(calls, programs, dtype=torch.float64), n, length, 1024, 5, *strides, 1, 1)
+    yield Launch(
+        "kernels.auction:_dual_bound_kernel",
+        "-",
+        launch_args(*dual_bound),
+        {**with_lists, "LEVELS": levels},
+    )
     fallen, fallen_price = meta(1024, dtype=torch.int64), meta(1024)
-    one_count, one_price = meta(1, dtype=torch.int32), meta(1)
+    price_sums = meta(calls, auction.tile_programs(m), dtype=torch.float64)
     for capacity in (1, 3):
         lower = (price, meta(m), meta(m, capacity, dtype=torch.int64), fallen, fallen_price)
-        lower += (one_count, one_price, m, capacity, 1024)
+        lower += (fell, lowest, price_sums, m, capacity, 1024, 5)
         yield Launch(
             "kernels.auction:_lower_kernel",
             f"capacity {capacity}",
             launch_args(*lower),
-            {"BLOCK_M": auction._LOWER_BLOCK_M, "num_warps": 4, "num_stages": 3},
+            {
+                "BLOCK_M": auction._LOWER_BLOCK_M,
+                "LEVELS": auction._levels(auction._LOWER_BLOCK_M),
+                "num_warps": 4,
+                "num_stages": 3,
+            },
         )
     k = length - 2
     dim = 48  # the engine's descriptors at grid 4: 16 blocks of 3 Oklab means
     cells, tiles = meta(n, dim), meta(m, dim)
+    searched = meta(n, k)
     build = (cells, tiles, assigned, meta(n), meta(n, k, dtype=torch.int64), held_key, stale)
-    build += (outside, candidates, cost_, meta(n), n, k, dim, dim, 1, dim, 1)
-    build += (1, k, length, length)
-    exact = {**with_lists, "enable_fp_fusion": False}  # as the launcher asks
-    yield Launch("kernels.auction:_lists_kernel", "-", launch_args(*build), exact)
+    build += (outside, candidates, cost_, meta(n), searched, n, k, dim, m, dim, 1, dim, 1)
+    build += (1, k, length, length, k)
+    for renew in (False, True):
+        exact = {**with_lists, "RENEW": renew, "enable_fp_fusion": False}  # as the launcher asks
+        yield Launch(
+            "kernels.auction:_lists_kernel",
+            "renew" if renew else "-",
+            launch_args(*build),
+            exact,
+        )
 
 
 def auction_lists_length() -> int:

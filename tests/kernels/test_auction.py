@@ -19,6 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kernels.auction import (
+    auction_dual_bound,
+    auction_dual_bound_reference,
     auction_lists,
     auction_lists_reference,
     auction_lower_prices,
@@ -30,12 +32,15 @@ from kernels.auction import (
     auction_round,
     auction_round_reference,
     bid_of_key,
+    cell_programs,
     dual_values,
     dual_values_reference,
     floored_prices,
     make_keys,
     round_work,
+    stage_best,
     tie_prices,
+    tile_programs,
 )
 from kernels.dispatch import use_triton
 from tests.kernels.compare import shares_device_fixture, sizes_around
@@ -74,7 +79,10 @@ def auction_states(draw: st.DrawFn) -> dict:
     slots = torch.empty((m, capacity), dtype=torch.int64)
     auction_rebuild_slots_reference(assigned, held_key, slots)
     eps = torch.tensor(draw(st.sampled_from([0.01, 0.25, 1.0])))
+    # The lowest total of an earlier stage: above, below or equal to this state's holders'.
+    earlier_total = draw(st.sampled_from([math.inf, 0.0, float(n) * 0.75]))
     return {
+        "earlier_total": torch.tensor(earlier_total, dtype=torch.float64),
         "candidates": candidates,
         "candidate_cost": cost,
         "outside": outside,
@@ -87,27 +95,40 @@ def auction_states(draw: st.DrawFn) -> dict:
 
 
 def run_ops(state: dict, device: str, *, reference: bool) -> dict:
-    """Release at 1.5 eps, rebuild the slots, then ``ROUNDS`` rounds, on a copy of ``state``."""
+    """Release at 1.5 eps as stage 1 (stage 0's lowest total drawn), rebuild the slots keeping
+    the best stage, then ``ROUNDS`` rounds (their hash seeded apart from their counts), on a
+    copy of ``state``."""
     s = {name: x.clone().to(device) for name, x in state.items()}
     n = s["candidates"].shape[0]
     counts = torch.zeros(ROUNDS + 1, dtype=torch.int32, device=device)
     stale = torch.zeros(n, dtype=torch.uint8, device=device)
-    held_cost = torch.full((n,), math.nan, device=device)
+    best = stage_best(s["assigned"], s["held_key"], 2)
+    best.cost_sums.fill_(math.nan)
+    best.lowest_total[0] = s.pop("earlier_total")
+    best.tiles.fill_(-5)
+    best.keys.fill_(-5)
     lists = (s["candidates"], s["candidate_cost"], s["outside"], s["price"])
     holders = (s["assigned"], s["held_key"])
     tolerance = s["eps"] * 1.5
     if reference:
-        auction_release_reference(*lists, *holders, stale, held_cost, counts, tolerance, 0)
-        auction_rebuild_slots_reference(*holders, s["slots"])
+        auction_release_reference(*lists, *holders, stale, counts, tolerance, 0, best, 1)
+        auction_rebuild_slots_reference(*holders, s["slots"], best, 1)
         for index in range(ROUNDS):
-            auction_round_reference(*lists, *holders, s["slots"], stale, counts, s["eps"], index)
+            auction_round_reference(
+                *lists, *holders, s["slots"], stale, counts, s["eps"], index + 7, index
+            )
     else:
-        auction_release(*lists, *holders, stale, held_cost, counts, tolerance, 0)
-        auction_rebuild_slots(*holders, s["slots"])
+        auction_release(*lists, *holders, stale, counts, tolerance, 0, best, 1)
+        auction_rebuild_slots(*holders, s["slots"], best, 1)
         work = round_work(n, torch.device(device))
         for index in range(ROUNDS):
-            auction_round(*lists, *holders, s["slots"], stale, counts, s["eps"], index, work)
-    return {**s, "counts": counts, "stale": stale, "held_cost": held_cost}
+            auction_round(
+                *lists, *holders, s["slots"], stale, counts, s["eps"], index + 7, work, index
+            )
+    return {**s, "counts": counts, "stale": stale, **best._asdict()}
+
+
+BEST_FIELDS = ("opened_tiles", "opened_keys", "cost_sums", "lowest_total", "tiles", "keys")
 
 
 @shares_device_fixture
@@ -115,8 +136,15 @@ def run_ops(state: dict, device: str, *, reference: bool) -> dict:
 def test_release_rebuild_and_rounds_match_the_reference(device, state):
     kernel = run_ops(state, device, reference=False)
     reference = run_ops(state, "cpu", reference=True)
-    for name in ("assigned", "held_key", "slots", "price", "counts", "stale", "held_cost"):
-        assert torch.equal(kernel[name].cpu(), reference[name]), name
+    for name in ("assigned", "held_key", "slots", "price", "counts", "stale", *BEST_FIELDS):
+        assert same(kernel[name].cpu(), reference[name]), name
+
+
+def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal values, NaN where NaN (the places no kernel writes)."""
+    if not a.is_floating_point():
+        return torch.equal(a, b)
+    return torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num())
 
 
 @given(state=auction_states())
@@ -164,18 +192,22 @@ def test_a_winner_is_within_eps_of_its_best_option(state):
 def test_release_frees_flags_and_prices_each_holder_as_brute_force_says(state):
     """Per cell, in Python floats: a holder within the tolerance of its list's best but not of
     its outside bound is flagged stale and keeps its tile; another more than the tolerance above
-    its best option leaves; ``held_cost`` is the list cost of the tile held as the stage opened."""
+    its best option leaves. The stage's holders are noted as it opened, priced by their list
+    costs (summed per program) and kept by the rebuild when cheaper than the earlier stages."""
     s = {name: x.clone() for name, x in state.items()}
     n = s["candidates"].shape[0]
     stale = torch.zeros(n, dtype=torch.uint8)
-    held_cost = torch.full((n,), math.nan)
     counts = torch.zeros(1, dtype=torch.int32)
     tolerance = s["eps"] * 1.5
+    best = stage_best(s["assigned"], s["held_key"], 2)
+    best.lowest_total[0] = s["earlier_total"]
     auction_release_reference(
         s["candidates"], s["candidate_cost"], s["outside"], s["price"], s["assigned"],
-        s["held_key"], stale, held_cost, counts, tolerance, 0,
+        s["held_key"], stale, counts, tolerance, 0, best, 1,
     )  # fmt: skip
+    auction_rebuild_slots_reference(s["assigned"], s["held_key"], s["slots"], best, 1)
     slack = float(tolerance)
+    held_costs = []
     for cell in range(n):
         tile = int(state["assigned"][cell])
         entries = [
@@ -184,7 +216,7 @@ def test_release_frees_flags_and_prices_each_holder_as_brute_force_says(state):
             if t >= 0
         ]
         held = [cost for cost, _, t in entries if t == tile and tile >= 0]
-        assert float(held_cost[cell]) == (held[0] if held else math.inf)
+        held_costs.append(held[0] if held else math.inf)
         if tile < 0:
             assert int(s["assigned"][cell]) == -1 and not int(stale[cell])
             continue
@@ -197,6 +229,31 @@ def test_release_frees_flags_and_prices_each_holder_as_brute_force_says(state):
         assert bool(stale[cell]) == flagged
         assert int(s["assigned"][cell]) == (-1 if leaves else tile)
     assert int(counts[0]) == int((s["assigned"] < 0).sum())
+    assert torch.equal(best.opened_tiles, state["assigned"])
+    assert torch.equal(best.opened_keys, state["held_key"])
+    # A program's cells: a power of 2 (the sums only tell it apart when there are two or more).
+    block = 1 << (-(-n // best.cost_sums.shape[1]) - 1).bit_length()
+    sums = [sum(held_costs[p : p + block]) for p in range(0, n, block)]
+    assert best.cost_sums[1].tolist() == sums  # costs are quarters: every sum is exact
+    total, earlier = sum(held_costs), float(state["earlier_total"])
+    assert float(best.lowest_total[1]) == min(total, earlier)
+    kept = state["assigned"] if total < earlier else state["assigned"].clone()
+    assert torch.equal(best.tiles, kept)
+
+
+def test_the_first_of_equal_stage_totals_is_kept(device):
+    """Rebuilds over four stages with totals 3, 2, 2, inf: stage 1's holders are kept."""
+    n = 70  # two programs
+    assigned = torch.zeros(n, dtype=torch.int64, device=device)
+    held_key = torch.arange(n, device=device)
+    slots = torch.full((n, 1), -1, dtype=torch.int64, device=device)
+    best = stage_best(assigned, held_key, 4)
+    for stage, total in enumerate((3.0, 2.0, 2.0, math.inf)):
+        best.opened_tiles.fill_(stage)
+        best.cost_sums[stage] = total / best.cost_sums.shape[1]
+        auction_rebuild_slots(assigned, held_key, slots, best, stage)
+    assert best.tiles.tolist() == [1] * n
+    assert best.lowest_total.tolist() == [3.0, 2.0, 2.0, 2.0]
 
 
 def test_a_round_does_nothing_once_every_cell_holds_a_tile(device):
@@ -310,29 +367,47 @@ def list_inputs(draw: st.DrawFn) -> dict:
     }
 
 
-def built_lists(inputs: dict, device: str, reference: bool) -> tuple[torch.Tensor, ...]:
+def built_lists(
+    inputs: dict, device: str, reference: bool, searched: torch.Tensor | None
+) -> tuple[torch.Tensor, ...]:
+    """The lists ``inputs`` build (from NaN / -7 poison), then ``rows`` and ``bound`` after it."""
     n, k = inputs["nearest"].shape
     lists = (
         torch.full((n, k + 2), -7, dtype=torch.int64, device=device),
         torch.full((n, k + 2), math.nan, device=device),
         torch.full((n,), math.nan, device=device),
     )
+    moved = {name: x.clone().to(device) for name, x in inputs.items()}
     build = auction_lists_reference if reference else auction_lists
-    build(*(x.to(device) for x in inputs.values()), *lists)
-    return tuple(x.cpu() for x in lists)
+    build(*moved.values(), *lists, None if searched is None else searched.to(device))
+    return tuple(x.cpu() for x in (*lists, moved["rows"], moved["bound"]))
 
 
 @shares_device_fixture
-@given(inputs=list_inputs())
-def test_lists_match_the_reference_and_brute_force(device, inputs):
-    kernel = built_lists(inputs, device, reference=False)
-    reference = built_lists(inputs, "cpu", reference=True)
+@given(inputs=list_inputs(), renew=st.booleans())
+def test_lists_match_the_reference_and_brute_force(device, inputs, renew):
+    """With ``renew``, the flagged rows' bounds become their searches' last values (+inf when a
+    search holds every tile) and the flags clear; other rows keep theirs."""
+    n, k = inputs["nearest"].shape
+    m = inputs["tiles"].shape[0]
+    searched = torch.arange(n * k, dtype=torch.float32).reshape(n, k) / 8 if renew else None
+    kernel = built_lists(inputs, device, reference=False, searched=searched)
+    reference = built_lists(inputs, "cpu", reference=True, searched=searched)
     for got, expected in zip(kernel, reference, strict=True):
         assert torch.equal(got.isnan(), expected.isnan())
         assert torch.equal(got.nan_to_num(), expected.nan_to_num())
-    candidates, cost, outside = reference
+    candidates, cost, outside, rows, bound = reference
+    flagged = inputs["rows"].bool()
+    expected_bound = inputs["bound"]
+    if renew:
+        last = math.inf if k == m else searched[:, -1]
+        expected_bound = torch.where(flagged, last, inputs["bound"])
+        assert not bool(rows.any())
+    else:
+        assert torch.equal(rows, inputs["rows"])
+    assert torch.equal(bound, expected_bound)
     cells, tiles, bonus = inputs["cells"].double(), inputs["tiles"].double(), inputs["bonus"]
-    assert torch.equal(outside, inputs["bound"] + bonus)
+    assert torch.equal(outside, expected_bound + bonus)
     for cell in range(candidates.shape[0]):
         if not inputs["rows"][cell]:
             assert bool((candidates[cell] == -7).all()) and bool(cost[cell].isnan().all())
@@ -352,16 +427,23 @@ def test_lists_match_the_reference_and_brute_force(device, inputs):
 
 
 def lowered(state: dict, device: str, to_ties: bool, reference: bool, size: int) -> dict:
+    """A price lowering as call 1 of 3 (``fell`` and ``lowest`` set at 1, poisoned elsewhere)."""
     s = {name: state[name].clone().to(device) for name in ("price", "slots")}
     lists = [state[name].to(device) for name in ("candidates", "candidate_cost", "outside")]
+    m = s["price"].shape[0]
     out = {
         "fallen": torch.zeros(size, dtype=torch.int64, device=device),
         "fallen_price": torch.full((size,), math.nan, device=device),
-        "fell": torch.full((1,), -3, dtype=torch.int32, device=device),
-        "lowest": torch.full((1,), math.nan, device=device),
+        "fell": torch.tensor([-3, 0, -3], dtype=torch.int32, device=device),
+        "lowest": torch.tensor([math.nan, math.inf, math.nan], device=device),
+        "price_sums": torch.full((3, tile_programs(m)), math.nan, device=device).double(),
     }
-    lower = auction_lower_prices_reference if reference else auction_lower_prices
-    lower(*lists, s["price"], s["slots"], to_ties, *out.values())
+    if reference:
+        auction_lower_prices_reference(*lists, s["price"], s["slots"], to_ties, *out.values(), 1)
+    else:
+        gain = torch.zeros(m, device=device)
+        auction_lower_prices(*lists, s["price"], s["slots"], to_ties, *out.values(), 1, gain)
+        assert not bool(gain.any())  # left ready for the next lowering
     return {name: x.cpu() for name, x in {**s, **out}.items()}
 
 
@@ -370,17 +452,20 @@ def lowered(state: dict, device: str, to_ties: bool, reference: bool, size: int)
 def test_lower_prices_match_the_reference_and_say_which_fell(device, state, to_ties, size):
     kernel = lowered(state, device, to_ties, reference=False, size=size)
     reference = lowered(state, "cpu", to_ties, reference=True, size=size)
-    for name in ("price", "fell", "lowest"):
-        assert torch.equal(kernel[name], reference[name]), name
+    for name in ("price", "fell", "lowest", "price_sums"):
+        assert same(kernel[name], reference[name]), name
     # The same prices as tie_prices / floored_prices; the fallen places as a set (any order).
     lists = (state["candidates"], state["candidate_cost"], state["outside"])
     before, slots = state["price"], state["slots"]
     expected = tie_prices(*lists, before, slots) if to_ties else floored_prices(slots, before)
     assert torch.equal(reference["price"], expected)
+    # Prices are quarters: the sums are exact, in any order.
+    assert float(reference["price_sums"][1].sum()) == float(expected.double().sum())
+    assert bool(reference["price_sums"][[0, 2]].isnan().all())
     fell = (expected < before).nonzero().squeeze(1)
-    assert int(reference["fell"][0]) == fell.numel()
+    assert reference["fell"].tolist() == [-3, fell.numel(), -3]
     lowest = float(expected[fell].min()) if fell.numel() else math.inf
-    assert float(reference["lowest"][0]) == lowest
+    assert float(reference["lowest"][1]) == lowest
     taken = min(size, fell.numel())
     for result in (kernel, reference):
         pairs = sorted(
@@ -397,6 +482,61 @@ def test_lower_prices_match_the_reference_and_say_which_fell(device, state, to_t
         assert bool((result["fallen_price"][taken:] == 1e30).all())
     if fell.numel() <= size:
         assert sorted(kernel["fallen"][:taken].tolist()) == fell.tolist()
+
+
+def dual_bound(state: dict, device: str, reference: bool, fell: int, searched: int) -> dict:
+    """``auction_dual_bound`` as call 1 of 2 on a copy of ``state`` (row 0 poisoned), with the
+    fallen tiles' search drawn from a few quarter values."""
+    n = state["candidates"].shape[0]
+    generator = torch.Generator().manual_seed(n)
+    s = {name: state[name].clone().to(device) for name in ("candidate_cost", "outside")}
+    moved = {
+        "bound": (state["outside"] - 0.25).clamp_min(0).to(device),
+        "stale": (torch.rand(n, generator=generator) < 0.3).to(torch.uint8).to(device),
+        "fallen_value": torch.randint(0, 8, (n,), generator=generator).float().to(device) / 4,
+        "value_sums": torch.full((2, cell_programs(n, torch.device(device))), math.nan).double(),
+    }
+    moved["value_sums"] = moved["value_sums"].to(device)
+    bonus = torch.full((n,), 0.25, device=device)
+    fell_at = torch.tensor([-1, fell], dtype=torch.int32, device=device)
+    lowest = torch.tensor([math.nan, 0.5], device=device)
+    update = auction_dual_bound_reference if reference else auction_dual_bound
+    update(
+        state["candidates"].to(device), s["candidate_cost"], s["outside"],
+        state["price"].to(device), moved["bound"], bonus, moved["stale"],
+        moved["fallen_value"], fell_at, lowest, searched, moved["value_sums"], 1,
+    )  # fmt: skip
+    return {name: x.cpu() for name, x in {**s, **moved}.items()}
+
+
+@shares_device_fixture
+@given(state=auction_states(), fell=st.sampled_from([0, 3, 4]))
+def test_dual_bound_matches_the_reference_and_brute_force(device, state, fell):
+    """Bounds fall to the fallen tiles' values (to the lowest price when more fell than were
+    searched, with every cell flagged), ``outside`` follows, and the dual values' partial sums
+    add up to the sum of ``dual_values`` at the new bounds."""
+    searched = 3
+    kernel = dual_bound(state, device, reference=False, fell=fell, searched=searched)
+    reference = dual_bound(state, "cpu", reference=True, fell=fell, searched=searched)
+    for name in ("outside", "bound", "stale", "value_sums"):
+        assert same(kernel[name], reference[name]), name
+    before = dual_bound(state, "cpu", reference=True, fell=0, searched=searched)
+    n = state["candidates"].shape[0]
+    generator = torch.Generator().manual_seed(n)
+    stale_before = (torch.rand(n, generator=generator) < 0.3).to(torch.uint8)
+    bound_before = (state["outside"] - 0.25).clamp_min(0)
+    overflow = fell > searched
+    for cell in range(n):
+        expected = 0.5 if overflow else float(before["fallen_value"][cell])
+        assert float(reference["bound"][cell]) == min(float(bound_before[cell]), expected)
+        assert int(reference["stale"][cell]) == (1 if overflow else int(stale_before[cell]))
+    assert torch.equal(reference["outside"], reference["bound"] + 0.25)
+    values = dual_values_reference(
+        state["candidates"], state["candidate_cost"], reference["outside"], state["price"]
+    )
+    # Quarters (or inf): every sum is exact, in any order.
+    assert float(reference["value_sums"][1].sum()) == float(values.double().sum())
+    assert bool(reference["value_sums"][0].isnan().all())
 
 
 def test_arguments_are_checked():
