@@ -47,7 +47,7 @@ from mosaic.assign import (
 from mosaic.assign.spacing import enforce_spacing, spacing_conflicts
 from mosaic.pipeline.step import CarriedState
 from tests.syncs import count_launches, launches
-from tests.synthetic import image_like_instance, image_like_pan
+from tests.synthetic import image_like_fade, image_like_instance, image_like_pan
 from tests.test_auction import optimum
 
 FEATURES = 48
@@ -302,22 +302,25 @@ def record_steady_auction(
         )
 
 
-# The warm frames of a moving picture: a pan of a quarter cell a frame over image-like
-# descriptors, through TemporalCoherence as FrameRenderer.choose runs it (tiles follow the
-# camera, the default switching bonus).
-PAN = {"grid": (20, 30), "tiles": 700, "frames": 8}
+# The warm frames of a moving picture through TemporalCoherence as FrameRenderer.choose runs it
+# (tiles follow the camera, the default switching bonus), over image-like descriptors: a pan of a
+# quarter cell a frame, and a cross-fade between two scenes over 10 frames (every cell moves a
+# little each frame, always the same way).
+CLIPS = {"pan": image_like_pan, "fade": image_like_fade}
+CLIP = {"grid": (20, 30), "tiles": 700, "frames": {"pan": 8, "fade": 10}}
 
 
 @pytest.mark.parametrize("method", ["auction", "windows"])
-def test_warm_frames_of_a_pan(benchmark, device, method):
+@pytest.mark.parametrize("clip", CLIPS)
+def test_warm_frames_of_a_clip(benchmark, device, clip, method):
     """Each warm frame's true gap (SciPy's optimum of the auction's objective: the bonus on
     every tile but the incumbent) and, for the auction, its certified gap and the launches of
-    one warm solve; mean and max over the warm frames; the last warm solve timed again from the
-    state it started from."""
+    one warm solve; mean and max over the warm frames, and each frame's true gap; the last warm
+    solve timed again from the state it started from."""
     from mosaic.temporal import TemporalCoherence
 
-    grid, n = PAN["grid"], PAN["grid"][0] * PAN["grid"][1]
-    views, pool = image_like_pan(*grid, PAN["tiles"], PAN["frames"])
+    grid, n = CLIP["grid"], CLIP["grid"][0] * CLIP["grid"][1]
+    views, pool = CLIPS[clip](*grid, CLIP["tiles"], CLIP["frames"][clip])
     pool = pool.to(device)
     temporal = TemporalCoherence()
     true_gaps, certified = [], []
@@ -357,6 +360,7 @@ def test_warm_frames_of_a_pan(benchmark, device, method):
         warm_frames=len(true_gaps),
         gap_to_exact_pct_mean=float(np.mean(true_gaps)),
         gap_to_exact_pct_max=float(np.max(true_gaps)),
+        gap_to_exact_pct_per_frame=[round(gap, 2) for gap in true_gaps],
         certified_gap_pct_mean=float(np.mean(certified)) if certified else None,
         certified_gap_pct_max=float(np.max(certified)) if certified else None,
     )

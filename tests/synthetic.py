@@ -98,3 +98,18 @@ def image_like_pan(
         ]
         views.append(view.reshape(-1, dim))
     return views, pool
+
+
+def image_like_fade(
+    rows: int, cols: int, tiles: int, frames: int, dim: int = 12, seed: int = 0
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """A cross-fade over ``frames`` frames from one ``image_like_instance`` to another of the
+    same pool: frame ``t`` is ``(1 - t / (frames - 1)) * first + t / (frames - 1) * second``
+    (every cell moves a little each frame, in a direction that persists).
+
+    Returns ``(frames, pool)`` as ``image_like_pan``.
+    """
+    first, pool = image_like_instance(rows, cols, tiles, dim=dim, seed=seed)
+    second, _ = image_like_instance(rows, cols, tiles, dim=dim, seed=seed + 1)
+    weights = torch.linspace(0.0, 1.0, frames).tolist()
+    return [(1 - weight) * first + weight * second for weight in weights], pool
