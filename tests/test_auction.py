@@ -9,6 +9,7 @@ with small round budgets (every round of the budget is launched there, as on a G
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -162,6 +163,22 @@ def test_the_best_holders_and_bound_are_kept_whatever_comes_later():
     assert torch.equal(state.held_key, cheap + 10)
     assert float(result.primal) == float(auction.objective(problem, cheap))
     assert float(result.dual) == max(bounds)
+
+
+def test_a_warm_solve_scales_epsilon_down_to_the_carried_one():
+    """The warm schedule: ``WARM_EPS_SCALE`` times the carried epsilon, divided by
+    ``WARM_EPS_STEP`` a stage, the last ``WARM_FINAL_STAGES`` stages at the carried epsilon (all
+    of a shorter budget), one tensor per value (no launch a stage)."""
+    carried = torch.tensor(0.5)
+    schedule = auction._warm_epsilons(carried, auction.WARM_STAGES)
+    epsilons = [float(eps) for eps in schedule]
+    final = auction.WARM_FINAL_STAGES
+    assert epsilons[0] == 0.5 * auction.WARM_EPS_SCALE
+    assert epsilons[-final:] == [0.5] * final and epsilons[-final - 1] > 0.5
+    steps = [before / after for before, after in itertools.pairwise(epsilons) if before != after]
+    assert steps == [auction.WARM_EPS_STEP] * len(steps)
+    assert len({id(eps) for eps in schedule}) == len(steps) + 1
+    assert [float(eps) for eps in auction._warm_epsilons(carried, final)] == [0.5] * final
 
 
 @pytest.mark.usefixtures("reference_path")

@@ -33,10 +33,16 @@ them would take them (``tie_prices``), so a holder that drifted and left does no
 others after it.
 A cold start (no previous frame) begins with epsilon at ``EPS_STEP ** COLD_SCALING_STAGES``
 times its final value and divides it by ``EPS_STEP`` at each stage that starts with every cell
-placed (epsilon scaling, decided on the device); a warm start runs ``WARM_STAGES`` at the final
-epsilon from the previous frame's holders, prices and lists: a cell whose tile still satisfies
-the condition keeps it, so only the cells whose content changed bid. Rounds after every cell
-holds a tile do nothing (an on-device count).
+placed (epsilon scaling, decided on the device); a warm start runs ``WARM_STAGES`` from the
+previous frame's holders, prices and lists: a cell whose tile still satisfies the condition keeps
+it, so only the cells whose content changed bid. Its epsilon follows the stage index, not the
+device: ``WARM_EPS_SCALE`` times the final epsilon carried from the previous frame, divided by
+``WARM_EPS_STEP`` a stage down to it for the last ``WARM_FINAL_STAGES`` stages. The cells that
+a moving picture displaces compete for the same few tiles; at the final epsilon alone their
+bids raise those prices by so little that many are still without a tile when the budget ends
+(and the completion places them far from their optimum). The larger epsilon settles them, and
+the last stages tighten the bound. Rounds after every cell holds a tile do nothing (an on-device
+count).
 
 **Completion and certificate.** Cells still without a tile when the budget runs out take free
 slots in order of lightness. A stage can end in the middle of a cascade of evictions (after a
@@ -75,8 +81,23 @@ ROUNDS_PER_STAGE = 4
 # A warm frame's budget. Stages, not rounds, settle a moving picture (each frees the holders
 # that drifted, lowers the free tiles' prices and renews stale lists): on a pan through
 # TemporalCoherence (20 x 30 cells, 700 tiles), 192 rounds as 12 stages of 16 ended 3.1 % above
-# the optimum on average (max 9.4 %), as 24 of 8 1.7 % (5.8 %), as 48 of 4 1.1 % (3.8 %).
+# the optimum on average (max 9.4 %), as 24 of 8 1.7 % (5.8 %), as 48 of 4 1.1 % (3.8 %), all at
+# the carried epsilon.
 WARM_STAGES = 48
+# A warm solve's epsilon: 16 times the carried one for 40 stages, 4 times for one, then the
+# carried one for the last 7 (fixed by the stage index: two more launches a solve, none a
+# stage). Measured on the references against SciPy, the pan above with seeds 0-5 (42 warm
+# frames; true / certified gap, mean and worst): at the carried epsilon throughout 2.0 / 2.6 %,
+# 8.3 / 9.6 % (the frames half a cell off the grid end with ~25 of 600 cells without a tile);
+# this schedule 0.88 / 1.13 %, 2.1 / 3.3 %; with the last 11 or 15 stages at the carried
+# epsilon 0.86-0.96 / 1.10-1.23 %, 5.7-5.9 / 6.5-6.8 %. On seeds 0-2: 16 times until every cell
+# holds a tile (decided on the device, 4 more torch ops a stage) 0.64 / 2.8 %, 1.2 / 4.8 % (the
+# bound stays loose); scaling down from 4, 16 or 64 times in the first stages, twice or half the
+# carried epsilon, floors to 0 on the first stage, 32-40 stages of 6-10 rounds: still 6.7-9.5 %
+# above the optimum at worst; RELEASE_SLACK 1 (21 %, and cold solves 54-76 %), 2 or 3 (7.2-8.5 %).
+WARM_EPS_SCALE = 16.0
+WARM_EPS_STEP = 4.0
+WARM_FINAL_STAGES = 7
 COLD_STAGES = 800
 # A cold start begins at 256 times the final epsilon and divides it by 16 twice. Measured
 # against SciPy (600 x 700 image-like, 3200 rounds): 0.08 % true / 0.71 % certified, where 4 six
@@ -220,6 +241,7 @@ def solve_auction(
         _follow_descriptors(problem, state)
         eps = eps_final = state.eps
         stages = WARM_STAGES
+        warm_eps = _warm_epsilons(eps_final, stages)
     # Warm, floors to 0 undo the carried prices: the holders whose content drifted leave, their
     # tiles drop to 0 and draw holders from elsewhere, a cascade that the warm budget does not
     # settle; floors to ties do not start it. Cold, epsilon scaling ends closer to the optimum
@@ -238,7 +260,9 @@ def solve_auction(
         first = stage * ROUNDS_PER_STAGE
         if stage and may_stop and bool(counts[first] == 0) and bool(eps <= eps_final):
             break
-        if stage and cold:
+        if not cold:
+            eps = warm_eps[stage]
+        elif stage:
             # Epsilon scaling: a smaller epsilon once every cell holds a tile.
             eps = torch.where(counts[first] == 0, torch.maximum(eps / EPS_STEP, eps_final), eps)
         tolerance = eps * RELEASE_SLACK
@@ -339,6 +363,18 @@ class _Best:
         dual = self.dual
         gap = torch.where(dual > 0, (primal - dual).clamp_min(0) / dual, math.inf)
         return AuctionResult(self.tiles.clone(), primal, dual.clone(), gap)
+
+
+def _warm_epsilons(eps_final: torch.Tensor, stages: int) -> list[torch.Tensor]:
+    """Each warm stage's epsilon: ``WARM_EPS_SCALE`` times ``eps_final`` (float32 ``()``),
+    divided by ``WARM_EPS_STEP`` a stage so that the last ``WARM_FINAL_STAGES`` run at
+    ``eps_final`` (all of them when the budget is shorter). Fixed by the stage index, so it costs
+    no launch a stage: one tensor per value, shared by the stages that use it."""
+    descent = round(math.log(WARM_EPS_SCALE, WARM_EPS_STEP))
+    first_step = stages - WARM_FINAL_STAGES - descent
+    values = [eps_final * (WARM_EPS_SCALE / WARM_EPS_STEP**steps) for steps in range(descent)]
+    values.append(eps_final)
+    return [values[min(max(stage - first_step, 0), descent)] for stage in range(stages)]
 
 
 def _eps_from_bound(dual: torch.Tensor, n: int, target_gap: float, state: AuctionState):
