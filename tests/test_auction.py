@@ -168,7 +168,8 @@ def test_the_best_holders_and_bound_are_kept_whatever_comes_later():
 def test_a_warm_solve_scales_epsilon_down_to_the_carried_one():
     """The warm schedule: ``WARM_EPS_SCALE`` times the carried epsilon, divided by
     ``WARM_EPS_STEP`` a stage, the last ``WARM_FINAL_STAGES`` stages at the carried epsilon (all
-    of a shorter budget), one tensor per value (no launch a stage)."""
+    of a shorter budget, and all of a frame that moved little), one tensor per value (no launch
+    a stage)."""
     carried = torch.tensor(0.5)
     schedule = auction._warm_epsilons(carried, auction.WARM_STAGES)
     epsilons = [float(eps) for eps in schedule]
@@ -179,6 +180,10 @@ def test_a_warm_solve_scales_epsilon_down_to_the_carried_one():
     assert steps == [auction.WARM_EPS_STEP] * len(steps)
     assert len({id(eps) for eps in schedule}) == len(steps) + 1
     assert [float(eps) for eps in auction._warm_epsilons(carried, final)] == [0.5] * final
+    unscaled = auction._warm_epsilons(carried, auction.WARM_STAGES, torch.tensor(False))
+    assert [float(eps) for eps in unscaled] == [0.5] * auction.WARM_STAGES
+    rescaled = auction._warm_epsilons(carried, auction.WARM_STAGES, torch.tensor(True))
+    assert [float(eps) for eps in rescaled] == epsilons
 
 
 @pytest.mark.usefixtures("reference_path")
