@@ -9,6 +9,7 @@ with small round budgets (every round of the budget is launched there, as on a G
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -172,6 +173,35 @@ def test_the_best_holders_and_bound_are_kept_whatever_comes_later():
     assert float(result.dual) == max(bounds)
 
 
+def test_a_warm_solve_scales_epsilon_down_to_the_carried_one():
+    """The warm schedule: ``WARM_EPS_SCALE`` times the carried epsilon, divided by
+    ``WARM_EPS_STEP`` a stage, the last ``WARM_FINAL_STAGES`` stages at the carried epsilon (all
+    of a shorter budget, and all of a frame that moved little), each with its release tolerance,
+    one pair of tensors per value (no launch a stage)."""
+
+    def epsilons(schedule):
+        return [float(eps) for eps, _ in schedule]
+
+    carried = torch.tensor(0.5)
+    schedule = auction._warm_epsilons(carried, auction.WARM_STAGES)
+    scaled = epsilons(schedule)
+    final = auction.WARM_FINAL_STAGES
+    assert scaled[0] == 0.5 * auction.WARM_EPS_SCALE
+    assert scaled[-final:] == [0.5] * final and scaled[-final - 1] > 0.5
+    steps = [before / after for before, after in itertools.pairwise(scaled) if before != after]
+    assert steps == [auction.WARM_EPS_STEP] * len(steps)
+    assert len({id(eps) for eps, _ in schedule}) == len(steps) + 1
+    assert len({id(tolerance) for _, tolerance in schedule}) == len(steps) + 1
+    assert all(
+        float(tolerance) == float(eps * auction.RELEASE_SLACK) for eps, tolerance in schedule
+    )
+    assert epsilons(auction._warm_epsilons(carried, final)) == [0.5] * final
+    unscaled = auction._warm_epsilons(carried, auction.WARM_STAGES, torch.tensor(False))
+    assert epsilons(unscaled) == [0.5] * auction.WARM_STAGES
+    rescaled = auction._warm_epsilons(carried, auction.WARM_STAGES, torch.tensor(True))
+    assert epsilons(rescaled) == scaled
+
+
 @pytest.mark.usefixtures("reference_path")
 def test_the_same_input_gives_the_same_output():
     cells, tiles, reuse = INSTANCES["ties, reuse 2"]
@@ -233,7 +263,8 @@ def test_a_warm_stage_launches_its_rounds_and_13_more(monkeypatch):
             auction.solve_auction(problem, 1, state)
         return launches(counts)
 
-    per_stage = warm_solve_launches(2) - warm_solve_launches(1)
+    # Stages 3 against 2: the second stage also decides, once, the rest of the epsilon schedule.
+    per_stage = warm_solve_launches(3) - warm_solve_launches(2)
     assert per_stage <= 2 * auction.ROUNDS_PER_STAGE + 13
 
 

@@ -33,15 +33,25 @@ them would take them (``tie_prices``), so a holder that drifted and left does no
 others after it.
 A cold start (no previous frame) begins with epsilon at ``EPS_STEP ** COLD_SCALING_STAGES``
 times its final value and divides it by ``EPS_STEP`` at each stage that starts with every cell
-placed (epsilon scaling, decided on the device); a warm start runs ``WARM_STAGES`` at the final
-epsilon from the previous frame's holders, prices and lists: a cell whose tile still satisfies
-the condition keeps it, so only the cells whose content changed bid. Rounds after every cell
-holds a tile do nothing (an on-device count). On the kernel path a warm stage is 21 launches,
-each a node of a CUDA graph replay: the release, the stale lists' search and rebuild, the
-slots' rebuild (which also keeps the best stage), the price lowering (2 with ties), the fallen
-tiles' search and the bound update, 4 rounds of 2 kernels, and 5 torch operations (the search's
-row-mask view, the slots' and fallen prices' resets, the fallen tiles' gather). Nothing of a
-stage is summed or selected in torch: the kernels keep partial sums, combined at the end.
+placed (epsilon scaling, decided on the device); a warm start runs ``WARM_STAGES`` from the
+previous frame's holders, prices and lists: a cell whose tile still satisfies the condition keeps
+it, so only the cells whose content changed bid. Its epsilon follows the stage index:
+``WARM_EPS_SCALE`` times the final epsilon carried from the previous frame, divided by
+``WARM_EPS_STEP`` a stage down to it for the last ``WARM_FINAL_STAGES`` stages. The cells that
+a moving picture displaces compete for the same few tiles; at the final epsilon alone their
+bids raise those prices by so little that many are still without a tile when the budget ends
+(and the completion places them far from their optimum). The larger epsilon settles them, and
+the last stages tighten the bound. A frame that moved little (its first stage left at most
+``WARM_DISPLACED_SHARE`` of the cells without a tile) runs the later stages at the final
+epsilon, decided once on the device. Rounds after every cell holds a tile do nothing (an
+on-device count).
+On the kernel path a warm stage is 21 launches, each a node of a CUDA graph replay: the
+release, the stale lists' search and rebuild, the slots' rebuild (which also keeps the best
+stage), the price lowering (2 with ties), the fallen tiles' search and the bound update, 4
+rounds of 2 kernels, and 5 torch operations (the search's row-mask view, the slots' and fallen
+prices' resets, the fallen tiles' gather). Nothing of a stage is summed or selected in torch:
+the kernels keep partial sums, combined at the end; the warm epsilons and their release
+tolerances are a few tensors made before the stages.
 
 **Completion and certificate.** Cells still without a tile when the budget runs out take free
 slots in order of lightness. A stage can end in the middle of a cascade of evictions (after a
@@ -84,8 +94,32 @@ ROUNDS_PER_STAGE = 4
 # A warm frame's budget. Stages, not rounds, settle a moving picture (each frees the holders
 # that drifted, lowers the free tiles' prices and renews stale lists): on a pan through
 # TemporalCoherence (20 x 30 cells, 700 tiles), 192 rounds as 12 stages of 16 ended 3.1 % above
-# the optimum on average (max 9.4 %), as 24 of 8 1.7 % (5.8 %), as 48 of 4 1.1 % (3.8 %).
+# the optimum on average (max 9.4 %), as 24 of 8 1.7 % (5.8 %), as 48 of 4 1.1 % (3.8 %), all at
+# the carried epsilon.
 WARM_STAGES = 48
+# A warm solve's epsilon: 16 times the carried one for 40 stages, 4 times for one, then the
+# carried one for the last 7 (fixed by the stage index: 8 more launches a solve, none a stage).
+# Measured on the references against SciPy, the pan above with seeds 0-5 (42 warm frames; true
+# / certified gap, mean and worst): at the carried epsilon throughout 2.0 / 2.6 %, 8.3 / 9.6 %
+# (the frames half a cell off the grid end with ~25 of 600 cells without a tile); this schedule
+# 0.84 / 1.13 %, 2.1 / 3.3 %; with the last 11 or 15 stages at the carried epsilon 0.86-0.96 /
+# 1.10-1.23 %, 5.7-5.9 / 6.5-6.8 %; with the first stage at the carried epsilon 1.0 / 1.3 %,
+# 5.3 / 6.0 %. The footage-like clips of tests/test_temporal.py (504 cells, 560 tiles, 23 warm
+# frames; true gap, mean and worst): pan 0.62 / 5.3 % -> 0.33 / 1.9 %, zoom 0.07 / 1.0 % ->
+# 0.03 / 0.2 %, shake 2.1 / 8.5 % -> 1.1 / 3.1 %. On seeds 0-2: 16 times until every cell
+# holds a tile (decided on the device, 4 more torch ops a stage) 0.64 / 2.8 %, 1.2 / 4.8 % (the
+# bound stays loose); scaling down from 4, 16 or 64 times in the first stages, twice or half the
+# carried epsilon, floors to 0 on the first stage, 32-40 stages of 6-10 rounds: still 6.7-9.5 %
+# above the optimum at worst; RELEASE_SLACK 1 (21 %, and cold solves 54-76 %), 2 or 3 (7.2-8.5 %).
+WARM_EPS_SCALE = 16.0
+WARM_EPS_STEP = 4.0
+WARM_FINAL_STAGES = 7
+# The share of the cells that the first warm stage must leave without a tile for the later
+# stages to run scaled. The footage-like clips of tests/scenes.py at 320 x 192 (240 cells, 7
+# warm frames) mostly stay below it: their shake ends 0.10 % above the optimum on average, 0.64 %
+# at worst (0.02 % and 0.14 % at the carried epsilon throughout, 0.19 % and 0.90 % scaled
+# throughout), their pan 0.08 % and 0.42 % (0.13 % and 0.82 %; 0.06 % and 0.32 %).
+WARM_DISPLACED_SHARE = 0.125
 COLD_STAGES = 800
 # A cold start begins at 256 times the final epsilon and divides it by 16 twice. Measured
 # against SciPy (600 x 700 image-like, 3200 rounds): 0.08 % true / 0.71 % certified, where 4 six
@@ -230,6 +264,7 @@ def solve_auction(
         _follow_descriptors(problem, state)
         eps = eps_final = state.eps
         stages = WARM_STAGES
+        warm_schedule = _warm_epsilons(eps_final, stages)
     # Warm, floors to 0 undo the carried prices: the holders whose content drifted leave, their
     # tiles drop to 0 and draw holders from elsewhere, a cascade that the warm budget does not
     # settle; floors to ties do not start it. Cold, epsilon scaling ends closer to the optimum
@@ -252,7 +287,14 @@ def solve_auction(
         opened = stage * (ROUNDS_PER_STAGE + 1)
         if stage and may_stop and bool(counts[opened - 1] == 0) and bool(eps <= eps_final):
             break
-        if stage and cold:
+        if not cold:
+            if stage == 1:
+                # Decided on the device: a frame whose first stage freed few holders (it moved
+                # little) runs at the carried epsilon from here on, as it did before scaling.
+                displaced = counts[0] > n * WARM_DISPLACED_SHARE
+                warm_schedule = _warm_epsilons(eps_final, stages, displaced)
+            eps, tolerance = warm_schedule[stage]
+        elif stage:
             # Epsilon scaling: a smaller epsilon once every cell holds a tile.
             eps = torch.where(
                 counts[opened - 1] == 0, torch.maximum(eps / EPS_STEP, eps_final), eps
@@ -344,6 +386,26 @@ class _Best:
         dual = bounds.amax()
         gap = torch.where(dual > 0, (primal - dual).clamp_min(0) / dual, math.inf)
         return AuctionResult(tiles.clone(), primal, dual, gap)
+
+
+def _warm_epsilons(
+    eps_final: torch.Tensor, stages: int, scaled: torch.Tensor | None = None
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each warm stage's epsilon and release tolerance (``RELEASE_SLACK`` times it): epsilon
+    ``WARM_EPS_SCALE`` times ``eps_final`` (float32 ``()``), divided by ``WARM_EPS_STEP`` a
+    stage so that the last ``WARM_FINAL_STAGES`` run at ``eps_final`` (all of them when the
+    budget is shorter); where the bool ``()`` ``scaled`` is false, ``eps_final`` throughout.
+    Fixed by the stage index, so it costs no launch a stage: one pair of tensors per value,
+    shared by the stages that use it."""
+    descent = round(math.log(WARM_EPS_SCALE, WARM_EPS_STEP))
+    first_step = stages - WARM_FINAL_STAGES - descent
+    values = []
+    for steps in range(descent):
+        value = eps_final * (WARM_EPS_SCALE / WARM_EPS_STEP**steps)
+        values.append(value if scaled is None else torch.where(scaled, value, eps_final))
+    values.append(eps_final)
+    pairs = [(value, value * RELEASE_SLACK) for value in values]
+    return [pairs[min(max(stage - first_step, 0), descent)] for stage in range(stages)]
 
 
 def _eps_from_bound(dual: torch.Tensor, n: int, target_gap: float, state: AuctionState):
