@@ -10,7 +10,7 @@ the interpreter: ``TRITON_INTERPRET=1`` on a CPU; ``launch_path``); a captured f
 its launches are inside the replay. Workload: 320 x 192 frames, cells of 16 (240 cells), 500
 tiles, reuse 2, colour transfer, I420 out, each solver. On a CPU the counts are of the torch
 references (a few seconds); with ``TRITON_INTERPRET=1`` they are of the kernel path, but the
-interpreter runs the auction's ~800 launches a frame slowly (past 15 minutes for this file)::
+interpreter runs the auction's ~780 kernel launches a frame slowly (past 15 minutes for this file)::
 
     python -m pytest bench/test_bench_step.py --benchmark-json=OUT.json
 """
