@@ -1351,11 +1351,11 @@ def auction_dual_bound(
         candidates=candidates, price=price, bound=bound, bonus=bonus, stale=stale,
         fallen_value=fallen_value, fell=fell, lowest=lowest, value_sums=value_sums,
     )  # fmt: skip
-    for name, x in (("bound", bound), ("bonus", bonus), ("stale", stale)):
+    for name, x in (
+        ("bound", bound), ("bonus", bonus), ("stale", stale), ("fallen_value", fallen_value)
+    ):  # fmt: skip
         if x.shape != (n,):
             raise ValueError(f"{name} must be ({n},), got {tuple(x.shape)}")
-    if fallen_value.shape != (n,):
-        raise ValueError(f"fallen_value must be ({n},), got {tuple(fallen_value.shape)}")
     if not (bound.is_contiguous() and stale.is_contiguous() and price.is_contiguous()):
         raise ValueError("bound, stale and price must be contiguous")
     calls = fell.shape[0]

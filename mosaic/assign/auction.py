@@ -259,6 +259,7 @@ def solve_auction(
         _search_all(problem, state)
         eps_final = _eps_from_bound(state.values[:, 0].double().sum(), n, target_gap, state)
         eps = eps_final * EPS_STEP**COLD_SCALING_STAGES
+        tolerance = eps * RELEASE_SLACK
         stages = COLD_STAGES
     else:
         _follow_descriptors(problem, state)
@@ -270,7 +271,7 @@ def solve_auction(
     # settle; floors to ties do not start it. Cold, epsilon scaling ends closer to the optimum
     # with floors to 0 (at 600 x 700: 0.5 % above it against 5.7 %).
     to_ties = not cold
-    lists = _lists(problem, state)
+    lists = _lists(problem, state, searched=cold)
     # Stage s counts at counts[s * (ROUNDS_PER_STAGE + 1) + r]: r = 0 its release, each round
     # adds into the next; so no award adds into a count a release writes.
     counts = torch.zeros(stages * (ROUNDS_PER_STAGE + 1), dtype=torch.int32, device=device)
@@ -279,7 +280,6 @@ def solve_auction(
     lowerings = stages + 2
     best = _Best.start(state, stages, lowerings)
     lowering = _Lowering.start(problem, lowerings)
-    tolerance = eps * RELEASE_SLACK
     # Without kernels (the pure-torch references on a CPU) reading a count costs nothing, and
     # stopping once the last stage changed nothing gives the same result sooner.
     may_stop = not use_triton(problem.cells)
@@ -418,18 +418,11 @@ def _eps_from_bound(dual: torch.Tensor, n: int, target_gap: float, state: Auctio
 
 
 def _search_all(problem: Problem, state: AuctionState) -> None:
-    """Every cell's list from scratch at the state's prices."""
+    """Every cell's search from scratch at the state's prices (``_lists(..., searched=True)``
+    then takes their bounds)."""
     k = state.nearest.shape[1]
     cost_topk(problem.cells, problem.tiles, k, bias=state.price, out=(state.values, state.nearest))
-    state.bound.copy_(_bound_of_search(state.values, problem.tiles.shape[0]))
     state.features.copy_(problem.cells)
-
-
-def _bound_of_search(values: torch.Tensor, tiles: int) -> torch.Tensor:
-    """``V`` of a search: its last value, or +inf when the list holds every tile."""
-    if values.shape[1] == tiles:
-        return torch.full_like(values[:, -1], float("inf"))
-    return values[:, -1]
 
 
 def _follow_descriptors(problem: Problem, state: AuctionState) -> None:
@@ -439,9 +432,11 @@ def _follow_descriptors(problem: Problem, state: AuctionState) -> None:
     state.features.copy_(problem.cells)
 
 
-def _lists(problem: Problem, state: AuctionState) -> _Lists:
+def _lists(problem: Problem, state: AuctionState, searched: bool = False) -> _Lists:
     """This frame's lists: each cell's searched tiles, then its held tile and its incumbent
-    where not already listed, with their costs at this frame's descriptors and bonus."""
+    where not already listed, with their costs at this frame's descriptors and bonus.
+    ``searched``: every cell was just searched (``_search_all``): the bounds become the
+    searches' last values first."""
     n, k = state.nearest.shape
     device = problem.device
     lists = _Lists(
@@ -450,7 +445,7 @@ def _lists(problem: Problem, state: AuctionState) -> _Lists:
         torch.empty(n, dtype=torch.float32, device=device),
     )
     every_row = torch.ones(n, dtype=torch.uint8, device=device)
-    _write_lists(problem, state, lists, every_row)
+    _write_lists(problem, state, lists, every_row, renew=searched)
     return lists
 
 
