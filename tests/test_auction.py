@@ -140,6 +140,25 @@ def test_a_cut_budget_returns_the_best_holders_it_saw(monkeypatch, stages):
     assert float(result.primal) / optimum(problem, 1) - 1 <= float(result.gap) + 1e-6
 
 
+@pytest.mark.usefixtures("reference_path")
+def test_a_cold_solve_stops_once_its_certificate_meets_the_target(monkeypatch):
+    """The check every ``COLD_CHECK_STAGES`` stages ends the solve early, and only truncates it:
+    a budget cut at that stage gives the same result."""
+    cells, tiles = image_like_instance(8, 10, 90, dim=12, seed=1)
+    problem = cold_problem(cells, tiles)
+    stages = []
+    release = auction.auction_release
+    monkeypatch.setattr(auction, "auction_release", lambda *args: stages.append(release(*args)))
+    stopped = auction.solve_auction(problem, 2)
+    run = len(stages)
+    assert run < auction.COLD_STAGES and run % auction.COLD_CHECK_STAGES == 0
+    assert float(stopped.gap) <= auction.TARGET_GAP
+    assert float(stopped.primal) / optimum(problem, 2) - 1 <= float(stopped.gap) + 1e-6
+    monkeypatch.setattr(auction, "COLD_STAGES", run)
+    budget = auction.solve_auction(problem, 2)
+    assert torch.equal(budget.tiles, stopped.tiles) and float(budget.gap) == float(stopped.gap)
+
+
 def test_the_best_holders_and_bound_are_kept_whatever_comes_later():
     cells, tiles = dyadic((4, 3), 6), dyadic((5, 3), 7)
     problem = cold_problem(cells, tiles)
@@ -166,7 +185,7 @@ def test_the_best_holders_and_bound_are_kept_whatever_comes_later():
         )  # fmt: skip
         values = dual_values(lists.candidates, lists.cost, lists.outside, price)
         bounds.append(float(values.double().sum() - price.double().sum()))
-    result = best.restore(problem, state, 1)
+    result = best.restore(problem, state)
     assert torch.equal(result.tiles, cheap) and torch.equal(state.assigned, cheap)
     assert torch.equal(state.held_key, cheap + 10)
     assert float(result.primal) == float(auction.objective(problem, cheap))
