@@ -164,6 +164,10 @@ def test_auto_picks_the_auction_for_a_videos_large_frames_on_cuda():
     # A lower capacity (fair use) is beyond the auction's certificate.
     fair = dict(reuse=4, cells=8160, tiles=2040, lower=4)
     assert resolved_method("auto", **fair, device="cuda", video=True) == "windows"
+    # Barely more slots than cells: long eviction chains, windows does better.
+    tight = dict(cells=8160, tiles=8161, device="cuda", video=True)
+    assert resolved_method("auto", 1, **tight) == "windows"
+    assert resolved_method("auto", 2, **tight) == "auction"
 
 
 # ---------------------------------------------------------------------------------------------

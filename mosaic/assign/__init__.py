@@ -83,6 +83,12 @@ __all__ = [
 # 200 x 300 16 vs 33 ms, 300 x 450 31 vs 45 ms, 700 x 1000 190 vs 225 ms; warm-started from the
 # previous frame, "windows" takes ~8 ms at 700 x 1000 where exact stays at ~190 ms.
 EXACT_MAX_ENTRIES = 50_000
+# "auto" picks the auction only with at least this many tile slots (tiles x cap) per cell. With
+# barely more slots than cells the last cells to place evict one another along long chains: on
+# a pan through temporal coherence (600 cells, reuse 1, seed 0; true gap per frame) 601 tiles
+# gave 3.0-15 % (windows 0.8-2.4 %), 630 tiles 0.2-8.8 % (0.4-3.0 %), 660 tiles 0.4-1.2 %
+# (1.4-2.7 %).
+AUCTION_MIN_SLOTS = 1.1
 
 
 @dataclass(frozen=True)
@@ -126,9 +132,10 @@ def resolved_method(
 ) -> str:
     """The solver ``method`` stands for on a problem of that size on ``device``: ``"nearest"``
     when ``reuse=0``; for ``"auto"``, ``"exact"`` up to ``EXACT_MAX_ENTRIES``, above it
-    ``"auction"`` for a ``video``'s frames on CUDA (without a lower capacity) and ``"windows"``
-    otherwise; ``"exact"`` or ``"windows"`` for ``"auction"`` under a lower capacity ``lower``
-    (fair use); else ``method`` itself.
+    ``"auction"`` for a ``video``'s frames on CUDA (without a lower capacity, with at least
+    ``AUCTION_MIN_SLOTS`` tile slots per cell) and ``"windows"`` otherwise; ``"exact"`` or
+    ``"windows"`` for ``"auction"`` under a lower capacity ``lower`` (fair use); else ``method``
+    itself.
 
     Why the auction only there: on a GPU a video's steady frames replay it as one CUDA graph
     (it reads nothing back), where ``"windows"`` is host-bound (10 ms a frame at 8160 x 20000 on
@@ -143,7 +150,9 @@ def resolved_method(
         if cells * tiles * copies <= EXACT_MAX_ENTRIES:
             return "exact"
         on_cuda = torch.device(device).type == "cuda"
-        return "auction" if method == "auto" and video and on_cuda and not lower else "windows"
+        roomy = tiles * copies >= AUCTION_MIN_SLOTS * cells
+        auction = method == "auto" and video and on_cuda and roomy and not lower
+        return "auction" if auction else "windows"
     return method
 
 
