@@ -1290,12 +1290,11 @@ def _dual_bound_kernel(
     program = tl.program_id(0)
     rows = program.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_mask = rows < N
-    overflow = tl.load(fell_ptr + index) > S
-    below = tl.where(
-        overflow,
-        tl.load(lowest_ptr + index),
-        tl.load(fallen_value_ptr + rows * stride_fallen, mask=row_mask, other=0.0),
-    )
+    fell = tl.load(fell_ptr + index)
+    overflow = fell > S
+    fallen_value = tl.load(fallen_value_ptr + rows * stride_fallen, mask=row_mask, other=0.0)
+    below = tl.where(overflow, tl.load(lowest_ptr + index), fallen_value)
+    below = tl.where(fell > 0, below, float("inf"))
     bound = tl.minimum(tl.load(bound_ptr + rows, mask=row_mask, other=0.0), below)
     tl.store(bound_ptr + rows, bound, mask=row_mask)
     outside = bound + tl.load(bonus_ptr + rows * stride_bonus, mask=row_mask, other=0.0)
@@ -1330,7 +1329,8 @@ def auction_dual_bound(
     in place, in one pass over the cells.
 
     Each ``bound`` (float32 ``(N,)``) falls to ``fallen_value`` (float32 ``(N,)``, any stride:
-    each cell's best ``distance + new price`` over the searched tiles) or, when more than
+    each cell's best ``distance + new price`` over the searched tiles; not read when no tile
+    fell, so a search limited to ``fell[index]`` tiles may leave it NaN then) or, when more than
     ``searched`` tiles fell (``fell[index]``), to ``lowest[index]`` (a distance is never
     negative) and every cell is flagged in ``stale`` (uint8, or-ed in) for a new list. Then
     ``outside = bound + bonus`` (``bonus`` float32 ``(N,)``, any stride) and row ``index`` of
@@ -1399,7 +1399,8 @@ def auction_dual_bound_reference(
 ) -> None:
     """Pure-torch ``auction_dual_bound``."""
     overflow = fell[index] > searched
-    torch.minimum(bound, torch.where(overflow, lowest[index], fallen_value), out=bound)
+    below = torch.where(overflow, lowest[index], fallen_value)
+    torch.minimum(bound, torch.where(fell[index] > 0, below, torch.inf), out=bound)
     outside.copy_(bound + bonus)
     stale |= overflow.to(torch.uint8)
     values = dual_values_reference(candidates, candidate_cost, outside, price)

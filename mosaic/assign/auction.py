@@ -501,11 +501,13 @@ class _Lowering:
     int32 and ``lowest`` float32 ``(C,)``, one entry per lowering (how many fell, their lowest
     price); ``nearest_value`` float32 and ``nearest_tile`` int64 ``(N, 1)``: each cell's best
     ``distance + price`` among the fallen tiles, and where (``nearest_values``: the values as
-    ``(N,)``); ``gain`` float32 ``(M,)``: the lowering's scratch, 0s."""
+    ``(N,)``); ``gain`` float32 ``(M,)``: the lowering's scratch, 0s. ``fell_counts``: ``fell``
+    as ``(1,)`` views, one per lowering (the fallen tiles' search reads its count there)."""
 
     fallen: torch.Tensor
     fallen_price: torch.Tensor
     fell: torch.Tensor
+    fell_counts: tuple[torch.Tensor, ...]
     lowest: torch.Tensor
     nearest_value: torch.Tensor
     nearest_tile: torch.Tensor
@@ -518,10 +520,12 @@ class _Lowering:
         size = min(m, DROPPED_TILES)
         device = problem.device
         nearest_value = torch.empty((n, 1), dtype=torch.float32, device=device)
+        fell = torch.zeros(lowerings, dtype=torch.int32, device=device)
         return cls(
             fallen=torch.zeros(size, dtype=torch.int64, device=device),
             fallen_price=torch.empty(size, dtype=torch.float32, device=device),
-            fell=torch.zeros(lowerings, dtype=torch.int32, device=device),
+            fell=fell,
+            fell_counts=fell.split(1),
             lowest=torch.full((lowerings,), math.inf, dtype=torch.float32, device=device),
             nearest_value=nearest_value,
             nearest_tile=torch.empty((n, 1), dtype=torch.int64, device=device),
@@ -543,10 +547,10 @@ def _floor_prices(
     """Lower the prices of the tiles with a free slot, to 0 or (``to_ties``) only as far as a
     cell that lists them would take them (``kernels.auction.auction_lower_prices``), and keep
     every bound valid: each cell's bound also covers the tiles whose price fell (a search over
-    ``DROPPED_TILES`` of them); if more fell, every bound drops to the lowest fallen price (a
-    distance is never negative) and every list is marked stale
-    (``kernels.auction.auction_dual_bound``, which also offers the bound at the new prices to
-    ``best``). ``index``: this lowering's, below ``lowerings`` of ``_Lowering.start``."""
+    ``DROPPED_TILES`` of them at most, whose work follows how many fell); if more fell, every
+    bound drops to the lowest fallen price (a distance is never negative) and every list is
+    marked stale (``kernels.auction.auction_dual_bound``, which also offers the bound at the new
+    prices to ``best``). ``index``: this lowering's, below ``lowerings`` of ``_Lowering.start``."""
     auction_lower_prices(
         lists.candidates, lists.cost, lists.outside, state.price, state.slots, to_ties,
         lowering.fallen, lowering.fallen_price, lowering.fell, lowering.lowest, best.price_sums,
@@ -554,7 +558,7 @@ def _floor_prices(
     )  # fmt: skip
     cost_topk(
         problem.cells, problem.tiles[lowering.fallen], 1, bias=lowering.fallen_price,
-        out=(lowering.nearest_value, lowering.nearest_tile),
+        out=(lowering.nearest_value, lowering.nearest_tile), columns=lowering.fell_counts[index],
     )  # fmt: skip
     auction_dual_bound(
         lists.candidates, lists.cost, lists.outside, state.price, state.bound, problem.bonus,

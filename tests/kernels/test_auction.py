@@ -493,7 +493,12 @@ def dual_bound(state: dict, device: str, reference: bool, fell: int, searched: i
     moved = {
         "bound": (state["outside"] - 0.25).clamp_min(0).to(device),
         "stale": (torch.rand(n, generator=generator) < 0.3).to(torch.uint8).to(device),
-        "fallen_value": torch.randint(0, 8, (n,), generator=generator).float().to(device) / 4,
+        # With none fallen, the search (limited to the fallen count) left NaN: never read.
+        "fallen_value": (
+            torch.randint(0, 8, (n,), generator=generator).float() / 4
+            if fell
+            else torch.full((n,), math.nan)
+        ).to(device),
         "value_sums": torch.full((2, cell_programs(n, torch.device(device))), math.nan).double(),
     }
     moved["value_sums"] = moved["value_sums"].to(device)
@@ -513,14 +518,14 @@ def dual_bound(state: dict, device: str, reference: bool, fell: int, searched: i
 @given(state=auction_states(), fell=st.sampled_from([0, 3, 4]))
 def test_dual_bound_matches_the_reference_and_brute_force(device, state, fell):
     """Bounds fall to the fallen tiles' values (to the lowest price when more fell than were
-    searched, with every cell flagged), ``outside`` follows, and the dual values' partial sums
-    add up to the sum of ``dual_values`` at the new bounds."""
+    searched, with every cell flagged; stay when none fell), ``outside`` follows, and the dual
+    values' partial sums add up to the sum of ``dual_values`` at the new bounds."""
     searched = 3
     kernel = dual_bound(state, device, reference=False, fell=fell, searched=searched)
     reference = dual_bound(state, "cpu", reference=True, fell=fell, searched=searched)
     for name in ("outside", "bound", "stale", "value_sums"):
         assert same(kernel[name], reference[name]), name
-    before = dual_bound(state, "cpu", reference=True, fell=0, searched=searched)
+    before = dual_bound(state, "cpu", reference=True, fell=1, searched=searched)
     n = state["candidates"].shape[0]
     generator = torch.Generator().manual_seed(n)
     stale_before = (torch.rand(n, generator=generator) < 0.3).to(torch.uint8)
@@ -528,6 +533,7 @@ def test_dual_bound_matches_the_reference_and_brute_force(device, state, fell):
     overflow = fell > searched
     for cell in range(n):
         expected = 0.5 if overflow else float(before["fallen_value"][cell])
+        expected = expected if fell else math.inf
         assert float(reference["bound"][cell]) == min(float(bound_before[cell]), expected)
         assert int(reference["stale"][cell]) == (1 if overflow else int(stale_before[cell]))
     assert torch.equal(reference["outside"], reference["bound"] + 0.25)
