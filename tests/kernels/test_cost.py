@@ -429,16 +429,28 @@ def test_cost_topk_ranks_distance_plus_bias_on_selected_rows(device, topk_path, 
     atol = squared_distance_atol(a, b)[picked]
     got_values, got_indices = values.cpu()[picked].double(), indices.cpu()[picked]
     assert bool((got_values.diff(dim=1) >= 0).all()), "values not ascending"
+    assert_biased_topk(got_values, got_indices, exact, atol, reference[0].cpu()[picked])
+
+
+def assert_biased_topk(
+    values: torch.Tensor,
+    indices: torch.Tensor,
+    exact: torch.Tensor,
+    atol: torch.Tensor,
+    reference: torch.Tensor,
+) -> None:
+    """float64 ``values`` ``(n, k)`` at int64 ``indices`` are the k smallest of ``exact``
+    ``(n, m)`` (float64 distance + bias, within ``atol`` ``(n, m)``) and match the reference's
+    ``(n, k)`` values."""
     assert_close_elementwise(
-        got_values, exact.gather(1, got_indices), atol.gather(1, got_indices),
+        values, exact.gather(1, indices), atol.gather(1, indices),
         name="value vs its index's float64 distance + bias",
     )  # fmt: skip
+    k = values.shape[1]
     smallest = exact.sort(dim=1).values[:, :k]
     row_atol = atol.max(dim=1, keepdim=True).values.expand(-1, k)
-    assert_close_elementwise(got_values, smallest, row_atol, name="vs k smallest float64")
-    assert_close_elementwise(
-        got_values, reference[0].cpu()[picked], 2 * row_atol, name="vs reference"
-    )
+    assert_close_elementwise(values, smallest, row_atol, name="vs k smallest float64")
+    assert_close_elementwise(values, reference, 2 * row_atol, name="vs reference")
 
 
 @st.composite
@@ -475,16 +487,7 @@ def test_cost_topk_searches_only_the_counted_columns(device, inputs):
     assert bool((got_indices < searched).all()), "an index beyond the count"
     exact = (squared_distances_float64(a, b) + bias.cpu().double())[:, :searched]
     atol = squared_distance_atol(a, b)[:, :searched]
-    assert_close_elementwise(
-        got_values, exact.gather(1, got_indices), atol.gather(1, got_indices),
-        name="value vs its index's float64 distance + bias",
-    )  # fmt: skip
-    smallest = exact.sort(dim=1).values[:, :filled]
-    row_atol = atol.max(dim=1, keepdim=True).values.expand(-1, filled)
-    assert_close_elementwise(got_values, smallest, row_atol, name="vs k smallest float64")
-    assert_close_elementwise(
-        got_values, reference[:, :filled], 2 * row_atol, name="vs reference"
-    )  # fmt: skip
+    assert_biased_topk(got_values, got_indices, exact, atol, reference[:, :filled])
 
 
 def test_bias_rows_and_out_are_checked(device):
