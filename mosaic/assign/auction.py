@@ -58,9 +58,12 @@ the kernels keep partial sums, combined at the end; the warm epsilons and their 
 tolerances are a few tensors made before the stages.
 
 **Completion and certificate.** Cells still without a tile when the budget runs out take free
-slots in order of lightness. A stage can end in the middle of a cascade of evictions (after a
-smaller epsilon or a price floor), so the solve keeps the best complete assignment and the best
-bound any stage has seen, and returns those. ``P`` is the total cost; for any prices ``p >= 0``,
+slots (``_complete``): a few passes in which each offers itself to its nearest tile with a free
+slot and each tile takes its nearest offers, then the free slots in order of lightness; on the
+kernel path 9 kernels (the search may take 2 on a GPU), which only read the holders when every
+cell holds a tile. A stage can end in the middle of a cascade of evictions (after a smaller
+epsilon or a price floor), so the solve keeps the best complete assignment and the best bound
+any stage has seen, and returns those. ``P`` is the total cost; for any prices ``p >= 0``,
 ``D = sum_i min_j (c(i, j) + p_j) - R sum_j p_j`` is a lower bound on the optimum (weak
 duality; the minimum over tiles outside a list is bounded by ``V``), so ``(P - D) / D`` bounds
 ``P / OPT - 1`` whatever the auction did. At epsilon-complementary slackness with every tile
@@ -78,6 +81,8 @@ import torch
 from kernels import cost_topk
 from kernels.auction import (
     StageBest,
+    auction_complete,
+    auction_complete_start,
     auction_dual_bound,
     auction_lists,
     auction_lower_prices,
@@ -85,7 +90,7 @@ from kernels.auction import (
     auction_release,
     auction_round,
     cell_programs,
-    make_keys,
+    completion_work,
     round_work,
     stage_best,
     tile_programs,
@@ -146,8 +151,6 @@ COMPLETION_PASSES = 4
 # perfect matches make the lower bound 0, a relative target says nothing, and float32 prices must
 # still move when a bid adds epsilon.
 EPS_FLOOR = 1e-3
-# A price bias that keeps a tile out of a search (cost_topk takes finite biases only).
-_EXCLUDED = 1e30
 
 
 @dataclass
@@ -582,75 +585,24 @@ def _renew_stale(
 
 def _complete(problem: Problem, state: AuctionState, capacity: int) -> None:
     """Give every cell still without a tile a free slot, in place, with fixed shapes and no
-    prices: ``COMPLETION_PASSES`` passes in which each such cell proposes to the nearest tile
-    that still has a free slot (among its ``COMPLETION_CANDIDATES`` nearest free tiles) and each
-    tile takes the nearest proposers it has room for; then, for any cell still left, the free
-    slots in order of lightness. Does nothing when every cell holds a tile."""
+    prices (``kernels.auction.auction_complete``): ``COMPLETION_PASSES`` passes in which each
+    such cell offers itself to the nearest tile that still has a free slot (among its
+    ``COMPLETION_CANDIDATES`` nearest tiles with a free slot, one search) and each tile takes the
+    nearest offers it has room for; then, for any cell still left, the free slots in order of
+    lightness; then the slots are rebuilt. Changes nothing when every cell holds a tile (and
+    then searches nothing)."""
     n, m = problem.cells.shape[0], problem.tiles.shape[0]
-    device = problem.device
-    cells = torch.arange(n, device=device)
     k = min(COMPLETION_CANDIDATES, m)
-    free_slots = capacity - (state.slots >= 0).sum(1)
-    bias = torch.where(free_slots > 0, 0.0, _EXCLUDED)
-    distance, nearest = cost_topk(problem.cells, problem.tiles, k, bias=bias)
-    for _ in range(COMPLETION_PASSES):
-        waiting = state.assigned < 0
-        open_ = free_slots[nearest] > 0
-        choice = open_.to(torch.int8).argmax(1, keepdim=True)
-        proposing = waiting & open_.any(1)
-        tile = nearest.gather(1, choice).squeeze(1)
-        # Nearest proposer first: keys of negated distances would need signed order, so rank
-        # by the distance's float bits (non-negative) and the cell.
-        rank = _rank_per_tile(
-            torch.where(proposing, tile, m), distance.gather(1, choice).squeeze(1), m
-        )
-        accepted = proposing & (rank < free_slots[tile])
-        state.assigned.copy_(torch.where(accepted, tile, state.assigned))
-        key = make_keys(state.price[tile], cells)
-        state.held_key.copy_(torch.where(accepted, key, state.held_key))
-        taken = torch.zeros(m + 1, dtype=free_slots.dtype, device=device)
-        taken.index_add_(0, torch.where(accepted, tile, m), accepted.to(free_slots.dtype))
-        free_slots = free_slots - taken[:m]
-    _fill_by_lightness(problem, state, free_slots, capacity)
-    auction_rebuild_slots(state.assigned, state.held_key, state.slots)
-
-
-def _rank_per_tile(tiles: torch.Tensor, distance: torch.Tensor, m: int) -> torch.Tensor:
-    """int64 rank of each proposal among those to the same tile (``tiles`` int64, ``m`` for
-    none), nearest first, ties by cell index."""
-    order = torch.argsort(distance, stable=True)
-    order = order[torch.argsort(tiles[order], stable=True)]
-    sorted_tiles = tiles[order]
-    starts = torch.ones_like(sorted_tiles, dtype=torch.bool)
-    starts[1:] = sorted_tiles[1:] != sorted_tiles[:-1]
-    positions = torch.arange(order.numel(), device=order.device)
-    rank = torch.empty_like(order)
-    rank[order] = positions - torch.cummax(torch.where(starts, positions, 0), 0).values
-    return rank
-
-
-def _fill_by_lightness(
-    problem: Problem, state: AuctionState, free_slots: torch.Tensor, capacity: int
-) -> None:
-    """The last resort of ``_complete``: the cells still without a tile and the free slots are
-    both ordered by lightness (the first descriptor entry) and the ``q``-th of ``U`` cells takes
-    free slot ``floor(q * F / U)`` of ``F``."""
-    n, m = problem.cells.shape[0], problem.tiles.shape[0]
-    device = problem.device
-    unassigned = state.assigned < 0
-    free = torch.arange(capacity, device=device)[None, :] < free_slots[:, None]  # (M, R)
-    slot_key = torch.where(free, problem.tiles[:, :1], math.inf).reshape(-1)
-    slot_order = torch.argsort(slot_key, stable=True)
-    cell_key = torch.where(unassigned, problem.cells[:, 0], math.inf)
-    cells = torch.argsort(cell_key, stable=True)
-    waiting = unassigned.sum()
-    rank = torch.arange(n, device=device)
-    pick = (rank * free.sum()).div(waiting.clamp_min(1), rounding_mode="floor")
-    tile = slot_order[pick.clamp_max(m * capacity - 1)] // capacity
-    take = rank < waiting
-    state.assigned[cells] = torch.where(take, tile, state.assigned[cells])
-    key = make_keys(state.price[tile], cells)
-    state.held_key[cells] = torch.where(take, key, state.held_key[cells])
+    work = completion_work(n, m, capacity, COMPLETION_PASSES, k, problem.device)
+    auction_complete_start(state.assigned, state.slots, work)
+    cost_topk(
+        problem.cells, problem.tiles, k, bias=work.bias, rows=work.waiting,
+        out=(work.distance, work.nearest),
+    )  # fmt: skip
+    auction_complete(
+        problem.cells, problem.tiles, state.price, state.assigned, state.held_key, state.slots,
+        work,
+    )  # fmt: skip
 
 
 def objective(problem: Problem, tiles: torch.Tensor) -> torch.Tensor:

@@ -61,6 +61,7 @@ TARGET = GPUTarget("cuda", 90, 32)
 SM_COUNT = 132
 KERNEL_MODULES = (auction, block_energy, cell_analysis, composite, cost, grid, oklab)
 POINTER_TYPES = {
+    torch.bool: "*i1",
     torch.uint8: "*u8",
     torch.float16: "*fp16",
     torch.bfloat16: "*bf16",
@@ -704,6 +705,48 @@ def auction_launches() -> Iterator[Launch]:
         )
 
 
+def completion_launches() -> Iterator[Launch]:
+    """The auction's completion at the engine's sizes (8160 cells, 20k tiles, 8 candidates, 4
+    passes), for capacities 1 and 3: its start, a pass that offers and the last (which counts),
+    and the lightness fill's two kernels."""
+    from mosaic.assign.auction import COMPLETION_CANDIDATES, COMPLETION_PASSES
+
+    n, m, k, passes = CELLS, TILES, COMPLETION_CANDIDATES, COMPLETION_PASSES
+    per_cell = {"BLOCK_N": auction._GPU_BLOCK_N, "num_warps": 4, "num_stages": 3}
+    blocks = {**per_cell, "BLOCK_M": auction._COMPLETE_BLOCK_M}
+    cells, tiles, price = meta(n, 48), meta(m, 48), meta(m)
+    assigned, held_key = meta(n, dtype=torch.int64), meta(n, dtype=torch.int64)
+    for capacity in (1, 3):
+        label = f"capacity {capacity}"
+        slots = meta(m, capacity, dtype=torch.int64)
+        work = auction.completion_work(n, m, capacity, passes, k, torch.device("meta"))
+        start = (assigned, slots, work.waiting, work.bias, work.offers, work.proposals)
+        start += (work.totals, n, m, capacity, passes)
+        yield Launch("kernels.auction:_complete_start_kernel", label, launch_args(*start), blocks)
+        step = (work.distance, work.nearest, price, assigned, held_key, slots, work.offers)
+        step += (work.proposals, work.free, work.totals, 2, n, m, k, capacity, k, k)
+        for propose in (True, False):
+            keywords = {**blocks, "BLOCK_K": k, "PROPOSE": propose}
+            yield Launch(
+                "kernels.auction:_complete_pass_kernel",
+                f"{label}{' offers' if propose else ' counts'}",
+                launch_args(*step),
+                keywords,
+            )
+        order = (cells, tiles, assigned, slots, work.proposals, work.slot_tiles, work.free)
+        order += (work.totals, n, m, capacity, 48, 48)
+        yield Launch(
+            "kernels.auction:_fill_order_kernel",
+            label,
+            launch_args(*order),
+            {**blocks, "BLOCK_SCAN": auction._SCAN_BLOCK},
+        )
+        fill = (price, assigned, held_key, slots, work.proposals, work.slot_tiles, work.totals)
+        yield Launch(
+            "kernels.auction:_fill_kernel", label, launch_args(*fill, n, capacity), per_cell
+        )
+
+
 def auction_lists_length() -> int:
     """The length of the engine's auction lists: its searched tiles, the held tile and the
     incumbent."""
@@ -722,6 +765,7 @@ def all_launches() -> list[Launch]:
         *merge_splits_launches(),
         *prepare_candidates_launches(),
         *auction_launches(),
+        *completion_launches(),
         *cell_oklab_launches(),
         *block_energy_launches(),
         *grid_reduce_launches(),

@@ -1,6 +1,6 @@
-"""Property tests for ``kernels/auction.py``: the auction's release, slot rebuild, rounds and dual
-values, the Triton kernels (in the interpreter on CPU, compiled on CUDA) against the pure-torch
-references, and the invariants a solver relies on.
+"""Property tests for ``kernels/auction.py``: the auction's release, slot rebuild, rounds, dual
+values and completion, the Triton kernels (in the interpreter on CPU, compiled on CUDA) against
+the pure-torch references, and the invariants a solver relies on.
 
 States are drawn consistent, as a solve leaves them: every holder's tile is in its list, no tile
 has more holders than its capacity, the slots hold exactly the holders' keys. Costs come from a
@@ -19,6 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kernels.auction import (
+    auction_complete,
+    auction_complete_reference,
+    auction_complete_start,
+    auction_complete_start_reference,
     auction_dual_bound,
     auction_dual_bound_reference,
     auction_lists,
@@ -33,6 +37,7 @@ from kernels.auction import (
     auction_round_reference,
     bid_of_key,
     cell_programs,
+    completion_work,
     dual_values,
     dual_values_reference,
     floored_prices,
@@ -42,6 +47,7 @@ from kernels.auction import (
     tie_prices,
     tile_programs,
 )
+from kernels.cost import cost_topk_reference
 from kernels.dispatch import use_triton
 from tests.kernels.compare import shares_device_fixture, sizes_around
 from tests.syncs import count_launches, launches
@@ -574,3 +580,155 @@ def test_launches_are_counted_torch_ops_and_kernels_apart():
     else:
         assert counts["triton"] == 0 and counts["torch ops"] > 1
     assert launches(counts) == counts["torch ops"] + counts["triton"]
+
+
+@st.composite
+def completion_inputs(draw: st.DrawFn) -> dict:
+    """Holders as a solve leaves them (some tiles full, some cells without a tile) and each cell's
+    nearest tiles with a free slot, from descriptors on a 1/4 grid with repeated tiles and cells:
+    equal distances and equal lightness everywhere."""
+    n = draw(st.sampled_from([1, 2, 7, 13, 40, 65]))
+    capacity = draw(st.integers(1, 3))
+    m = draw(st.integers(math.ceil(n / capacity), max(math.ceil(n / capacity), 40)))
+    dim = draw(st.sampled_from([1, 3]))
+    generator = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    cells = torch.randint(0, 4, (n, dim), generator=generator).float() / 4
+    tiles = torch.randint(0, 4, (m, dim), generator=generator).float() / 4
+    if draw(st.booleans()):  # strided views
+        cells = torch.cat([cells, cells], 1)[:, ::2]
+        tiles = tiles.t().contiguous().t()
+    assigned = torch.full((n,), -1, dtype=torch.int64)
+    room = torch.full((m,), capacity)
+    share = draw(st.sampled_from([0.0, 0.5, 0.9, 1.0]))
+    for cell in torch.randperm(n, generator=generator).tolist():
+        if torch.rand(1, generator=generator).item() < share:
+            tile = int(torch.multinomial(room.clamp_max(1).float(), 1, generator=generator))
+            assigned[cell], room[tile] = tile, room[tile] - 1
+    price = torch.randint(0, 4, (m,), generator=generator).float() / 4
+    bids = price[assigned.clamp_min(0)] + 0.5
+    held_key = torch.where(assigned >= 0, make_keys(bids, torch.arange(n)), -1)
+    slots = torch.empty((m, capacity), dtype=torch.int64)
+    auction_rebuild_slots_reference(assigned, held_key, slots)
+    waiting, bias = torch.empty(n, dtype=torch.bool), torch.empty(m)
+    auction_complete_start_reference(assigned, slots, waiting, bias)
+    assert torch.equal(waiting, assigned < 0)
+    expected = torch.tensor([0.0 if -1 in row else 1e30 for row in slots.tolist()])
+    assert torch.equal(bias, expected)
+    k = draw(st.integers(1, min(m, 8)))
+    distance, nearest = cost_topk_reference(cells, tiles, k, bias=bias)
+    return {
+        "cells": cells,
+        "tiles": tiles,
+        "distance": distance,
+        "nearest": nearest,
+        "price": price,
+        "assigned": assigned,
+        "held_key": held_key,
+        "slots": slots,
+        "passes": draw(st.integers(1, 4)),
+    }
+
+
+def completed(inputs: dict, device: str, reference: bool) -> dict:
+    """The holders and slots after a completion of a copy of ``inputs``. The kernels start from
+    poisoned scratch, with the search only in the rows of the cells without a tile."""
+    s = {name: x.clone().to(device) for name, x in inputs.items() if name != "passes"}
+    holders = (s["price"], s["assigned"], s["held_key"], s["slots"])
+    if reference:
+        searched = (s["distance"], s["nearest"])
+        auction_complete_reference(s["cells"], s["tiles"], *searched, *holders, inputs["passes"])
+    else:
+        n, m, capacity = s["cells"].shape[0], *s["slots"].shape
+        k = s["nearest"].shape[1]
+        work = completion_work(n, m, capacity, inputs["passes"], k, torch.device(device))
+        for x in work:
+            x.fill_(math.nan if x.is_floating_point() else 7)
+        auction_complete_start(s["assigned"], s["slots"], work)
+        waiting, bias = torch.empty(n, dtype=torch.bool), torch.empty(m)
+        auction_complete_start_reference(inputs["assigned"], inputs["slots"], waiting, bias)
+        assert torch.equal(work.waiting.cpu(), waiting) and torch.equal(work.bias.cpu(), bias)
+        waiting = work.waiting[:, None]
+        work.distance.copy_(torch.where(waiting, s["distance"], math.nan))
+        work.nearest.copy_(torch.where(waiting, s["nearest"], m + 7))
+        auction_complete(s["cells"], s["tiles"], *holders, work)
+    return {name: s[name].cpu() for name in ("assigned", "held_key", "slots")}
+
+
+def completion_oracle(inputs: dict) -> tuple[list[int], list[int]]:
+    """Tiles and keys after a completion, by loops over the passes, tiles and slots."""
+    n, m = inputs["cells"].shape[0], inputs["tiles"].shape[0]
+    nearest, distance = inputs["nearest"].tolist(), inputs["distance"].tolist()
+    price = inputs["price"]
+    tiles, keys = inputs["assigned"].tolist(), inputs["held_key"].tolist()
+    free = [row.count(-1) for row in inputs["slots"].tolist()]
+
+    def take(cell: int, tile: int) -> None:
+        tiles[cell] = tile
+        keys[cell] = int(make_keys(price[tile : tile + 1], torch.tensor([cell]))[0])
+
+    for _ in range(inputs["passes"]):
+        offers: dict[int, list[tuple[float, int]]] = {}
+        for cell in range(n):
+            if tiles[cell] >= 0:
+                continue
+            for tile, value in zip(nearest[cell], distance[cell], strict=True):
+                if free[tile] > 0:
+                    offers.setdefault(tile, []).append((value, cell))
+                    break
+        for tile, offered in offers.items():
+            for _, cell in sorted(offered)[: free[tile]]:
+                take(cell, tile)
+            free[tile] -= min(free[tile], len(offered))
+    waiting = sorted((float(inputs["cells"][c, 0]), c) for c in range(n) if tiles[c] < 0)
+    free_slots = [
+        t
+        for _, t in sorted((float(inputs["tiles"][t, 0]), t) for t in range(m))
+        for _ in range(free[t])
+    ]
+    for rank, (_, cell) in enumerate(waiting):
+        take(cell, free_slots[rank * len(free_slots) // len(waiting)])
+    return tiles, keys
+
+
+@shares_device_fixture
+@given(inputs=completion_inputs())
+def test_completion_matches_the_reference_and_brute_force(device, inputs):
+    """Every cell ends with a tile: the holders keep theirs, the others take what passes of
+    nearest-first offers and then the lightness fill give them, no tile over its capacity, and
+    the slots hold exactly the holders' keys."""
+    kernel = completed(inputs, device, reference=False)
+    reference = completed(inputs, "cpu", reference=True)
+    for name in ("assigned", "held_key", "slots"):
+        assert torch.equal(kernel[name], reference[name]), name
+    tiles, keys = completion_oracle(inputs)
+    assert reference["assigned"].tolist() == tiles
+    assert reference["held_key"].tolist() == keys
+    m, capacity = inputs["slots"].shape
+    assert bool((reference["assigned"] >= 0).all())
+    assert int(torch.bincount(reference["assigned"], minlength=m).max()) <= capacity
+    held = inputs["assigned"] >= 0
+    assert torch.equal(reference["held_key"][held], inputs["held_key"][held])
+    expected = torch.empty_like(inputs["slots"])
+    auction_rebuild_slots_reference(reference["assigned"], reference["held_key"], expected)
+    assert torch.equal(reference["slots"], expected)
+
+
+def test_a_completion_launches_a_kernel_a_pass_and_four_more(device):
+    """On the kernel path: one launch to start, then one a pass, one to settle the last pass and
+    count, two to fill; no torch operation. With every cell holding a tile, nothing changes."""
+    n, m, capacity, passes = 5, 4, 2, 3
+    cells, tiles = torch.rand(n, 3, device=device), torch.rand(m, 3, device=device)
+    assigned = torch.tensor([0, 0, 1, 2, 3], device=device)
+    held_key = make_keys(torch.ones(n, device=device), torch.arange(n, device=device))
+    slots = torch.empty((m, capacity), dtype=torch.int64, device=device)
+    auction_rebuild_slots(assigned, held_key, slots)
+    price = torch.ones(m, device=device)
+    before = (assigned.clone(), held_key.clone(), slots.clone())
+    work = completion_work(n, m, capacity, passes, 2, torch.device(device))
+    with count_launches() as counts:
+        auction_complete_start(assigned, slots, work)
+        auction_complete(cells, tiles, price, assigned, held_key, slots, work)
+    if use_triton(cells):
+        assert counts["triton"] == passes + 4 and counts["torch ops"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, (assigned, held_key, slots), strict=True))
+    assert not bool(work.waiting.any())
