@@ -315,6 +315,25 @@ def test_a_scene_cut_restarts_the_auction_cold():
     assert float(cut.assignment.gap) < math.inf
 
 
+@pytest.mark.usefixtures("reference_path")
+def test_a_restart_within_the_warm_budget_lands_near_the_optimum():
+    """A scene cut restarts the state on the device and solves within the warm budget, where
+    the stages leave cells without a tile for the completion: they take their nearest free
+    tiles, none is left to the lightness fill. (With 8 candidates and 4 passes this frame ended
+    70 % above the optimum, now 12 %.)"""
+    first, tiles = image_like_instance(12, 20, 280, dim=12, seed=1)
+    second = image_like_instance(12, 20, 280, dim=12, seed=11)[0].flip(0)
+    n = first.shape[0]
+    state = AuctionState.fresh(cold_problem(first, tiles), 1)
+    auction.solve_auction(cold_problem(first, tiles), 1, state)
+    state.restart_where(torch.tensor(True))
+    problem = make_problem(second, tiles, torch.full((n,), -1), torch.zeros(n))
+    result = auction.solve_auction(problem, 1, state)
+    true_gap = float(result.primal) / optimum(problem, 1) - 1
+    assert true_gap <= float(result.gap) + 1e-6
+    assert true_gap <= 0.2
+
+
 def test_warm_start_and_pool_checks():
     cells, tiles = torch.rand(20, 3), torch.rand(30, 3)
     state = AuctionState.fresh(cold_problem(cells, tiles), 1)

@@ -706,9 +706,9 @@ def auction_launches() -> Iterator[Launch]:
 
 
 def completion_launches() -> Iterator[Launch]:
-    """The auction's completion at the engine's sizes (8160 cells, 20k tiles, 8 candidates, 4
-    passes), for capacities 1 and 3: its start, a pass that offers and the last (which counts),
-    and the lightness fill's two kernels."""
+    """The auction's completion at the engine's sizes (8160 cells, 20k tiles, the module's
+    candidates and passes), for capacities 1 and 3: its start, a pass that offers and the last
+    (which counts), and the lightness fill's two kernels."""
     from mosaic.assign.auction import COMPLETION_CANDIDATES, COMPLETION_PASSES
 
     n, m, k, passes = CELLS, TILES, COMPLETION_CANDIDATES, COMPLETION_PASSES
