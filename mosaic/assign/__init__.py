@@ -31,8 +31,9 @@ frame). ``reuse`` caps how often a tile may appear per frame:
 
 Everything runs on the device of the features; results are deterministic. ``assign_tiles``
 checks its arguments (``mosaic.assign.problem``, a few host reads); ``solve`` takes a trusted
-``Problem`` and, for ``"auction"`` (with or without ``min_distance``), reads nothing back from
-the device.
+``Problem`` and, for ``"auction"`` from a warm state (with or without ``min_distance``), reads
+nothing back from the device (a cold auction, the first frame, reads its certificate every few
+stages to stop once it meets the target).
 """
 
 from __future__ import annotations
