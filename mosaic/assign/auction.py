@@ -49,11 +49,11 @@ the last stages tighten the bound. A frame that moved little (its first stage le
 ``WARM_DISPLACED_SHARE`` of the cells without a tile) runs the later stages at the final
 epsilon, decided once on the device. Rounds after every cell holds a tile do nothing (an
 on-device count).
-On the kernel path a warm stage is 21 launches, each a node of a CUDA graph replay: the
+On the kernel path a warm stage is 18 launches, each a node of a CUDA graph replay: the
 release, the stale lists' search and rebuild, the slots' rebuild (which also keeps the best
-stage), the price lowering (2 with ties), the fallen tiles' search and the bound update, 4
-rounds of 2 kernels, and 5 torch operations (the search's row-mask view, the slots' and fallen
-prices' resets, the fallen tiles' gather). Nothing of a stage is summed or selected in torch:
+stage), the price lowering (2 with ties), the bound update (which searches the tiles whose price
+fell itself), 4 rounds of 2 kernels, and 3 torch operations (the search's row-mask view and the
+slots' reset among them). Nothing of a stage is summed or selected in torch:
 the kernels keep partial sums, combined at the end; the warm epsilons and their release
 tolerances are a few tensors made before the stages.
 
@@ -509,37 +509,24 @@ class _Lowering:
     """What ``_floor_prices`` fills, for a solve: ``fallen`` int64 and ``fallen_price`` float32
     ``(S,)``, the tiles whose price fell and their prices (``DROPPED_TILES`` at most); ``fell``
     int32 and ``lowest`` float32 ``(C,)``, one entry per lowering (how many fell, their lowest
-    price); ``nearest_value`` float32 and ``nearest_tile`` int64 ``(N, 1)``: each cell's best
-    ``distance + price`` among the fallen tiles, and where (``nearest_values``: the values as
-    ``(N,)``); ``gain`` float32 ``(M,)``: the lowering's scratch, 0s. ``fell_counts``: ``fell``
-    as ``(1,)`` views, one per lowering (the fallen tiles' search reads its count there)."""
+    price); ``gain`` float32 ``(M,)``: the lowering's scratch, 0s."""
 
     fallen: torch.Tensor
     fallen_price: torch.Tensor
     fell: torch.Tensor
-    fell_counts: tuple[torch.Tensor, ...]
     lowest: torch.Tensor
-    nearest_value: torch.Tensor
-    nearest_tile: torch.Tensor
-    nearest_values: torch.Tensor
     gain: torch.Tensor
 
     @classmethod
     def start(cls, problem: Problem, lowerings: int) -> _Lowering:
-        n, m = problem.cells.shape[0], problem.tiles.shape[0]
+        m = problem.tiles.shape[0]
         size = min(m, DROPPED_TILES)
         device = problem.device
-        nearest_value = torch.empty((n, 1), dtype=torch.float32, device=device)
-        fell = torch.zeros(lowerings, dtype=torch.int32, device=device)
         return cls(
             fallen=torch.zeros(size, dtype=torch.int64, device=device),
-            fallen_price=torch.empty(size, dtype=torch.float32, device=device),
-            fell=fell,
-            fell_counts=fell.split(1),
+            fallen_price=torch.zeros(size, dtype=torch.float32, device=device),
+            fell=torch.zeros(lowerings, dtype=torch.int32, device=device),
             lowest=torch.full((lowerings,), math.inf, dtype=torch.float32, device=device),
-            nearest_value=nearest_value,
-            nearest_tile=torch.empty((n, 1), dtype=torch.int64, device=device),
-            nearest_values=nearest_value[:, 0],
             gain=torch.zeros(m, dtype=torch.float32, device=device),
         )
 
@@ -566,14 +553,10 @@ def _floor_prices(
         lowering.fallen, lowering.fallen_price, lowering.fell, lowering.lowest, best.price_sums,
         index, lowering.gain,
     )  # fmt: skip
-    cost_topk(
-        problem.cells, problem.tiles[lowering.fallen], 1, bias=lowering.fallen_price,
-        out=(lowering.nearest_value, lowering.nearest_tile), columns=lowering.fell_counts[index],
-    )  # fmt: skip
     auction_dual_bound(
         lists.candidates, lists.cost, lists.outside, state.price, state.bound, problem.bonus,
-        stale, lowering.nearest_values, lowering.fell, lowering.lowest,
-        lowering.fallen.shape[0], best.value_sums, index,
+        stale, problem.cells, problem.tiles, lowering.fallen, lowering.fallen_price,
+        lowering.fell, lowering.lowest, best.value_sums, index,
     )  # fmt: skip
 
 

@@ -664,15 +664,23 @@ def auction_launches() -> Iterator[Launch]:
     yield Launch("kernels.auction:_tie_gain_kernel", "-", dual, with_lists)
     calls = stages + 2
     fell, lowest = meta(calls, dtype=torch.int32), meta(calls)
-    dual_bound = (*lists, meta(n), meta(n), stale, meta(n), fell, lowest)
-    dual_bound += (meta(calls, programs, dtype=torch.float64), n, length, 1024, 5, *strides, 1, 1)
+    fallen, fallen_price = meta(1024, dtype=torch.int64), meta(1024)
+    dim = 48  # the engine's descriptors at grid 4: 16 blocks of 3 Oklab means
+    cells, tiles = meta(n, dim), meta(m, dim)
+    dual_bound = (*lists, meta(n), meta(n), stale, cells, tiles, fallen, fallen_price, fell)
+    dual_bound += (lowest, meta(calls, programs, dtype=torch.float64), n, length, dim, 1024, 5)
+    dual_bound += (*strides, 1, dim, 1, dim, 1)
     yield Launch(
         "kernels.auction:_dual_bound_kernel",
         "-",
         launch_args(*dual_bound),
-        {**with_lists, "LEVELS": levels},
+        {
+            **with_lists,
+            "BLOCK_S": auction._FALLEN_BLOCK,
+            "LEVELS": levels,
+            "enable_fp_fusion": False,  # as the launcher asks
+        },
     )
-    fallen, fallen_price = meta(1024, dtype=torch.int64), meta(1024)
     price_sums = meta(calls, auction.tile_programs(m), dtype=torch.float64)
     for capacity in (1, 3):
         lower = (price, meta(m), meta(m, capacity, dtype=torch.int64), fallen, fallen_price)
@@ -689,8 +697,6 @@ def auction_launches() -> Iterator[Launch]:
             },
         )
     k = length - 2
-    dim = 48  # the engine's descriptors at grid 4: 16 blocks of 3 Oklab means
-    cells, tiles = meta(n, dim), meta(m, dim)
     searched = meta(n, k)
     build = (cells, tiles, assigned, meta(n), meta(n, k, dtype=torch.int64), held_key, stale)
     build += (outside, candidates, cost_, meta(n), searched, n, k, dim, m, dim, 1, dim, 1)

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kernels.auction import (
+    _FALLEN_BLOCK,
     auction_complete,
     auction_complete_reference,
     auction_complete_start,
@@ -485,68 +487,108 @@ def test_lower_prices_match_the_reference_and_say_which_fell(device, state, to_t
             tile in fell.tolist() and price == float(expected[tile]) for tile, price in pairs
         )
         assert len({tile for tile, _ in pairs}) == taken
-        assert bool((result["fallen_price"][taken:] == 1e30).all())
+        # The other places keep what they held.
+        assert bool(result["fallen_price"][taken:].isnan().all())
+        assert not bool(result["fallen"][taken:].any())
     if fell.numel() <= size:
         assert sorted(kernel["fallen"][:taken].tolist()) == fell.tolist()
 
 
-def dual_bound(state: dict, device: str, reference: bool, fell: int, searched: int) -> dict:
-    """``auction_dual_bound`` as call 1 of 2 on a copy of ``state`` (row 0 poisoned), with the
-    fallen tiles' search drawn from a few quarter values."""
-    n = state["candidates"].shape[0]
-    generator = torch.Generator().manual_seed(n)
-    s = {name: state[name].clone().to(device) for name in ("candidate_cost", "outside")}
-    moved = {
-        "bound": (state["outside"] - 0.25).clamp_min(0).to(device),
-        "stale": (torch.rand(n, generator=generator) < 0.3).to(torch.uint8).to(device),
-        # With none fallen, the search (limited to the fallen count) left NaN: never read.
-        "fallen_value": (
-            torch.randint(0, 8, (n,), generator=generator).float() / 4
-            if fell
-            else torch.full((n,), math.nan)
-        ).to(device),
-        "value_sums": torch.full((2, cell_programs(n, torch.device(device))), math.nan).double(),
+@st.composite
+def fallen_inputs(draw: st.DrawFn) -> dict:
+    """What a dual bound update reads besides a state: descriptors (on a 1/64 grid, every
+    distance exact in float32 whatever the order, or rough values whose sum depends on the
+    order), maybe strided; ``S`` places of fallen tiles around the kernel's block (repeats and
+    quarter prices: ties), ``fell`` 0, some, exactly ``S`` or more; the places past ``fell``
+    poisoned (a tile far out of range, a NaN price)."""
+    state = draw(auction_states())
+    n, m = state["candidates"].shape[0], state["price"].shape[0]
+    dim = draw(st.sampled_from([1, 3, 12]))
+    generator = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    if draw(st.booleans()):
+        cells = torch.randint(0, 64, (n, dim), generator=generator).float() / 64
+        tiles = torch.randint(0, 64, (m, dim), generator=generator).float() / 64
+    else:
+        cells = torch.rand(n, dim, generator=generator)
+        tiles = torch.rand(m, dim, generator=generator)
+    if draw(st.booleans()):  # strided views
+        cells = torch.cat([cells, cells], 1)[:, ::2]
+        tiles = tiles.t().contiguous().t()
+    size = draw(st.sampled_from([1, 3, _FALLEN_BLOCK, _FALLEN_BLOCK + 1, 2 * _FALLEN_BLOCK + 5]))
+    fell = draw(st.sampled_from([0, min(2, size - 1), size, size + 3]))
+    fallen = torch.randint(0, m, (size,), generator=generator)
+    fallen_price = torch.randint(0, 3, (size,), generator=generator).float() / 4
+    past = torch.arange(size) >= fell
+    return {
+        **state,
+        "cells": cells,
+        "tiles": tiles,
+        "fallen": torch.where(past, 10**9, fallen),
+        "fallen_price": torch.where(past, math.nan, fallen_price),
+        "fell": fell,
     }
-    moved["value_sums"] = moved["value_sums"].to(device)
-    bonus = torch.full((n,), 0.25, device=device)
-    fell_at = torch.tensor([-1, fell], dtype=torch.int32, device=device)
-    lowest = torch.tensor([math.nan, 0.5], device=device)
+
+
+def dual_bound(inputs: dict, device: str, reference: bool) -> dict:
+    """``auction_dual_bound`` as call 1 of 2 on a copy of ``inputs`` (row 0 of the sums
+    poisoned), the lowest fallen price 0.125."""
+    n = inputs["candidates"].shape[0]
+    generator = torch.Generator().manual_seed(n)
+    s = {name: inputs[name].clone().to(device) for name in ("candidate_cost", "outside")}
+    moved = {
+        "bound": (inputs["outside"] - 0.25).clamp_min(0).to(device),
+        "stale": (torch.rand(n, generator=generator) < 0.3).to(torch.uint8).to(device),
+        "value_sums": torch.full(
+            (2, cell_programs(n, torch.device(device))), math.nan, dtype=torch.float64
+        ).to(device),
+    }
+    bonus = torch.full((1,), 0.25, device=device).expand(n)
+    fell = torch.tensor([-1, inputs["fell"]], dtype=torch.int32, device=device)
+    lowest = torch.tensor([math.nan, 0.125], device=device)
     update = auction_dual_bound_reference if reference else auction_dual_bound
+    read = {name: inputs[name].to(device) for name in ("candidates", "price", "cells", "tiles")}
     update(
-        state["candidates"].to(device), s["candidate_cost"], s["outside"],
-        state["price"].to(device), moved["bound"], bonus, moved["stale"],
-        moved["fallen_value"], fell_at, lowest, searched, moved["value_sums"], 1,
+        read["candidates"], s["candidate_cost"], s["outside"], read["price"], moved["bound"],
+        bonus, moved["stale"], read["cells"], read["tiles"], inputs["fallen"].to(device),
+        inputs["fallen_price"].to(device), fell, lowest, moved["value_sums"], 1,
     )  # fmt: skip
     return {name: x.cpu() for name, x in {**s, **moved}.items()}
 
 
 @shares_device_fixture
-@given(state=auction_states(), fell=st.sampled_from([0, 3, 4]))
-def test_dual_bound_matches_the_reference_and_brute_force(device, state, fell):
-    """Bounds fall to the fallen tiles' values (to the lowest price when more fell than were
-    searched, with every cell flagged; stay when none fell), ``outside`` follows, and the dual
-    values' partial sums add up to the sum of ``dual_values`` at the new bounds."""
-    searched = 3
-    kernel = dual_bound(state, device, reference=False, fell=fell, searched=searched)
-    reference = dual_bound(state, "cpu", reference=True, fell=fell, searched=searched)
+@given(inputs=fallen_inputs())
+def test_dual_bound_matches_the_reference_and_brute_force(device, inputs):
+    """Bounds fall to each cell's smallest distance plus new price over the fallen places (to
+    the lowest price when more fell than there are places, with every cell flagged; stay when
+    none fell), ``outside`` follows, and the dual values' partial sums add up to the sum of
+    ``dual_values`` at the new bounds. Kernel and reference agree bit for bit; the brute force
+    (float64, per cell and tile) exactly on the 1/64 grid, to float32 rounding otherwise."""
+    kernel = dual_bound(inputs, device, reference=False)
+    reference = dual_bound(inputs, "cpu", reference=True)
     for name in ("outside", "bound", "stale", "value_sums"):
         assert same(kernel[name], reference[name]), name
-    before = dual_bound(state, "cpu", reference=True, fell=1, searched=searched)
-    n = state["candidates"].shape[0]
+    n, size, fell = inputs["candidates"].shape[0], inputs["fallen"].shape[0], inputs["fell"]
     generator = torch.Generator().manual_seed(n)
     stale_before = (torch.rand(n, generator=generator) < 0.3).to(torch.uint8)
-    bound_before = (state["outside"] - 0.25).clamp_min(0)
-    overflow = fell > searched
+    bound_before = (inputs["outside"] - 0.25).clamp_min(0)
+    overflow = fell > size
+    cells, tiles = inputs["cells"].double().numpy(), inputs["tiles"].double().numpy()
+    exact = bool((inputs["cells"] * 64 == (inputs["cells"] * 64).round()).all())
     for cell in range(n):
-        expected = 0.5 if overflow else float(before["fallen_value"][cell])
-        expected = expected if fell else math.inf
-        assert float(reference["bound"][cell]) == min(float(bound_before[cell]), expected)
+        nearest = math.inf
+        for place in range(0 if overflow else fell):
+            tile = int(inputs["fallen"][place])
+            distance = float(np.square(cells[cell] - tiles[tile]).sum())
+            nearest = min(nearest, distance + float(inputs["fallen_price"][place]))
+        expected = min(float(bound_before[cell]), 0.125 if overflow else nearest)
+        got = float(reference["bound"][cell])
+        assert got == expected if exact else got == pytest.approx(expected, rel=1e-6, abs=1e-6)
         assert int(reference["stale"][cell]) == (1 if overflow else int(stale_before[cell]))
     assert torch.equal(reference["outside"], reference["bound"] + 0.25)
     values = dual_values_reference(
-        state["candidates"], state["candidate_cost"], reference["outside"], state["price"]
+        inputs["candidates"], inputs["candidate_cost"], reference["outside"], inputs["price"]
     )
-    # Quarters (or inf): every sum is exact, in any order.
+    # float32 values of a few magnitudes: their float64 sum is exact, in any order.
     assert float(reference["value_sums"][1].sum()) == float(values.double().sum())
     assert bool(reference["value_sums"][0].isnan().all())
 
