@@ -194,7 +194,6 @@ def cost_topk_reference(
     bias: torch.Tensor | None = None,
     rows: torch.Tensor | None = None,
     out: tuple[torch.Tensor, torch.Tensor] | None = None,
-    columns: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pure-torch ``cost_topk`` (same arguments): float32 ``(N, k)`` ascending values, int64
     ``(N, k)`` indices.
@@ -213,9 +212,6 @@ def cost_topk_reference(
         cost = _distances(a32[start : start + rows_per_chunk], b32, b_squared)
         if bias32 is not None:
             cost.add_(bias32)
-        if columns is not None:
-            searched = torch.arange(b.shape[0], device=a.device) < columns
-            cost = torch.where(searched, cost, math.nan)
         chunk_values, chunk_indices = _smallest(cost, k)
         values.append(chunk_values)
         indices.append(chunk_indices)
@@ -277,7 +273,6 @@ def cost_topk(
     bias: torch.Tensor | None = None,
     rows: torch.Tensor | None = None,
     out: tuple[torch.Tensor, torch.Tensor] | None = None,
-    columns: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` smallest squared distances of each row of ``a`` to the rows of ``b``.
 
@@ -296,11 +291,6 @@ def cost_topk(
             ``out`` holds (a fixed-shape update of a few rows, no gather). Needs ``out``.
         out: optional ``(values, indices)``, float32 and int64 ``(N, k)`` with unit stride along
             k, written in place and returned.
-        columns: optional int32 ``(1,)`` on the device: search only the first ``columns[0]``
-            rows of ``b`` (a count the kernels read, so the launch keeps its shape and its
-            work follows the count; a list of which only a prefix is filled, for one). Rows
-            of the result beyond the count are NaN values with unspecified indices. Runs the
-            exact path.
 
     Returns:
         ``(values, indices)``: float32 ``(N, k)`` ascending (``distance + bias`` with a bias),
@@ -313,10 +303,10 @@ def cost_topk(
         raise TypeError(f"k must be an int, got {type(k).__name__}")
     if not 1 <= k <= b.shape[0]:
         raise ValueError(f"k must be in [1, M={b.shape[0]}], got {k}")
-    _check_topk_options(a, b, k, bias, rows, out, columns)
+    _check_topk_options(a, b, k, bias, rows, out)
     if use_triton(a) and k <= _KERNEL_MAX_K:
-        return _cost_topk_triton(a, b, k, bias, rows, out, columns)
-    return cost_topk_reference(a, b, k, bias=bias, rows=rows, out=out, columns=columns)
+        return _cost_topk_triton(a, b, k, bias, rows, out)
+    return cost_topk_reference(a, b, k, bias=bias, rows=rows, out=out)
 
 
 def _check_topk_options(
@@ -326,16 +316,9 @@ def _check_topk_options(
     bias: torch.Tensor | None,
     rows: torch.Tensor | None,
     out: tuple[torch.Tensor, torch.Tensor] | None,
-    columns: torch.Tensor | None,
 ) -> None:
-    """One clear line for a ``bias``, ``rows``, ``out`` or ``columns`` that ``cost_topk``
-    cannot take."""
+    """One clear line for a ``bias``, ``rows`` or ``out`` that ``cost_topk`` cannot take."""
     n, m = a.shape[0], b.shape[0]
-    if columns is not None:
-        check_tensor(columns, "columns", dtypes=(torch.int32,), ndim=1)
-        check_same_device(a=a, columns=columns)
-        if columns.shape[0] != 1:
-            raise ValueError(f"columns must hold one count, got shape {tuple(columns.shape)}")
     if bias is not None:
         check_tensor(bias, "bias", dtypes=FLOAT_DTYPES, ndim=1)
         check_same_device(a=a, bias=bias)
@@ -815,13 +798,13 @@ def _cost_matrix_kernel(
 
 @triton.jit(do_not_specialize=["N", "M", "cols_per_split", "size_class"])
 def _cost_topk_kernel(
-    a_ptr, b_ptr, values_ptr, indices_ptr, partial_ptr, bias_ptr, selected_ptr, columns_ptr,
+    a_ptr, b_ptr, values_ptr, indices_ptr, partial_ptr, bias_ptr, selected_ptr,
     N, M, D, cols_per_split, size_class,
     stride_an, stride_ad, stride_bm, stride_bd, stride_vn, stride_in, stride_bias,
     K: tl.constexpr, K_PAD: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
     DOT_PRECISION: tl.constexpr, WRITE_PARTIAL: tl.constexpr,
-    HAS_BIAS: tl.constexpr, HAS_ROWS: tl.constexpr, HAS_COLUMNS: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_ROWS: tl.constexpr,
 ):  # fmt: skip
     """The exact path: top-k of ``BLOCK_N`` rows over one column split of ``cols_per_split``
     columns, every distance computed in float32 (``_squared_distances``) and merged by rounds.
@@ -829,9 +812,7 @@ def _cost_topk_kernel(
     ``a`` float ``(N, D)`` and ``b`` float ``(M, D)``, any strides. With ``HAS_BIAS``, float
     ``bias (M,)`` (stride ``stride_bias``) is added to each column's distances before the
     selection. With ``HAS_ROWS``, only rows whose uint8 ``selected (N,)`` flag is set are
-    computed and written; a program without one skips its column loop. With ``HAS_COLUMNS`` only
-    the first ``columns[0]`` (int32, read on the device) rows of ``b`` are searched: a row left
-    with fewer than ``K`` gets EMPTY keys (NaN values). With ``WRITE_PARTIAL`` the
+    computed and written; a program without one skips its column loop. With ``WRITE_PARTIAL`` the
     split's k keys go, unsorted, to ``partial`` int64 ``(N, splits, K)`` for
     ``_merge_splits_kernel``; otherwise the final float32 values and int64 indices ``(N, K)``
     (row strides ``stride_vn``, ``stride_in``). ``K_PAD`` is ``K`` rounded up to a power of two;
@@ -842,8 +823,6 @@ def _cost_topk_kernel(
     rows, row_mask, col_begin, col_end = _program_rows_and_columns(
         N, M, cols_per_split, selected_ptr, BLOCK_N, HAS_ROWS
     )
-    if HAS_COLUMNS:
-        col_end = tl.maximum(tl.minimum(col_end, tl.load(columns_ptr)), col_begin)
     top = _empty_top(BLOCK_N, K, K_PAD)
     for col_start in range(col_begin, col_end, BLOCK_M):
         cols = col_start + tl.arange(0, BLOCK_M).to(tl.int64)
@@ -1117,7 +1096,7 @@ _cost_matrix_kernel_tuned = triton.autotune(
 )(_cost_matrix_kernel)
 _cost_topk_kernel_tuned = triton.autotune(
     _TOPK_CONFIGS,
-    key=["D", "size_class", "K_PAD", "WRITE_PARTIAL", "HAS_BIAS", "HAS_ROWS", "HAS_COLUMNS"],
+    key=["D", "size_class", "K_PAD", "WRITE_PARTIAL", "HAS_BIAS", "HAS_ROWS"],
     prune_configs_by={"early_config_prune": _topk_configs},
     cache_results=True,
 )(_cost_topk_kernel)
@@ -1262,7 +1241,6 @@ def _cost_topk_triton(
     bias: torch.Tensor | None,
     rows: torch.Tensor | None,
     out: tuple[torch.Tensor, torch.Tensor] | None,
-    columns: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     n, m, d = a.shape[0], b.shape[0], a.shape[1]
     if m > _MAX_COLUMNS:
@@ -1280,7 +1258,7 @@ def _cost_topk_triton(
     block_n, block_m = _topk_blocks(k_pad, compiled)
     row_blocks, col_tiles = triton.cdiv(n, block_n), triton.cdiv(m, block_m)
     programs = _parallel_programs(a.device, compiled)
-    filtered = None if columns is not None else _filtered_splits(row_blocks, col_tiles, k, programs)
+    filtered = _filtered_splits(row_blocks, col_tiles, k, programs)
     if filtered is None:
         splits, tiles_per_split = _column_splits(row_blocks, col_tiles, block_m, k_pad, programs)
     else:
@@ -1304,10 +1282,8 @@ def _cost_topk_triton(
         _launch(
             _cost_topk_kernel, _cost_topk_kernel_tuned, grid, compiled,
             a, b, values, indices, partial, bias_values, selected,
-            indices if columns is None else columns,
             n, m, d, tiles_per_split * block_m, sizes, *strides,
-            BLOCK_D=_BLOCK_D, DOT_PRECISION=_DOT_PRECISION, HAS_COLUMNS=columns is not None,
-            **variant,
+            BLOCK_D=_BLOCK_D, DOT_PRECISION=_DOT_PRECISION, **variant,
         )  # fmt: skip
     else:
         d_pad, block_d = _half_layout(d)

@@ -417,21 +417,6 @@ def topk_variants(
 TOPK_SHOWN = ("K", "BLOCK_N", "WRITE_PARTIAL", "HAS_BIAS", "HAS_ROWS")
 
 
-def counted_variants(
-    a: torch.Tensor, b: torch.Tensor, k: int, full: bool
-) -> Iterator[tuple[tuple[torch.Tensor, ...], dict[str, object], torch.Tensor]]:
-    """``topk_variants`` for the exact path with its ``columns`` count: none, and for ``k = 1``
-    in the full set also the auction's search of the tiles whose price fell (a bias and a
-    count on the device)."""
-    for tensors, variant in topk_variants(a, b, k, auction=full and k == 16):
-        yield tensors, {**variant, "HAS_COLUMNS": False}, tensors[1]
-        if full and k == 1 and not variant["HAS_ROWS"]:
-            values, indices, partial, _, selected = tensors
-            counted = {**variant, "HAS_BIAS": True, "HAS_COLUMNS": True}
-            count = meta(1, dtype=torch.int32)
-            yield (values, indices, partial, meta(b.shape[0]), selected), counted, count
-
-
 def cost_topk_launches() -> Iterator[Launch]:
     """The exact path, with and without the column split, at the launcher's block sizes for
     each k.
@@ -447,17 +432,16 @@ def cost_topk_launches() -> Iterator[Launch]:
             full = dtype == torch.float32 and pair == "D=12"
             n, m, d = a.shape[0], b.shape[0], a.shape[1]
             for k in (1, 16, 17, 64) if full else (16, 64):
-                for tensors, variant, columns in counted_variants(a, b, k, full):
+                for tensors, variant in topk_variants(a, b, k, auction=full and k == 16):
                     values, indices, _, _, _ = tensors
                     biased = int(variant["HAS_BIAS"])
                     constexprs = {**DOT_KEYWORDS, **variant}
                     for config in tuned_configs(cost._cost_topk_kernel_tuned, full, **constexprs):
                         keywords = {**config, **constexprs}
-                        shown = (*TOPK_SHOWN, "HAS_COLUMNS")
-                        label = f"{type_name(dtype)} {pair} {config_text(keywords, shown)}"
+                        label = f"{type_name(dtype)} {pair} {config_text(keywords, TOPK_SHOWN)}"
                         args = (
-                            a, b, *tensors, columns, n, m, d, m // SPLITS, SIZE_CLASS,
-                            *a.stride(), *b.stride(), values.stride(0), indices.stride(0), biased,
+                            a, b, *tensors, n, m, d, m // SPLITS, SIZE_CLASS, *a.stride(),
+                            *b.stride(), values.stride(0), indices.stride(0), biased,
                         )  # fmt: skip
                         yield Launch(
                             "kernels.cost:_cost_topk_kernel", label, launch_args(*args), keywords

@@ -453,43 +453,6 @@ def assert_biased_topk(
     assert_close_elementwise(values, reference, 2 * row_atol, name="vs reference")
 
 
-@st.composite
-def counted_topk_inputs(draw: st.DrawFn):
-    """Features, a non-negative column bias, a count of columns to search (none, some, all, more
-    than there are) and k."""
-    n, m = draw(ROW_COUNTS), draw(COLUMN_COUNTS)
-    seed = draw(SEEDS)
-    a = random_features((n, 12), torch.float32, seed, scale=0.2, offset=0.5)
-    b = random_features((m, 12), torch.float32, seed + 1, scale=0.2, offset=0.5)
-    bias = torch.rand(m, generator=torch.Generator().manual_seed(seed + 2)) * 0.01
-    count = draw(st.one_of(st.integers(0, m + 3), st.sampled_from([0, 1, m])))
-    return a, b, bias, count, draw(st.integers(1, min(m, 8)))
-
-
-@shares_device_fixture
-@given(inputs=counted_topk_inputs())
-def test_cost_topk_searches_only_the_counted_columns(device, inputs):
-    """With ``columns``, the values are the k smallest ``distance + bias`` over the first
-    ``columns[0]`` rows of b (float64 oracle, and the reference); a row with fewer gets NaN in
-    the places left over."""
-    a, b, bias, count, k = (x.to(device) if isinstance(x, torch.Tensor) else x for x in inputs)
-    columns = torch.tensor([count], dtype=torch.int32, device=device)
-    values, indices = cost_topk(a, b, k, bias=bias, columns=columns)
-    searched = min(count, b.shape[0])
-    filled = min(k, searched)
-    got_values, got_indices = values.cpu().double(), indices.cpu()
-    assert bool(got_values[:, filled:].isnan().all()), "places beyond the count are not NaN"
-    reference = cost_topk_reference(a, b, k, bias=bias, columns=columns)[0].cpu().double()
-    assert bool(reference[:, filled:].isnan().all())
-    if not filled:
-        return
-    got_values, got_indices = got_values[:, :filled], got_indices[:, :filled]
-    assert bool((got_indices < searched).all()), "an index beyond the count"
-    exact = (squared_distances_float64(a, b) + bias.cpu().double())[:, :searched]
-    atol = squared_distance_atol(a, b)[:, :searched]
-    assert_biased_topk(got_values, got_indices, exact, atol, reference[:, :filled])
-
-
 def test_bias_rows_and_out_are_checked(device):
     a, b = torch.rand(4, 3, device=device), torch.rand(9, 3, device=device)
     with pytest.raises(ValueError, match="one value per row of b"):
