@@ -1882,6 +1882,7 @@ def auction_complete(
     held_key: torch.Tensor,
     slots: torch.Tensor,
     work: CompletionWork,
+    fill: bool = True,
 ) -> None:
     """Give every cell without a tile a free slot, in place, and rebuild ``slots``.
 
@@ -1895,8 +1896,11 @@ def auction_complete(
     F / U)`` of ``F``. A cell that takes a tile holds it at a key of its ``price`` float32 ``(M,)``
     (``make_keys``); ``slots`` (int64 ``(M, R)``) are rebuilt from every holder (``assigned``,
     ``held_key`` int64 ``(N,)``), which must be those of ``slots``, with ``N <= M * R``.
+    Without ``fill`` the cells left after the passes stay without a tile (for another search and
+    completion).
 
-    ``P + 3`` launches, fixed shapes, no host reads."""
+    ``P + 3`` launches (``P + 3`` too without the fill: the slots' rebuild takes its place),
+    fixed shapes, no host reads."""
     n, m, capacity = _check_holders(assigned, slots, work)
     check_tensor(cells, "cells", dtypes=(torch.float32,), ndim=2)
     check_tensor(tiles, "tiles", dtypes=(torch.float32,), ndim=2)
@@ -1909,8 +1913,9 @@ def auction_complete(
     passes = work.offers.shape[0]
     if not use_triton(cells):
         auction_complete_reference(
-            cells, tiles, work.distance, work.nearest, price, assigned, held_key, slots, passes
-        )
+            cells, tiles, work.distance, work.nearest, price, assigned, held_key, slots, passes,
+            fill,
+        )  # fmt: skip
         return
     block_n = _block_n(cells.device)
     cell_grid = triton.cdiv(n, block_n)
@@ -1924,6 +1929,9 @@ def auction_complete(
             BLOCK_N=block_n, BLOCK_K=triton.next_power_of_2(k), BLOCK_M=_COMPLETE_BLOCK_M,
             PROPOSE=propose,
         )  # fmt: skip
+    if not fill:
+        auction_rebuild_slots(assigned, held_key, slots)
+        return
     _fill_order_kernel[(cell_grid + tile_grid,)](
         cells, tiles, assigned, slots, work.proposals, work.slot_tiles, work.free, work.totals,
         n, m, capacity, cells.stride(0), tiles.stride(0),
@@ -1945,6 +1953,7 @@ def auction_complete_reference(
     held_key: torch.Tensor,
     slots: torch.Tensor,
     passes: int,
+    fill: bool = True,
 ) -> None:
     """Pure-torch ``auction_complete`` in ``passes`` passes, with the search's ``distance`` and
     ``nearest`` (``(N, K)``; the rows of the cells that hold a tile are never read): each pass's
@@ -1967,7 +1976,8 @@ def auction_complete_reference(
         assigned.copy_(torch.where(taken, tile, assigned))
         held_key.copy_(torch.where(taken, make_keys(price[tile], every_cell), held_key))
         free = free - torch.minimum(free, (offers >= 0).sum(1))
-    _fill_by_lightness_reference(cells, tiles, price, assigned, held_key, free, capacity)
+    if fill:
+        _fill_by_lightness_reference(cells, tiles, price, assigned, held_key, free, capacity)
     auction_rebuild_slots_reference(assigned, held_key, slots)
 
 

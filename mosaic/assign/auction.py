@@ -145,13 +145,17 @@ COLD_SCALING_STAGES = 2
 RELEASE_SLACK = 1.5
 TARGET_GAP = 0.01
 DROPPED_TILES = 1024
-# The completion's candidates and passes. A frame whose stages leave many cells without a tile
-# (a hard cut restarts within the warm budget: ~50 of 600) needs them: each cell left after the
-# passes takes a free slot by lightness, often far off (one such cell costs its 600-cell frame
-# ~7 %). On two cuts through TemporalCoherence (600 cells, 700 tiles; cut frame true / certified
-# gap): 8 candidates and 4 passes left 13 cells to the fill, 37.5 / 40.4 %; 32 and 8 left 1,
-# 10.0 / 12.3 % and 9.4 / 11.5 %; 32 and 12 none, 3.3 / 5.5 % and 2.8 / 4.7 %. The frames around
-# the cuts stay as they were; a frame that leaves no cell searches nothing.
+# The completion: searches of candidates, each followed by passes. A frame whose stages leave
+# many cells without a tile (a hard cut restarts within the warm budget: ~50 of 600) needs them:
+# a cell left after the last search's passes takes a free slot by lightness, often far off (one
+# such cell costs its 600-cell frame ~7 %). Cut frames through TemporalCoherence (600 cells, 700
+# tiles; true / certified gap): one search of 8 candidates and 4 passes left 13 cells to the
+# fill, 37.5 / 40.4 %; of 32 and 12 none, 3.3 / 5.5 % (other cuts 2.7-3.0 %). A restart on an
+# unrelated frame (600 x 700, seed 5: 52 cells left by the stages) still left 8 after one search
+# of 32 and 12, 39.5 %; a second search over the cells still waiting places them, 9.7 % (two of
+# 16 and 6: 26.5 %; three of 8 and 4, four of 16 and 4, three of 32 and 8: 9.8 %). A frame that
+# leaves no cell searches nothing (only launches).
+COMPLETION_SEARCHES = 2
 COMPLETION_CANDIDATES = 32
 COMPLETION_PASSES = 12
 # Epsilon never falls below this fraction of the mean value of the cells' last candidates: when
@@ -575,24 +579,25 @@ def _renew_stale(
 
 def _complete(problem: Problem, state: AuctionState, capacity: int) -> None:
     """Give every cell still without a tile a free slot, in place, with fixed shapes and no
-    prices (``kernels.auction.auction_complete``): ``COMPLETION_PASSES`` passes in which each
-    such cell offers itself to the nearest tile that still has a free slot (among its
-    ``COMPLETION_CANDIDATES`` nearest tiles with a free slot, one search) and each tile takes the
-    nearest offers it has room for; then, for any cell still left, the free slots in order of
-    lightness; then the slots are rebuilt. Changes nothing when every cell holds a tile (and
-    then searches nothing)."""
+    prices (``kernels.auction.auction_complete``): ``COMPLETION_SEARCHES`` times, a search of
+    each such cell's ``COMPLETION_CANDIDATES`` nearest tiles with a free slot and
+    ``COMPLETION_PASSES`` passes in which it offers itself to the first of them that still has
+    one and each tile takes the nearest offers it has room for; then, for any cell still left,
+    the free slots in order of lightness; then the slots are rebuilt. Changes nothing when every
+    cell holds a tile (and then searches nothing)."""
     n, m = problem.cells.shape[0], problem.tiles.shape[0]
     k = min(COMPLETION_CANDIDATES, m)
     work = completion_work(n, m, capacity, COMPLETION_PASSES, k, problem.device)
-    auction_complete_start(state.assigned, state.slots, work)
-    cost_topk(
-        problem.cells, problem.tiles, k, bias=work.bias, rows=work.waiting,
-        out=(work.distance, work.nearest),
-    )  # fmt: skip
-    auction_complete(
-        problem.cells, problem.tiles, state.price, state.assigned, state.held_key, state.slots,
-        work,
-    )  # fmt: skip
+    for search in range(COMPLETION_SEARCHES):
+        auction_complete_start(state.assigned, state.slots, work)
+        cost_topk(
+            problem.cells, problem.tiles, k, bias=work.bias, rows=work.waiting,
+            out=(work.distance, work.nearest),
+        )  # fmt: skip
+        auction_complete(
+            problem.cells, problem.tiles, state.price, state.assigned, state.held_key,
+            state.slots, work, fill=search == COMPLETION_SEARCHES - 1,
+        )  # fmt: skip
 
 
 def objective(problem: Problem, tiles: torch.Tensor) -> torch.Tensor:
