@@ -59,11 +59,12 @@ tolerances are a few tensors made before the stages.
 
 **Completion and certificate.** Cells still without a tile when the budget runs out take free
 slots (``_complete``): a few passes in which each offers itself to its nearest tile with a free
-slot and each tile takes its nearest offers, then the free slots in order of lightness; on the
-kernel path 9 kernels (the search may take 2 on a GPU), which only read the holders when every
-cell holds a tile. A stage can end in the middle of a cascade of evictions (after a smaller
-epsilon or a price floor), so the solve keeps the best complete assignment and the best bound
-any stage has seen, and returns those. ``P`` is the total cost; for any prices ``p >= 0``,
+slot and each tile takes its nearest offers, twice with a new search, then the free slots in
+order of lightness; on the kernel path a start, a search and a launch a pass for each search,
+the slots' rebuild between them and the fill's 2 (34 kernels), which only read the holders
+when every cell holds a tile. A stage can end in the middle of a cascade of evictions (after a
+smaller epsilon or a price floor), so the solve keeps the best complete assignment and the best
+bound any stage has seen, and returns those. ``P`` is the total cost; for any prices ``p >= 0``,
 ``D = sum_i min_j (c(i, j) + p_j) - R sum_j p_j`` is a lower bound on the optimum (weak
 duality; the minimum over tiles outside a list is bounded by ``V``), so ``(P - D) / D`` bounds
 ``P / OPT - 1`` whatever the auction did. At epsilon-complementary slackness with every tile
@@ -133,9 +134,10 @@ COLD_STAGES = 800
 # A cold solve (the first frame of a video or of a new grid; it runs eagerly, never inside a CUDA
 # graph) reads its certificate back every COLD_CHECK_STAGES stages and stops once it meets the
 # target: one host read per check, on every device alike (so the kernels and the references stop
-# at the same stage). Measured against SciPy on image-like frames (stages of 800 run / true gap
-# at the stop): 600 x 700 reuse 1 800 / 0.11 %; reuse 2 232 / 0.11 %, reuse 3 (400 tiles) 168 /
-# 0.02 %, 2040 x 5000 reuse 1 416.
+# at the same stage). Measured against SciPy on image-like frames (stages run of 800 / true /
+# certified gap at the stop): 600 x 700 reuse 1 seeds 0 and 5 800 / 0.09 / 0.72 % and 800 /
+# 0.40 / 1.07 %, reuse 2 200 / 0.08 / 0.59 %, 600 x 400 reuse 3 168 / 0.10 / 0.49 %, 2040 x
+# 5000 reuse 1 384 / - / 0.96 %.
 COLD_CHECK_STAGES = 8
 # A cold start begins at 256 times the final epsilon and divides it by 16 twice. Measured
 # against SciPy (600 x 700 image-like, 3200 rounds): 0.08 % true / 0.71 % certified, where 4 six
