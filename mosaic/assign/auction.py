@@ -61,7 +61,7 @@ tolerances are a few tensors made before the stages.
 slots (``_complete``): a few passes in which each offers itself to its nearest tile with a free
 slot and each tile takes its nearest offers, twice with a new search, then the free slots in
 order of lightness; on the kernel path a start, a search and a launch a pass for each search,
-the slots' rebuild between them and the fill's 2 (34 kernels), which only read the holders
+the slots' rebuild between them and the fill's 2 (34 launches), which only read the holders
 when every cell holds a tile. A stage can end in the middle of a cascade of evictions (after a
 smaller epsilon or a price floor), so the solve keeps the best complete assignment and the best
 bound any stage has seen, and returns those. ``P`` is the total cost; for any prices ``p >= 0``,
