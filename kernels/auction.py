@@ -1692,20 +1692,26 @@ def _complete_pass_kernel(
         )  # fmt: skip
         waiting = row_mask & (assigned < 0)
         if PROPOSE:
-            entries = tl.arange(0, BLOCK_K)
-            listed = waiting[:, None] & (entries < K)[None, :]
-            tiles = tl.load(nearest_ptr + rows[:, None] * stride_nn + entries[None, :],
-                            mask=listed, other=-1)  # fmt: skip
-            free = _free_slots(slots_ptr, offers_ptr, tiles, pass_index, M, capacity)
-            first = tl.min(tl.where(free > 0, entries[None, :], BLOCK_K), axis=1)
-            offering = waiting & (first < BLOCK_K)
-            tile = tl.max(tl.where(entries[None, :] == first[:, None], tiles, -1), axis=1)
-            distance = tl.load(distance_ptr + rows * stride_dn + first, mask=offering, other=0.0)
-            key = _nearest_first_key(distance, rows)
-            slot_row = offers_ptr + (pass_index * M + tile) * capacity
-            _insert_key(slot_row, key, offering, capacity)
-            tl.store(proposals_ptr + rows, tl.where(offering, tile, -1), mask=row_mask)
-            tl.store(proposals_ptr + N + rows, key, mask=offering)
+            proposal = tl.full((BLOCK_N,), -1, tl.int64)
+            # A program whose cells all hold a tile (every program, in a steady frame) skips the
+            # free slots of its K candidates over the earlier passes.
+            if tl.max(waiting.to(tl.int32), axis=0) > 0:
+                entries = tl.arange(0, BLOCK_K)
+                listed = waiting[:, None] & (entries < K)[None, :]
+                tiles = tl.load(nearest_ptr + rows[:, None] * stride_nn + entries[None, :],
+                                mask=listed, other=-1)  # fmt: skip
+                free = _free_slots(slots_ptr, offers_ptr, tiles, pass_index, M, capacity)
+                first = tl.min(tl.where(free > 0, entries[None, :], BLOCK_K), axis=1)
+                offering = waiting & (first < BLOCK_K)
+                tile = tl.max(tl.where(entries[None, :] == first[:, None], tiles, -1), axis=1)
+                distance = tl.load(distance_ptr + rows * stride_dn + first, mask=offering,
+                                   other=0.0)  # fmt: skip
+                key = _nearest_first_key(distance, rows)
+                slot_row = offers_ptr + (pass_index * M + tile) * capacity
+                _insert_key(slot_row, key, offering, capacity)
+                tl.store(proposals_ptr + N + rows, key, mask=offering)
+                proposal = tl.where(offering, tile, -1)
+            tl.store(proposals_ptr + rows, proposal, mask=row_mask)
         else:
             tl.atomic_add(totals_ptr, tl.sum(waiting.to(tl.int32), axis=0))
     elif not PROPOSE:
