@@ -9,8 +9,8 @@
 # first, then the kernels), cost_topk and cost_matrix (85: about 25 kernels compile first), the
 # other kernel microbenchmarks (80), the steady assignment at 8160 x 20000 (40: windows, the
 # auction eager and as a CUDA graph), the 1080p pipeline alone and with decode + encode, default
-# (the auction) and windows (95), last the first frames at 8160 x 20000 (35: cold auction solves
-# take seconds each). Under 8 minutes with the wheels' installation.
+# (the auction) and windows (95), last the first frames at 8160 x 20000 (35: a cold auction solve
+# captures a graph each). Under 8 minutes with the wheels' installation.
 #
 # That machine has CUDA torch, Triton, pytest, pytest-benchmark, pytest-timeout, hypothesis,
 # SciPy, scikit-image, Pillow and tqdm, but neither FFmpeg nor torchcodec: videos are decoded and
@@ -82,7 +82,7 @@ step assign 40 --benchmark-json="$OUT/assign.json" -k "8160x20000 and (steady or
 step e2e 95 --benchmark-json="$OUT/e2e.json" -k "(test_pipeline or test_video) and gpu" \
     bench/test_bench_e2e.py
 # 5. The first frames at the GPU size (windows, the auction cold at reuse 1 to 3), last: a cold
-#    auction runs its launches one by one.
+#    auction launches its first stages one by one (then replays a graph).
 step assign-cold 35 --benchmark-json="$OUT/assign-cold.json" -k "8160x20000 and first_frame" \
     bench/test_bench_assign.py
 

@@ -229,6 +229,29 @@ def test_the_same_input_gives_the_same_output():
     assert torch.equal(first.tiles, second.tiles) and torch.equal(first.gap, second.gap)
 
 
+@pytest.mark.cuda
+@pytest.mark.filterwarnings("error")
+def test_cuda_a_cold_solve_replays_its_chunks_as_one_graph(monkeypatch):
+    """On a GPU a cold solve launches its first chunk of stages one by one, captures the second
+    and replays it for every later chunk: the result of launching them all one by one."""
+    cells, tiles = image_like_instance(20, 30, 700, dim=12, seed=0)
+    problem = make_problem(
+        cells.cuda(), tiles.cuda(), torch.full((600,), -1, device="cuda"),
+        torch.zeros((), device="cuda"),
+    )  # fmt: skip
+    stages = []
+    release = auction.auction_release
+    monkeypatch.setattr(auction, "auction_release", lambda *args: stages.append(release(*args)))
+    graphed = auction.solve_auction(problem, 1)
+    launched = len(stages)
+    monkeypatch.setattr(auction._Stages, "capturable", property(lambda self: False))
+    eager = auction.solve_auction(problem, 1)
+    run = len(stages) - launched
+    assert run > 2 * auction.COLD_CHECK_STAGES, "the solve stopped before a replay"
+    assert launched == 2 * auction.COLD_CHECK_STAGES  # the first chunk and the capture
+    assert torch.equal(graphed.tiles, eager.tiles) and torch.equal(graphed.gap, eager.gap)
+
+
 def dyadic(shape: tuple[int, int], seed: int) -> torch.Tensor:
     """Features on a 1/64 grid: every distance is exact in float32, in kernels and references."""
     generator = torch.Generator().manual_seed(seed)

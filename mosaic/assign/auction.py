@@ -20,9 +20,11 @@ changes costs little:
   ``(sqrt(d) - delta)^2``, so ``V`` becomes ``(sqrt(V) - delta)^2`` (with ``d + p >= V`` and
   ``d, p >= 0``, ``(sqrt(d) - delta)^2 + p`` is smallest at ``d = V``);
 - a cell with no entry near its best (every listed tile got dearer than the bound) is *stale*
-  and gets a new list at the next stage, in one fixed-shape masked search over all cells.
+  and gets a new list at the next stage (cold: the next round), in one fixed-shape masked search
+  over all cells.
 
-**Stages.** A solve runs stages of ``ROUNDS_PER_STAGE`` rounds. A stage starts by freeing the
+**Stages.** A warm solve runs stages of ``ROUNDS_PER_STAGE`` rounds, a cold one of
+``COLD_ROUNDS_PER_STAGE`` with the stale lists renewed before each. A stage starts by freeing the
 holders whose tile is no longer within ``RELEASE_SLACK * eps`` of their best option (new costs,
 smaller epsilon, cheaper tiles; a holder that only its loose outside bound would free gets a new
 list instead and keeps its tile until that list decides), rebuilding the tiles' slots,
@@ -35,13 +37,15 @@ others after it.
 A cold start (no previous frame) begins with epsilon at ``EPS_STEP ** COLD_SCALING_STAGES``
 times its final value and divides it by ``EPS_STEP`` at each stage that starts with every cell
 placed (epsilon scaling, decided on the device) for at most ``COLD_STAGES``, and stops once its
-certificate meets the target, read back every ``COLD_CHECK_STAGES`` stages (a cold solve runs
-eagerly, for the first frame of a video or grid: a scene cut restarts on the device instead,
-within the warm budget); a warm start runs ``WARM_STAGES`` from the
-previous frame's holders, prices and lists: a cell whose tile still satisfies the condition keeps
-it, so only the cells whose content changed bid. Its epsilon follows the stage index:
-``WARM_EPS_SCALE`` times the final epsilon carried from the previous frame, divided by
-``WARM_EPS_STEP`` a stage down to it for the last ``WARM_FINAL_STAGES`` stages. The cells that
+certificate meets the target, read back every ``COLD_CHECK_STAGES`` stages (for the first frame
+of a video or grid: a scene cut restarts on the device instead, within the warm budget). Those
+stages run as chunks that look alike to the device (``_Stages``): on a GPU the first chunk is
+launched one by one and every later one replays a CUDA graph captured once. A warm start
+runs ``WARM_STAGES`` from the previous frame's holders, prices and lists: a cell whose tile
+still satisfies the condition keeps it, so only the cells whose content changed bid. Its
+epsilon follows the stage index: ``WARM_EPS_SCALE`` times the final epsilon carried from the
+previous frame, divided by ``WARM_EPS_STEP`` a stage down to it for the last
+``WARM_FINAL_STAGES`` stages. The cells that
 a moving picture displaces compete for the same few tiles; at the final epsilon alone their
 bids raise those prices by so little that many are still without a tile when the budget ends
 (and the completion places them far from their optimum). The larger epsilon settles them, and
@@ -75,6 +79,7 @@ the target gap and the last bound.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -130,15 +135,25 @@ WARM_FINAL_STAGES = 7
 # at worst (0.02 % and 0.14 % at the carried epsilon throughout, 0.19 % and 0.90 % scaled
 # throughout), their pan 0.08 % and 0.42 % (0.13 % and 0.82 %; 0.06 % and 0.32 %).
 WARM_DISPLACED_SHARE = 0.125
-COLD_STAGES = 800
-# A cold solve (the first frame of a video or of a new grid; it runs eagerly, never inside a CUDA
-# graph) reads its certificate back every COLD_CHECK_STAGES stages and stops once it meets the
-# target: one host read per check, on every device alike (so the kernels and the references stop
-# at the same stage). Measured against SciPy on image-like frames (stages run of 800 / true /
-# certified gap at the stop): 600 x 700 reuse 1 seeds 0 and 5 800 / 0.09 / 0.72 % and 800 /
-# 0.40 / 1.07 %, reuse 2 200 / 0.08 / 0.59 %, 600 x 400 reuse 3 168 / 0.10 / 0.49 %, 2040 x
-# 5000 reuse 1 384 / - / 0.96 %.
-COLD_CHECK_STAGES = 8
+# A cold solve (the first frame of a video or of a new grid, never inside the frame step's CUDA
+# graph) runs stages of COLD_ROUNDS_PER_STAGE rounds and renews the stale lists before each
+# round, reads its certificate back every COLD_CHECK_STAGES stages (a chunk, on a GPU one graph
+# replay) and stops once it meets the target: one host read per check, on every device alike (so
+# the kernels and the references stop at the same stage). Why the renewals: after a round's
+# first evictions nearly every cell without a tile has a stale list (2040 x 5000: 1361 of 1413
+# after 4 rounds), so without them it waits for the next stage and stages, not rounds, set the
+# pace. Measured against SciPy on image-like frames (stages / true / certified gap at the stop;
+# before, 4 rounds a stage, a renewal a stage, checks every 8 of 800): 600 x 700 reuse 1 seeds 0
+# and 5 184 / 0.11 / 0.72 % and 236 / 0.12 / 0.73 % (800 / 0.09 / 0.72 %, 800 / 0.40 / 1.07 %:
+# not met), reuse 2 44 / 0.10 / 0.60 % (200 / 0.08 / 0.59 %), 600 x 400 reuse 3 28 / 0.12 /
+# 0.60 % (168 / 0.10 / 0.49 %); 2040 x 5000 reuse 1, 2, 3: 92, 44, 36 stages to 0.96, 0.77,
+# 0.61 % certified (384 to 0.96 %, 376 to 0.74 %, 800 to 7-9 %: not met). A stage is 83 launches
+# (23 before): 2.3k-20k a solve where it was 3.7k-18k. With 4 or 8 rounds a stage and the
+# renewals, about as many rounds in all and more stages (2040 x 5000 reuse 1: 227 stages of 4,
+# 136 of 8); 6 to 12 rounds with a renewal before each: ~1000-1100 rounds (reuse 1).
+COLD_STAGES = 256
+COLD_ROUNDS_PER_STAGE = 12
+COLD_CHECK_STAGES = 4
 # A cold start begins at 256 times the final epsilon and divides it by 16 twice. Measured
 # against SciPy (600 x 700 image-like, 3200 rounds): 0.08 % true / 0.71 % certified, where 4 six
 # times gave 0.63 % / 2.99 %, 8 three times 0.62 % / 1.57 %, 4 three times 0.37 % / 1.11 %.
@@ -276,80 +291,254 @@ def solve_auction(
     """
     n = problem.cells.shape[0]
     capacity = min(reuse, n)
-    device = problem.device
     if state is None:
         state = AuctionState.fresh(problem, capacity)
     cold = not state.warm
-    stale = torch.zeros(n, dtype=torch.uint8, device=device)
-    stale_rows = stale.view(torch.bool)
     if cold:
         _search_all(problem, state)
         eps_final = _eps_from_bound(state.values[:, 0].double().sum(), n, target_gap, state)
         eps = eps_final * EPS_STEP**COLD_SCALING_STAGES
-        tolerance = eps * RELEASE_SLACK
-        stages = COLD_STAGES
+        stages, chunk = COLD_STAGES, min(COLD_CHECK_STAGES, COLD_STAGES)
+        rounds = COLD_ROUNDS_PER_STAGE
     else:
         _follow_descriptors(problem, state)
         eps = eps_final = state.eps
-        stages = WARM_STAGES
-        warm_schedule = _warm_epsilons(eps_final, stages)
-    # Warm, floors to 0 undo the carried prices: the holders whose content drifted leave, their
-    # tiles drop to 0 and draw holders from elsewhere, a cascade that the warm budget does not
-    # settle; floors to ties do not start it. Cold, epsilon scaling ends closer to the optimum
-    # with floors to 0 (at 600 x 700: 0.5 % above it against 5.7 %).
-    to_ties = not cold
+        stages = chunk = WARM_STAGES
+        rounds = ROUNDS_PER_STAGE
     lists = _lists(problem, state, searched=cold)
-    # Stage s counts at counts[s * (ROUNDS_PER_STAGE + 1) + r]: r = 0 its release, each round
-    # adds into the next; so no award adds into a count a release writes.
-    counts = torch.zeros(stages * (ROUNDS_PER_STAGE + 1), dtype=torch.int32, device=device)
-    work = round_work(n, device)
-    # A price lowering per stage and two after them: its bound's partial sums at that index.
-    lowerings = stages + 2
-    best = _Best.start(state, stages, lowerings)
-    lowering = _Lowering.start(problem, lowerings)
-    # Without kernels (the pure-torch references on a CPU) reading a count costs nothing, and
-    # stopping once the last stage changed nothing gives the same result sooner.
-    idle_stop = not use_triton(problem.cells)
-    for stage in range(stages):
-        opened = stage * (ROUNDS_PER_STAGE + 1)
-        if stage and idle_stop and bool(counts[opened - 1] == 0) and bool(eps <= eps_final):
+    run = _Stages.start(problem, state, lists, chunk, rounds, eps, eps_final, cold)
+    # The first chunk runs eagerly (it compiles and tunes the kernels for these sizes); a cold
+    # solve's later chunks, all alike, replay one CUDA graph on a GPU, between its checks.
+    graph = _ChunkGraph(run) if cold and run.capturable else None
+    for first in range(0, stages, chunk):
+        if first and cold and run.best.certified(target_gap):
             break
-        if cold and stage % COLD_CHECK_STAGES == 0 and stage and best.certified(stage, target_gap):
+        count = min(chunk, stages - first)
+        if graph is not None and first and count == chunk:
+            graph.run()
+        elif run.chunk(first, count):
             break
-        if not cold:
-            if stage == 1:
-                # Decided on the device: a frame whose first stage freed few holders (it moved
-                # little) runs at the carried epsilon from here on, as it did before scaling.
-                displaced = counts[0] > n * WARM_DISPLACED_SHARE
-                warm_schedule = _warm_epsilons(eps_final, stages, displaced)
-            eps, tolerance = warm_schedule[stage]
-        elif stage:
-            # Epsilon scaling: a smaller epsilon once every cell holds a tile.
-            eps = torch.where(
-                counts[opened - 1] == 0, torch.maximum(eps / EPS_STEP, eps_final), eps
-            )
-            tolerance = eps * RELEASE_SLACK
-        auction_release(
-            lists.candidates, lists.cost, lists.outside, state.price, state.assigned,
-            state.held_key, stale, counts, tolerance, opened, best.stages, stage,
-        )  # fmt: skip
-        _renew_stale(problem, state, lists, stale, stale_rows)
-        auction_rebuild_slots(state.assigned, state.held_key, state.slots, best.stages, stage)
-        _floor_prices(problem, state, lists, stale, to_ties, lowering, best, stage)
-        for step in range(ROUNDS_PER_STAGE):
-            auction_round(
-                lists.candidates, lists.cost, lists.outside, state.price, state.assigned,
-                state.held_key, state.slots, stale, counts, eps, stage * ROUNDS_PER_STAGE + step,
-                work, opened + step,
-            )  # fmt: skip
     _complete(problem, state, capacity)
-    best.offer_primal(problem, state)
-    _floor_prices(problem, state, lists, stale, to_ties, lowering, best, stages)
-    result = best.restore(problem, state)
-    _floor_prices(problem, state, lists, stale, to_ties, lowering, best, stages + 1)
+    run.best.offer_primal(problem, state)
+    run.floor_prices(chunk)
+    result = run.best.restore(problem, state)
+    run.floor_prices(chunk + 1)
     state.eps = _eps_from_bound(result.dual, n, target_gap, state)
     state.warm = True
     return result
+
+
+@dataclass
+class _Stages:
+    """A solve's stages, run in chunks of ``chunk`` stages that all look alike to the device.
+
+    Everything a stage indexes lives in rings of one chunk: stage ``s`` of a chunk of ``rounds``
+    rounds a stage counts its cells without a tile at ``counts[1 + s * (rounds + 1) + r]`` (``r =
+    0`` its release; each round adds into the next entry), notes its total in row ``s + 1`` of
+    ``best.stages`` and its price lowering in row ``s`` of ``best`` and ``lowering``. Entry 0
+    of ``counts`` and of ``best.stages.lowest_total`` carry the last chunk's last entries, and
+    the bounds of the last chunk are kept in ``best.bound`` as the next one opens
+    (``open_chunk``), so a cold solve's later chunks are one sequence of launches with the same
+    arguments, which a CUDA graph replays. ``eps`` float32 ``()``: a cold solve's epsilon,
+    carried from chunk to chunk. Two lowerings follow the stages (rows ``chunk`` and ``chunk +
+    1``). ``stale`` uint8 ``(N,)``, the cells whose list is renewed next, and ``stale_rows`` the
+    same as bool.
+    """
+
+    problem: Problem
+    state: AuctionState
+    lists: _Lists
+    cold: bool
+    chunk_stages: int
+    rounds: int
+    stale: torch.Tensor
+    stale_rows: torch.Tensor
+    counts: torch.Tensor
+    work: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    best: _Best
+    lowering: _Lowering
+    eps: torch.Tensor
+    eps_final: torch.Tensor
+    # Without kernels (the pure-torch references on a CPU) reading a count costs nothing, and
+    # stopping once a stage at the final epsilon changed nothing gives the same result sooner:
+    # ``settled`` says whether the last stage opened with every cell placed, none of them with
+    # a stale list, and lowered no price (then every later stage does nothing).
+    idle_stop: bool
+    settled: bool = False
+
+    @classmethod
+    def start(
+        cls,
+        problem: Problem,
+        state: AuctionState,
+        lists: _Lists,
+        chunk: int,
+        rounds: int,
+        eps: torch.Tensor,
+        eps_final: torch.Tensor,
+        cold: bool,
+    ) -> _Stages:
+        """Nothing run yet: ``counts`` at 0 but entry 0 (no stage before, so no epsilon
+        scaling: 1), the epsilon ``eps``; ``chunk`` stages a chunk, of ``rounds`` rounds."""
+        n, device = problem.cells.shape[0], problem.device
+        counts = torch.zeros(1 + chunk * (rounds + 1), dtype=torch.int32, device=device)
+        counts[:1].fill_(1)
+        stale = torch.zeros(n, dtype=torch.uint8, device=device)
+        return cls(
+            problem=problem,
+            state=state,
+            lists=lists,
+            cold=cold,
+            chunk_stages=chunk,
+            rounds=rounds,
+            stale=stale,
+            stale_rows=stale.view(torch.bool),
+            counts=counts,
+            work=round_work(n, device),
+            best=_Best.start(state, chunk + 1, chunk + 2),
+            lowering=_Lowering.start(problem, chunk + 2),
+            eps=eps,
+            eps_final=eps_final,
+            idle_stop=not use_triton(problem.cells),
+        )
+
+    @property
+    def capturable(self) -> bool:
+        """Whether a chunk can be captured as a CUDA graph: kernels on a GPU, and not inside
+        another capture."""
+        cells = self.problem.cells
+        return (
+            cells.device.type == "cuda"
+            and use_triton(cells)
+            and not torch.cuda.is_current_stream_capturing()
+        )
+
+    def chunk(self, first: int, count: int) -> bool:
+        """Run stages ``first`` to ``first + count - 1`` (``count`` at most a chunk) and return
+        whether the solve can stop (the references only: a stage changed nothing at the final
+        epsilon)."""
+        if first:
+            self.open_chunk()
+        if self.cold:
+            return self.cold_stages(first, count)
+        self.warm_stages(count)
+        return False
+
+    def open_chunk(self) -> None:
+        """Carry the last chunk's last entries into entry 0 and keep its best bound (no host
+        read: the same launches for every chunk)."""
+        self.counts[0] = self.counts[-1]
+        self.counts[1:].zero_()
+        totals = self.best.stages.lowest_total
+        totals[0] = totals[-1]
+        self.best.keep_bound()
+        self.lowering.fell.zero_()
+        self.lowering.lowest.fill_(math.inf)
+
+    def cold_stages(self, first: int, count: int) -> bool:
+        """A cold chunk: epsilon scaling, divided by ``EPS_STEP`` at each stage that opens with
+        every cell placed (on the device), carried in ``eps``."""
+        eps = self.eps
+        for stage in range(count):
+            if self.idle_stop and self.idle(eps):
+                return True
+            before = self.counts[self.opened(stage) - 1]
+            eps = torch.where(before == 0, torch.maximum(eps / EPS_STEP, self.eps_final), eps)
+            self.stage(stage, eps, eps * RELEASE_SLACK)
+        self.eps.copy_(eps)
+        return False
+
+    def warm_stages(self, count: int) -> None:
+        """A warm solve's ``count`` stages, its epsilon by the stage index
+        (``_warm_epsilons``)."""
+        schedule = _warm_epsilons(self.eps_final, count)
+        for stage in range(count):
+            if self.idle_stop and stage and self.idle(schedule[stage - 1][0]):
+                return
+            if stage == 1:
+                # Decided on the device: a frame whose first stage freed few holders (it moved
+                # little) runs at the carried epsilon from here on, as it did before scaling.
+                displaced = self.counts[self.opened(0)] > self.stale.shape[0] * WARM_DISPLACED_SHARE
+                schedule = _warm_epsilons(self.eps_final, count, displaced)
+            self.stage(stage, *schedule[stage])
+
+    def idle(self, eps: torch.Tensor) -> bool:
+        """Whether the last stage, run at ``eps``, changed nothing at the final epsilon (a
+        host read: the references only)."""
+        return self.settled and bool(eps <= self.eps_final)
+
+    def opened(self, stage: int) -> int:
+        """The entry of ``counts`` that stage ``stage`` of a chunk opens with."""
+        return 1 + stage * (self.rounds + 1)
+
+    def stage(self, stage: int, eps: torch.Tensor, tolerance: torch.Tensor) -> None:
+        """Stage ``stage`` of a chunk (the module docstring's stages)."""
+        state, lists, stale = self.state, self.lists, self.stale
+        opened = self.opened(stage)
+        auction_release(
+            lists.candidates, lists.cost, lists.outside, state.price, state.assigned,
+            state.held_key, stale, self.counts, tolerance, opened, self.best.stages, stage + 1,
+        )  # fmt: skip
+        quiet = self.idle_stop and bool(self.counts[opened] == 0) and not bool(stale.any())
+        _renew_stale(self.problem, state, lists, stale, self.stale_rows)
+        auction_rebuild_slots(
+            state.assigned, state.held_key, state.slots, self.best.stages, stage + 1
+        )
+        self.floor_prices(stage)
+        self.settled = quiet and bool(self.lowering.fell[stage] == 0)
+        for step in range(self.rounds):
+            if step and self.cold:
+                _renew_stale(self.problem, state, lists, stale, self.stale_rows)
+            auction_round(
+                lists.candidates, lists.cost, lists.outside, state.price, state.assigned,
+                state.held_key, state.slots, stale, self.counts, eps,
+                stage * self.rounds + step, self.work, opened + step,
+            )  # fmt: skip
+
+    def floor_prices(self, index: int) -> None:
+        """``_floor_prices`` as lowering ``index``: to ties when warm, to 0 when cold. Warm,
+        floors to 0 undo the carried prices: the holders whose content drifted leave, their
+        tiles drop to 0 and draw holders from elsewhere, a cascade that the warm budget does not
+        settle; floors to ties do not start it. Cold, epsilon scaling ends closer to the optimum
+        with floors to 0 (at 600 x 700: 0.5 % above it against 5.7 %)."""
+        _floor_prices(
+            self.problem, self.state, self.lists, self.stale, not self.cold, self.lowering,
+            self.best, index,
+        )  # fmt: skip
+
+
+class _ChunkGraph:
+    """A cold solve's later chunks as one CUDA graph: captured at the first call (the chunk
+    captured is then replayed: capturing runs nothing), replayed at each. A chunk that cannot be
+    captured runs eagerly, with a warning, as do the rest: slower, not wrong."""
+
+    def __init__(self, run: _Stages) -> None:
+        self.stages = run
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.failed = False
+
+    def run(self) -> None:
+        """One chunk after the first."""
+        run, chunk = self.stages, self.stages.chunk_stages
+        if self.graph is None and not self.failed:
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                    run.chunk(chunk, chunk)
+            except RuntimeError as error:
+                self.failed = True
+                reason = (str(error).strip() or type(error).__name__).splitlines()[0]
+                warnings.warn(
+                    f"a cold auction's stages could not be captured as a CUDA graph ({reason}); "
+                    "they run without one",
+                    stacklevel=3,
+                )
+            else:
+                self.graph = graph
+        if self.graph is None:
+            run.chunk(chunk, chunk)
+        else:
+            self.graph.replay()
 
 
 @dataclass
@@ -361,14 +550,16 @@ class _Best:
     (the kernels keep the cheapest complete one in ``stages``, a ``kernels.auction.StageBest``)
     and every price lowering its bound, as partial sums (``value_sums`` float64 ``(C,
     cell_programs)``, -inf in rows never written, and ``price_sums`` float64 ``(C,
-    tile_programs)``, one row per lowering); ``restore`` keeps the highest. Any prices give a
-    valid bound, so the best bound is one too. ``primal`` float64 ``()``: the cost of the best
-    holders once ``offer_primal`` has run, +inf before. ``capacity``: the tiles' slots.
+    tile_programs)``, one row per lowering of a chunk; ``bound`` float64 ``()`` keeps the best
+    bound of the rows that a later chunk overwrites); ``restore`` keeps the highest. Any prices
+    give a valid bound, so the best bound is one too. ``primal`` float64 ``()``: the cost of the
+    best holders once ``offer_primal`` has run, +inf before. ``capacity``: the tiles' slots.
     """
 
     stages: StageBest
     value_sums: torch.Tensor
     price_sums: torch.Tensor
+    bound: torch.Tensor
     primal: torch.Tensor
     capacity: int
 
@@ -388,22 +579,29 @@ class _Best:
             price_sums=torch.zeros(
                 (lowerings, tile_programs(m)), dtype=torch.float64, device=device
             ),
+            bound=torch.full((), -math.inf, dtype=torch.float64, device=device),
             primal=torch.full((), math.inf, dtype=torch.float64, device=device),
             capacity=state.slots.shape[1],
         )
 
-    def certified(self, stage: int, target_gap: float) -> bool:
-        """Whether the best holders and bound of the stages before ``stage`` certify a gap of
-        at most ``target_gap`` (a host read)."""
-        primal = self.stages.lowest_total[stage - 1]
-        dual = self._bounds(stage).amax()
+    def certified(self, target_gap: float) -> bool:
+        """Whether the best holders and bound of the chunks run so far certify a gap of at
+        most ``target_gap`` (a host read; between full chunks, where the last entry of
+        ``lowest_total`` is the lowest total so far)."""
+        primal = self.stages.lowest_total[-1]
+        dual = self._best_bound()
         return bool((primal - dual <= target_gap * dual) & (dual > 0))
 
-    def _bounds(self, lowerings: int | None = None) -> torch.Tensor:
-        """float64 ``(C,)``: the bound at the prices of each lowering (the first ``lowerings``),
-        -inf where none was offered."""
-        values, prices = self.value_sums[:lowerings], self.price_sums[:lowerings]
-        return values.sum(1) - self.capacity * prices.sum(1)
+    def keep_bound(self) -> None:
+        """Take the bounds of the lowerings so far into ``bound`` (before a chunk overwrites
+        their rows)."""
+        torch.maximum(self.bound, self._best_bound(), out=self.bound)
+
+    def _best_bound(self) -> torch.Tensor:
+        """float64 ``()``: the highest bound offered, ``sum(dual_values) - capacity *
+        sum(price)`` of a lowering (-inf when none was)."""
+        bounds = self.value_sums.sum(1) - self.capacity * self.price_sums.sum(1)
+        return torch.maximum(self.bound, bounds.amax())
 
     def offer_primal(self, problem: Problem, state: AuctionState) -> None:
         """After the stages: keep the state's holders if every cell holds a tile and they cost
@@ -426,7 +624,7 @@ class _Best:
         state.held_key.copy_(self.stages.keys)
         auction_rebuild_slots(state.assigned, state.held_key, state.slots)
         primal = torch.where(self.primal < math.inf, objective(problem, tiles), math.inf)
-        dual = self._bounds().amax()
+        dual = self._best_bound()
         gap = torch.where(dual > 0, (primal - dual).clamp_min(0) / dual, math.inf)
         return AuctionResult(tiles.clone(), primal, dual, gap)
 
