@@ -13,7 +13,8 @@ checked by watching which torch operations it calls (a ``TorchDispatchMode`` per
   copies from another device. On a GPU each is a host-to-device copy; inside a CUDA graph capture
   it fails, or freezes the value of the frame that was captured.
 - ``count_launches``: what a GPU would launch one by one: every torch operation and every
-  Triton kernel (the auction's benchmark reports it per solve).
+  Triton kernel (the auction's benchmark reports it per solve), optionally as a sequence of
+  signatures: two runs that launch the same sequence are what one CUDA graph could replay.
 """
 
 from __future__ import annotations
@@ -139,24 +140,43 @@ def count_host_data() -> Iterator[Counter]:
         yield counts
 
 
+def _signature(name: str, args: tuple, kwargs: dict) -> tuple:
+    """A launch as a graph would record it, less the addresses: its name, each tensor
+    argument's shape, dtype and strides, every other argument's value."""
+
+    def describe(value):
+        if isinstance(value, torch.Tensor):
+            return ("tensor", tuple(value.shape), value.dtype, value.stride())
+        if isinstance(value, (list, tuple)):
+            return tuple(describe(item) for item in value)
+        return value if isinstance(value, (int, float, bool, str, type(None))) else repr(value)
+
+    return name, describe(args), tuple(sorted((key, describe(v)) for key, v in kwargs.items()))
+
+
 class _OpCounter(TorchDispatchMode):
-    def __init__(self, counts: Counter, launching: threading.local) -> None:
+    def __init__(self, counts: Counter, launching: threading.local, log: list | None) -> None:
         super().__init__()
         self.counts = counts
         self.launching = launching
+        self.log = log
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if not getattr(self.launching, "depth", 0):
             self.counts["torch ops"] += 1
+            if self.log is not None:
+                self.log.append(_signature(str(func), args, kwargs or {}))
         return func(*args, **(kwargs or {}))
 
 
 @contextlib.contextmanager
-def count_launches() -> Iterator[Counter]:
+def count_launches(log: list | None = None) -> Iterator[Counter]:
     """Context: count what a GPU would launch, in this thread: every aten operation (a
     ``TorchDispatchMode``: ``"torch ops"``) and every Triton kernel launch (``"triton"``, and one
     entry per kernel name), compiled or in the interpreter. What the interpreter does inside a
-    launch is not counted. Yields the ``Counter``; ``launches(counts)`` is the total."""
+    launch is not counted. Yields the ``Counter``; ``launches(counts)`` is the total. ``log``:
+    a list that gets each launch's signature in order (name, the tensors' shapes, dtypes and
+    strides, the other arguments' values)."""
     from triton.runtime.interpreter import InterpretedFunction
     from triton.runtime.jit import JITFunction
 
@@ -170,6 +190,8 @@ def count_launches() -> Iterator[Counter]:
                 return run(function, *args, **kwargs)
             counts["triton"] += 1
             counts[f"triton {function.fn.__name__}"] += 1
+            if log is not None:
+                log.append(_signature(function.fn.__name__, args, kwargs))
             launching.depth = getattr(launching, "depth", 0) + 1
             try:
                 return run(function, *args, **kwargs)
@@ -181,7 +203,7 @@ def count_launches() -> Iterator[Counter]:
     for cls, run in originals.items():
         cls.run = wrap(run)
     try:
-        with _OpCounter(counts, launching):
+        with _OpCounter(counts, launching, log):
             yield counts
     finally:
         for cls, run in originals.items():

@@ -229,6 +229,32 @@ def test_the_same_input_gives_the_same_output():
     assert torch.equal(first.tiles, second.tiles) and torch.equal(first.gap, second.gap)
 
 
+@pytest.mark.skipif(
+    not interpreting(), reason="records the kernel path's launches as the interpreter runs them"
+)
+def test_a_cold_solves_later_chunks_launch_the_same_sequence(monkeypatch):
+    """What the CUDA graph of a cold solve's chunks relies on: every chunk after the first
+    launches the same operations and kernels with the same shapes and scalar arguments (only
+    the data differ), so replaying the second chunk's capture runs each later one."""
+    monkeypatch.setattr(auction, "COLD_STAGES", 4 * auction.COLD_CHECK_STAGES)
+    monkeypatch.setattr(auction._Best, "certified", lambda self, target_gap: False)
+    chunks = []
+    run_chunk = auction._Stages.chunk
+
+    def recorded(self, first, count):
+        log = []
+        with count_launches(log):
+            stop = run_chunk(self, first, count)
+        chunks.append(log)
+        return stop
+
+    monkeypatch.setattr(auction._Stages, "chunk", recorded)
+    cells, tiles = dyadic((12, 3), 3), dyadic((16, 3), 4)
+    auction.solve_auction(cold_problem(cells, tiles), 1)
+    assert len(chunks) == 4
+    assert chunks[1] == chunks[2] == chunks[3] and chunks[1] != chunks[0]
+
+
 @pytest.mark.cuda
 @pytest.mark.filterwarnings("error")
 def test_cuda_a_cold_solve_replays_its_chunks_as_one_graph(monkeypatch):
