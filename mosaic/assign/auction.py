@@ -378,11 +378,13 @@ class _Stages:
         eps_final: torch.Tensor,
         cold: bool,
     ) -> _Stages:
-        """Nothing run yet: ``counts`` at 0 but entry 0 (no stage before, so no epsilon
-        scaling: 1), the epsilon ``eps``; ``chunk`` stages a chunk, of ``rounds`` rounds."""
+        """Nothing run yet: ``counts`` at 0 but, cold, entry 0 (no stage before, so no
+        epsilon scaling: 1), the epsilon ``eps``; ``chunk`` stages a chunk, of ``rounds``
+        rounds. (A warm solve is one chunk and reads no entry 0.)"""
         n, device = problem.cells.shape[0], problem.device
         counts = torch.zeros(1 + chunk * (rounds + 1), dtype=torch.int32, device=device)
-        counts[:1].fill_(1)
+        if cold:
+            counts[:1].fill_(1)
         stale = torch.zeros(n, dtype=torch.uint8, device=device)
         return cls(
             problem=problem,
