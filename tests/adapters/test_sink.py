@@ -445,7 +445,8 @@ def test_an_application_sigterm_handler_is_left_alone(tmp_path: Path, backend: s
 
 CHILD = textwrap.dedent(
     """
-    import sys, time
+    import faulthandler, sys, time
+    faulthandler.dump_traceback_later(45)  # on stderr, should it hang (the test shows it)
     import torch
     from adapters import open_sink
 
@@ -483,7 +484,15 @@ def test_interrupted_encode_leaves_nothing(
             assert time.monotonic() < deadline, "the sink never created its temporary file"
             time.sleep(0.01)
         child.send_signal(signum)
-        _, stderr = child.communicate(timeout=60)
+        try:
+            _, stderr = child.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            try:
+                _, stderr = child.communicate(timeout=10)
+            except subprocess.TimeoutExpired as error:  # a process it started holds its pipes
+                stderr = f"(its pipes stayed open after it was killed) {error.stderr!r}"
+            pytest.fail(f"no exit within 60 s of the signal; the child's stderr:\n{stderr}")
     finally:
         child.kill()
     assert child.returncode != 0
