@@ -445,8 +445,11 @@ def test_an_application_sigterm_handler_is_left_alone(tmp_path: Path, backend: s
 
 CHILD = textwrap.dedent(
     """
-    import faulthandler, sys, time
+    import faulthandler, signal, sys, time
     faulthandler.dump_traceback_later(45)  # on stderr, should it hang (the test shows it)
+    # As at a terminal: a run started in the background by a shell without job control ignores
+    # SIGINT, and a child inherits that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import torch
     from adapters import open_sink
 
