@@ -19,7 +19,7 @@ from mosaic.cache import folder_cache_dir
 from mosaic.cli import build_parser, config_from_args, main
 from mosaic.config import MosaicConfig, TemporalSettings
 from tests.adapters.media import cut_short, make_clip, probe
-from tests.processes import child_env
+from tests.processes import child_env, interruptible
 from tests.scenes import landscape, photo_pool, write_photos
 
 pytestmark = pytest.mark.usefixtures("reference_path")
@@ -583,6 +583,7 @@ def test_interrupted_video_leaves_nothing_behind(tiles: Path, tmp_path: Path):
         env=env,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     deadline = time.monotonic() + 60
     while not any(output.parent.iterdir()) and time.monotonic() < deadline:

@@ -29,7 +29,7 @@ from adapters import (
 )
 from adapters.sinks import video_encoder
 from tests.adapters.media import make_clip, probe
-from tests.processes import child_env
+from tests.processes import child_env, interruptible
 
 BACKENDS = ["ffmpeg", "pyav"]
 
@@ -445,11 +445,8 @@ def test_an_application_sigterm_handler_is_left_alone(tmp_path: Path, backend: s
 
 CHILD = textwrap.dedent(
     """
-    import faulthandler, signal, sys, time
+    import faulthandler, sys, time
     faulthandler.dump_traceback_later(45)  # on stderr, should it hang (the test shows it)
-    # As at a terminal: a run started in the background by a shell without job control ignores
-    # SIGINT, and a child inherits that.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     import torch
     from adapters import open_sink
 
@@ -479,6 +476,7 @@ def test_interrupted_encode_leaves_nothing(
         stderr=subprocess.PIPE,
         env=child_env(),
         text=True,
+        preexec_fn=interruptible,
     )
     try:
         ffmpeg_pid = int(child.stdout.readline())
