@@ -714,8 +714,9 @@ def _write_lists(
 class _Lowering:
     """What ``_floor_prices`` fills, for a solve: ``fallen`` int64 and ``fallen_price`` float32
     ``(S,)``, the tiles whose price fell and their prices (``DROPPED_TILES`` at most); ``fell``
-    int32 and ``lowest`` float32 ``(C,)``, one entry per lowering (how many fell, their lowest
-    price); ``gain`` float32 ``(M,)``: the lowering's scratch, 0s."""
+    int32 and ``lowest`` float32 ``(C,)``, one entry per lowering of a chunk (how many fell,
+    their lowest price; reset as the next chunk opens); ``gain`` float32 ``(M,)``: the
+    lowering's scratch, 0s."""
 
     fallen: torch.Tensor
     fallen_price: torch.Tensor
