@@ -235,7 +235,9 @@ def test_the_same_input_gives_the_same_output():
 def test_a_cold_solves_later_chunks_launch_the_same_sequence(monkeypatch):
     """What the CUDA graph of a cold solve's chunks relies on: every chunk after the first
     launches the same operations and kernels with the same shapes and scalar arguments (only
-    the data differ), so replaying the second chunk's capture runs each later one."""
+    the data differ), so replaying the second chunk's capture runs each later one; and the
+    first chunk, run eagerly, launches the same kernels (so it compiles and tunes all of them
+    before the capture)."""
     monkeypatch.setattr(auction, "COLD_STAGES", 4 * auction.COLD_CHECK_STAGES)
     monkeypatch.setattr(auction._Best, "certified", lambda self, target_gap: False)
     chunks = []
@@ -253,6 +255,8 @@ def test_a_cold_solves_later_chunks_launch_the_same_sequence(monkeypatch):
     auction.solve_auction(cold_problem(cells, tiles), 1)
     assert len(chunks) == 4
     assert chunks[1] == chunks[2] == chunks[3] and chunks[1] != chunks[0]
+    kernels = [[launch for launch in chunk if not launch[0].startswith("aten")] for chunk in chunks]
+    assert kernels[0] == kernels[1]
 
 
 @pytest.mark.cuda
