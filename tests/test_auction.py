@@ -230,7 +230,9 @@ def test_the_same_input_gives_the_same_output():
 
 
 @pytest.mark.skipif(
-    not interpreting(), reason="records the kernel path's launches as the interpreter runs them"
+    not interpreting(),
+    reason="compares the kernel path's launches, which a CPU runs only in the interpreter (with "
+    "TRITON_INTERPRET=0 it runs the pure-torch references, which launch no kernels)",
 )
 def test_a_cold_solves_later_chunks_launch_the_same_sequence(monkeypatch):
     """What the CUDA graph of a cold solve's chunks relies on: every chunk after the first
