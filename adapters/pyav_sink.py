@@ -23,6 +23,7 @@ from adapters.ffmpeg import ffmpeg_path
 from adapters.frame_sink import FASTSTART_CONTAINERS, FrameSink
 from adapters.paths import remove_quietly
 from adapters.pyav_source import pyav_problem, pyav_reason
+from adapters.scheduling import scheduling_kept
 
 if TYPE_CHECKING:
     import av
@@ -51,6 +52,8 @@ def pyav_encoder_works(encoder: str) -> bool:
         for plane in frame.planes:
             plane.update(bytes(plane.buffer_size))
         frame.pts = 0
+        with scheduling_kept():  # opening SVT-AV1 as root makes threads real-time
+            context.open()
         return bool(context.encode(frame) + context.encode(None))
     except (av.error.FFmpegError, ValueError, OSError):
         return False
@@ -121,6 +124,11 @@ class PyAVSink(FrameSink):
                 self._audio = _AudioTrack(self._output, self.audio_from, reencode)
         except (av.error.FFmpegError, ValueError) as error:
             raise SinkError(f"PyAV cannot write {self.path}: {pyav_reason(error)}") from None
+        try:  # opened here rather than by the first frame, in the thread that opens the sink
+            with scheduling_kept():  # opening SVT-AV1 as root makes threads real-time
+                self._video.codec_context.open()
+        except av.error.FFmpegError as error:
+            raise self._failure(error) from None
 
     def _write(self, frames: np.ndarray) -> None:
         import av

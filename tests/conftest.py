@@ -15,6 +15,7 @@ their duration (see ``kernels/dispatch.py``).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -63,6 +64,18 @@ def _private_cache_home(cache_home: Path, monkeypatch: pytest.MonkeyPatch) -> No
     """Tile caches written by tests (and the processes they start) go to ``cache_home``, never
     to the user's own cache folder."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+
+
+@pytest.fixture(autouse=True)
+def _not_left_real_time() -> Iterator[None]:
+    """A test that leaves this thread at a real-time scheduling policy fails: every thread
+    started after would inherit it, and a later test's busy threads, never preempted, could
+    starve the very threads it waits for (``adapters.scheduling``)."""
+    yield
+    if hasattr(os, "sched_getscheduler"):
+        assert os.sched_getscheduler(0) not in (os.SCHED_FIFO, os.SCHED_RR), (
+            "this thread was left at a real-time scheduling policy"
+        )
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from adapters import (
     open_source,
     rgb_to_yuv420,
 )
+from adapters.pyav_sink import pyav_encoder_works
 from adapters.sinks import video_encoder
 from tests.adapters.media import make_clip, probe
 from tests.processes import child_env, interruptible
@@ -124,6 +125,39 @@ def test_webm_with_av1(tmp_path: Path, backend: str) -> None:
     video = probe(output)["video"]
     assert video["codec_name"] == "av1" and video["packets"] == 5
     assert sink.encoding.startswith("libsvtav1 12 crf 30 (")
+
+
+def real_time_threads() -> set[int]:
+    """This process's threads (Linux thread ids) that run with a real-time scheduling policy."""
+    found = set()
+    for name in os.listdir("/proc/self/task"):
+        try:
+            if os.sched_getscheduler(int(name)) in (os.SCHED_FIFO, os.SCHED_RR):
+                found.add(int(name))
+        except ProcessLookupError:  # ended meanwhile
+            pass
+    return found
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.geteuid() != 0,
+    reason="SVT-AV1 raises threads to real-time scheduling only in a privileged Linux process",
+)
+def test_pyav_av1_leaves_every_thread_scheduled_as_before(tmp_path: Path) -> None:
+    """SVT-AV1 opened by root switches the opening thread to real-time FIFO scheduling at the
+    highest priority, and every thread started after inherits it (a later render on two cores,
+    its busy threads never preempted, then never ended). The probe and the sink put them back:
+    the encoder's threads as well, while it encodes."""
+    assert real_time_threads() == set()
+    assert pyav_encoder_works.__wrapped__("libsvtav1")  # the probe itself, not its cached answer
+    assert real_time_threads() == set()
+    output = tmp_path / "out.webm"
+    with open_sink(
+        output, width=64, height=64, fps=25, backend="pyav", encoder="libsvtav1"
+    ) as sink:
+        sink.write(gradient_frames(5, height=64))
+        assert real_time_threads() == set()
+    assert real_time_threads() == set() and probe(output)["video"]["packets"] == 5
 
 
 @pytest.mark.cuda
@@ -320,7 +354,7 @@ def test_encoder_failure_is_one_line_with_its_error(tmp_path: Path, backend: str
         open_sink(
             tmp_path / "out.mp4", width=64, height=48, fps=25, backend=backend, encoder="h264_nvenc"
         ) as sink,
-    ):  # a named encoder is not probed: it fails at the first frame
+    ):  # a named encoder is not probed: it fails when opened (PyAV) or at the first frame
         for _ in range(50):  # the encoder stops at the first frame; a write or the close notices
             sink.write(gradient_frames(1))
     message = str(raised.value)
