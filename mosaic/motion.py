@@ -28,7 +28,10 @@ a frame (measured on the shipped photographs filmed with known motion):
   a pan of 2.2 pixels a frame reads within 0.1 % on average.
 
 Everything is fixed-shape tensor operations on the features' device: nothing is read back to
-the host (no host sync), whatever the content.
+the host (no host sync), whatever the content. The fixed tensors a picture size needs (block
+coordinates, the fit's basis) are made once and kept by a ``MotionConstants`` that the caller
+owns: a frame step replayed as a CUDA graph reads them at fixed addresses, so they must live as
+long as the video that uses them, whatever other videos run beside it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "MotionConstants",
     "block_image",
     "carry",
     "cell_descriptors",
@@ -87,7 +91,11 @@ def descriptor_side(features: torch.Tensor) -> int:
 
 
 def estimate_motion(
-    previous: torch.Tensor, current: torch.Tensor, start: torch.Tensor, margin: int
+    previous: torch.Tensor,
+    current: torch.Tensor,
+    start: torch.Tensor,
+    margin: int,
+    constants: MotionConstants,
 ) -> torch.Tensor:
     """The affine motion ``M`` float32 ``(2, 3)`` that carries ``previous`` onto ``current``.
 
@@ -97,6 +105,7 @@ def estimate_motion(
         start: float32 ``(2, 3)``, where the fit starts (the previous frame's motion).
         margin: blocks at each edge left out of the fit (the last cells of a frame whose size is
             not a multiple of the cell repeat its edge).
+        constants: where the fit's fixed tensors are made and kept.
 
     Returns:
         The fitted motion, or zeros when it explains ``current`` no better than no motion.
@@ -109,44 +118,52 @@ def estimate_motion(
     halving = _filters(start.device).halving
     motion = start * halving ** (len(levels) - 1)
     for level in reversed(range(finest, len(levels))):
-        constants = _constants(*levels[level].shape[-2:], max(margin >> level, 1), start.device)
+        level_constants = constants.get(
+            *levels[level].shape[-2:], max(margin >> level, 1), start.device
+        )
         coefficients = _spline_coefficients(levels[level])
         for _ in range(ITERATIONS):
-            motion = motion + _gauss_newton_step(coefficients, motion, constants)
+            motion = motion + _gauss_newton_step(coefficients, motion, level_constants)
         if level > finest:
             motion = motion / halving
     candidates = torch.stack([motion, torch.zeros_like(motion)])
-    before, after = _meet_half_way(coefficients, candidates, constants)
-    error = ((after - before).square().sum(1) * constants.inside).sum((1, 2))
+    before, after = _meet_half_way(coefficients, candidates, level_constants)
+    error = ((after - before).square().sum(1) * level_constants.inside).sum((1, 2))
     return torch.where(error[0] < error[1], motion / halving**finest, 0.0)
 
 
-def motion_field(motion: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def motion_field(
+    motion: torch.Tensor, height: int, width: int, constants: MotionConstants
+) -> torch.Tensor:
     """Displacement of the content at every block, float32 ``(2, h, w)`` (x and y), under
     ``motion`` ``(2, 3)`` (or a batch ``(B, 2, 3)`` -> ``(B, 2, h, w)``)."""
-    basis = _constants(height, width, 0, motion.device).basis
+    basis = constants.get(height, width, 0, motion.device).basis
     return torch.einsum("...ik,khw->...ihw", motion, basis)
 
 
-def warp_blocks(image: torch.Tensor, displacement: torch.Tensor) -> torch.Tensor:
+def warp_blocks(
+    image: torch.Tensor, displacement: torch.Tensor, constants: MotionConstants
+) -> torch.Tensor:
     """``image`` ``(3, h, w)`` with its content moved by ``displacement`` float32 ``(2, h, w)``
     (x and y, in blocks, per output block): output block ``x`` shows ``image`` at
     ``x - displacement(x)``, interpolated bilinearly, the edge repeated beyond it (cheaper than
     the fit's spline, and as good for comparing content with a threshold)."""
     _, height, width = image.shape
-    constants = _constants(height, width, 0, image.device)
-    source = (constants.centres - displacement) / constants.size * 2 - 1
+    picture = constants.get(height, width, 0, image.device)
+    source = (picture.centres - displacement) / picture.size * 2 - 1
     return F.grid_sample(
         image[None], source.permute(1, 2, 0)[None], align_corners=False, padding_mode="border"
     )[0]
 
 
-def cell_displacement(motion: torch.Tensor, grid: tuple[int, int], side: int) -> torch.Tensor:
+def cell_displacement(
+    motion: torch.Tensor, grid: tuple[int, int], side: int, constants: MotionConstants
+) -> torch.Tensor:
     """Displacement of each cell under ``motion`` (in blocks, ``side`` blocks a cell side), in
     cells: float32 ``(rows * cols, 2)``, x and y (the mean over the cell's blocks, which for an
     affine motion is the displacement of its centre)."""
     rows, cols = grid
-    field = motion_field(motion, rows * side, cols * side)
+    field = motion_field(motion, rows * side, cols * side, constants)
     cells = F.avg_pool2d(field[None], side)[0]
     return cells.permute(1, 2, 0).reshape(rows * cols, 2) / side
 
@@ -202,9 +219,20 @@ class _Constants:
         self.eye = torch.eye(6, dtype=torch.float64, device=device)
 
 
-@functools.lru_cache(maxsize=32)
-def _constants(height: int, width: int, margin: int, device: torch.device) -> _Constants:
-    return _Constants(height, width, margin, device)
+class MotionConstants:
+    """The fixed tensors of the motion functions, made on first use for each picture size,
+    margin and device and kept as long as this object (one per video: ``TemporalCoherence``)."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[int, int, int, torch.device], _Constants] = {}
+
+    def get(self, height: int, width: int, margin: int, device: torch.device) -> _Constants:
+        """Those of an ``height x width`` picture fitted without ``margin`` blocks at its
+        edges."""
+        key = (height, width, margin, device)
+        if key not in self._made:
+            self._made[key] = _Constants(height, width, margin, device)
+        return self._made[key]
 
 
 def _separable(pictures: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
@@ -239,7 +267,7 @@ class _Filters:
         self.halving = torch.tensor([0.5, 1.0, 1.0], device=device)  # the translation column
 
 
-@functools.lru_cache(maxsize=8)
+@functools.cache  # per device, as the kernels' tables: never evicted while a graph reads them
 def _filters(device: torch.device) -> _Filters:
     return _Filters(device)
 

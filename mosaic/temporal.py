@@ -37,6 +37,7 @@ import torch
 from mosaic.assign import AuctionState, Problem
 from mosaic.config import TemporalSettings
 from mosaic.motion import (
+    MotionConstants,
     block_image,
     carry,
     cell_descriptors,
@@ -98,6 +99,8 @@ class TemporalCoherence:
         self._carried: _Carried | None = None
         self._mean_cost: torch.Tensor | None = None  # () float64: last frame's mean cost
         self._auction: AuctionState | None = None
+        # The motion fit's fixed tensors, kept with this state: a captured frame step reads them.
+        self._motion_constants = MotionConstants()
 
     def plan(self, features: torch.Tensor, grid: tuple[int, int]) -> TemporalPlan:
         """Incumbents and bonuses for a frame with descriptors ``features`` ``(N, D)`` on a
@@ -124,8 +127,11 @@ class TemporalCoherence:
         if settings.follow_motion:
             side = descriptor_side(features)
             before = block_image(self._previous, grid)
-            motion = estimate_motion(before, block_image(features, grid), self._motion, side)
-            predicted = warp_blocks(before, motion_field(motion, *before.shape[-2:]))
+            constants = self._motion_constants
+            current = block_image(features, grid)
+            motion = estimate_motion(before, current, self._motion, side, constants)
+            field = motion_field(motion, *before.shape[-2:], constants)
+            predicted = warp_blocks(before, field, constants)
             jumped = descriptor_distance(features, cell_descriptors(predicted, side)) > threshold
         else:
             jumped = descriptor_distance(features, self._previous) > threshold
@@ -136,7 +142,7 @@ class TemporalCoherence:
             motion = torch.where(cut, 0.0, motion)
             self._motion = motion
             incumbent, anchor, drift = self._follow(motion, grid, side, cut)
-            aligned = _moved(features, -drift, grid, side)
+            aligned = _moved(features, -drift, grid, side, self._motion_constants)
         incumbent = torch.where(cut, -1, incumbent)
         steady = (descriptor_distance(aligned, anchor) <= threshold) & (incumbent >= 0)
         self._carried = _Carried(incumbent, anchor, drift, steady)
@@ -159,7 +165,7 @@ class TemporalCoherence:
         cell's incumbent (-1 where the content entered the frame), anchor and drift after."""
         # All together for the camera's translation (one phase for the frame), each tile on its
         # own for what zoom and roll add to it (its own phase, carried with it).
-        displacement = cell_displacement(motion, grid, side)
+        displacement = cell_displacement(motion, grid, side, self._motion_constants)
         translation = motion[:, 0] / side
         pan = torch.where(cut, 0.0, self._pan + translation)
         pan_shift = torch.where(pan.abs() > HOP, pan.round(), 0.0)
@@ -240,14 +246,18 @@ def _waves(phase: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
 
 
 def _moved(
-    descriptors: torch.Tensor, drift: torch.Tensor, grid: tuple[int, int], side: int
+    descriptors: torch.Tensor,
+    drift: torch.Tensor,
+    grid: tuple[int, int],
+    side: int,
+    constants: MotionConstants,
 ) -> torch.Tensor:
     """``descriptors`` ``(N, D)`` with each cell's content moved by its ``drift`` ``(N, 2)``
     (cells): what each cell would show now if its anchor's content had only moved."""
     rows, cols = grid
     per_block = drift.view(rows, cols, 2).permute(2, 0, 1) * side
     per_block = per_block.repeat_interleave(side, 1).repeat_interleave(side, 2)
-    return cell_descriptors(warp_blocks(block_image(descriptors, grid), per_block), side)
+    return cell_descriptors(warp_blocks(block_image(descriptors, grid), per_block, constants), side)
 
 
 def descriptor_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

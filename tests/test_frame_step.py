@@ -21,7 +21,7 @@ from kernels.dispatch import interpreting
 from mosaic.config import MosaicConfig
 from mosaic.engine import FrameRenderer
 from mosaic.pipeline.measures import FrameMeasures
-from mosaic.pipeline.step import CarriedState, FrameStep
+from mosaic.pipeline.step import CarriedState, FrameStep, _Node
 from mosaic.temporal import TemporalCoherence
 from tests.scenes import add_noise, landscape, photo_pool
 from tests.syncs import count_host_data, count_syncs
@@ -220,7 +220,7 @@ def state_buffers(step: FrameStep) -> dict[str, int]:
         for name, value in node.values.items():
             if isinstance(value, torch.Tensor):
                 found[f"{path}.{name}"] = value.data_ptr()
-            elif hasattr(value, "values"):
+            elif isinstance(value, _Node):  # a nested state object
                 walk(value, f"{path}.{name}")
 
     for index, node in enumerate(step._state.snapshot()):
