@@ -227,7 +227,7 @@ class MotionConstants:
         self._made: dict[tuple[int, int, int, torch.device], _Constants] = {}
 
     def get(self, height: int, width: int, margin: int, device: torch.device) -> _Constants:
-        """Those of an ``height x width`` picture fitted without ``margin`` blocks at its
+        """Those of a ``height x width`` picture fitted without ``margin`` blocks at its
         edges."""
         key = (height, width, margin, device)
         if key not in self._made:
