@@ -52,11 +52,17 @@ def pyav_encoder_works(encoder: str) -> bool:
         for plane in frame.planes:
             plane.update(bytes(plane.buffer_size))
         frame.pts = 0
-        with scheduling_kept():  # opening SVT-AV1 as root makes threads real-time
-            context.open()
+        _open_encoder(context)
         return bool(context.encode(frame) + context.encode(None))
     except (av.error.FFmpegError, ValueError, OSError):
         return False
+
+
+def _open_encoder(context: av.CodecContext) -> None:
+    """Open an encoder, every thread of this process scheduled after as before (SVT-AV1 opened
+    by root makes threads real-time: ``adapters.scheduling``)."""
+    with scheduling_kept():
+        context.open()
 
 
 class PyAVSink(FrameSink):
@@ -125,8 +131,7 @@ class PyAVSink(FrameSink):
         except (av.error.FFmpegError, ValueError) as error:
             raise SinkError(f"PyAV cannot write {self.path}: {pyav_reason(error)}") from None
         try:  # opened here rather than by the first frame, in the thread that opens the sink
-            with scheduling_kept():  # opening SVT-AV1 as root makes threads real-time
-                self._video.codec_context.open()
+            _open_encoder(self._video.codec_context)
         except av.error.FFmpegError as error:
             raise self._failure(error) from None
 
