@@ -1,5 +1,6 @@
 """Method ``"auction"``: valid assignments, a certificate that never understates the gap to the
-optimum (SciPy's exact solve on copied columns), determinism, kernel path against references,
+optimum (SciPy's exact solve on copied columns) on synthetic, adversarial and real photographs,
+determinism, kernel path against references,
 prices carried through a video, and no host syncs in a steady frame.
 
 Most tests run the pure-torch references (``reference_path``), where a solve may stop as soon as
@@ -18,6 +19,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 import mosaic.assign.auction as auction
+from adapters import read_image
 from kernels import cost_matrix
 from kernels.auction import auction_dual_bound, dual_values
 from kernels.dispatch import interpreting
@@ -26,9 +28,11 @@ from mosaic.assign import (
     PoolTooSmallError,
     assign_tiles,
     make_problem,
+    objective,
     solve,
 )
 from mosaic.config import MosaicConfig
+from mosaic.demo import DEMO_SUBJECT, asset_photos, demo_pool
 from mosaic.engine import FrameRenderer
 from mosaic.temporal import TemporalCoherence
 from tests.scenes import add_noise, landscape, photo_pool
@@ -92,6 +96,60 @@ def test_the_certificate_bounds_the_true_gap(name):
     # Distances are float32 sums, the optimum a float64 sum of float32 costs: 1e-6 apart.
     assert -1e-6 <= true_gap <= float(result.gap) + 1e-6
     assert float(result.gap) <= auction.TARGET_GAP
+
+
+@pytest.fixture(scope="module")
+def photo_views() -> tuple[list[torch.Tensor], torch.Tensor, tuple[int, int]]:
+    """A real photograph panned over (the demo clip's subject, 20 x 30 cells of 8 pixels, moving
+    1 pixel down and 2 right a frame) and the tiles cut from the other shipped photographs
+    (``mosaic.demo``, 2,624 tiles): ``(features of 5 frames, tile features, grid)``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRITON_INTERPRET", "0")  # the references (reference_path is per test)
+        renderer = FrameRenderer(demo_pool(tile_size=8), MosaicConfig(cell=8, color=0))
+        subject = read_image(next(p for p in asset_photos() if p.name == DEMO_SUBJECT))
+        height, width, frames = 160, 240, 5
+        picture = torch.nn.functional.interpolate(
+            subject[None].float(), size=(height + frames, width + 2 * frames), mode="area"
+        )[0]
+        picture = picture.round().to(torch.uint8)
+        views = [
+            renderer.analyse(picture[:, k : k + height, 2 * k : 2 * k + width]).features
+            for k in range(frames)
+        ]
+    return views, renderer.tile_features, (height // 8, width // 8)
+
+
+@pytest.mark.usefixtures("reference_path")
+@pytest.mark.parametrize("reuse", [1, 2, 3])
+def test_a_photos_cells_against_real_photos_certify_within_the_target(photo_views, reuse):
+    views, tiles, grid = photo_views
+    problem = cold_problem(views[0], tiles)
+    result = solve(problem, grid, reuse, "auction")
+    assert int(torch.bincount(result.tiles, minlength=tiles.shape[0]).max()) <= reuse
+    true_gap = float(result.total) / optimum(problem, reuse) - 1
+    assert -1e-6 <= true_gap <= float(result.gap) + 1e-6
+    assert float(result.gap) <= auction.TARGET_GAP
+
+
+@pytest.mark.usefixtures("reference_path")
+def test_the_certificate_holds_on_a_panned_photo(photo_views):
+    """Warm frames through ``TemporalCoherence``: incumbents moved with the picture, their bonus,
+    prices and lists carried. A warm budget may end above the target, never below the truth."""
+    views, tiles, grid = photo_views
+    n = views[0].shape[0]
+    temporal = TemporalCoherence()
+    for index, cells in enumerate(views):
+        plan = temporal.plan(cells, grid)
+        incumbent, bonus = torch.full((n,), -1), torch.zeros(())
+        if plan.incumbent is not None:
+            incumbent, bonus = plan.incumbent, torch.as_tensor(plan.bonus)
+        problem = make_problem(cells, tiles, incumbent, bonus)
+        state = temporal.auction_state(problem, 1)
+        result = solve(problem, grid, 1, "auction", 0, state)
+        temporal.update(cells, result.tiles, result.total)
+        assert int(torch.bincount(result.tiles, minlength=tiles.shape[0]).max()) <= 1
+        true_gap = float(objective(problem, result.tiles)) / optimum(problem, 1) - 1
+        assert -1e-6 <= true_gap <= float(result.gap) + 1e-6, index
 
 
 @pytest.mark.usefixtures("reference_path")
