@@ -16,7 +16,7 @@ _EXPORTS = {
     "ConfigError": "mosaic.config",
     "MosaicConfig": "mosaic.config",
     "TemporalSettings": "mosaic.config",
-    "ImageStats": "mosaic.image",
+    "ImageStats": "mosaic.reports",
     "render_image": "mosaic.image",
     "render_image_with_stats": "mosaic.image",
     "Augmentation": "mosaic.pool",

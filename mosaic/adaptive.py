@@ -64,10 +64,10 @@ from mosaic.colour import MAX_SPREAD_GAIN, SPREAD_EPS, CellStats, tile_stats
 from mosaic.config import ConfigError, MosaicConfig
 from mosaic.descriptors import block_descriptors
 from mosaic.engine import FrameRenderer
-from mosaic.image import ImageStats, finished_stats, warn_if_repetitive
 from mosaic.imageops import resize
 from mosaic.metrics import fidelity
 from mosaic.pool import TilePool
+from mosaic.reports import ImageStats, finished_stats, warn_if_repetitive
 
 __all__ = ["AdaptiveRenderer", "QuadtreeCells", "quadtree_cells", "render_adaptive", "split_cells"]
 

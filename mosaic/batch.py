@@ -12,34 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from adapters import find_media, probe, schedule_longest_first
-from adapters.errors import first_line
-from adapters.paths import partials_of, remove_quietly
 from mosaic.config import MosaicConfig, as_config
-from mosaic.image import ProgressCallback
+from mosaic.distributed import render_on_ray
+from mosaic.jobs import VideoJob, VideoResult, render_job
 from mosaic.pool import TilePool
-from mosaic.video import VideoStats, pipeline_decoder, render_video
-
-
-@dataclass(frozen=True)
-class VideoJob:
-    """One input of a folder to render: the mosaic's path, and the input's frame count as
-    probed beforehand (0 when it could not be probed; it fails again, and is reported, when
-    rendered)."""
-
-    source: Path
-    output: Path
-    frames: int
-
-
-@dataclass(frozen=True)
-class VideoResult:
-    """What became of one input (or one segment of it): its stats, or why it failed in one
-    line; neither for a video whose segments were all rendered by an earlier run (its output
-    is complete, its stats are not known)."""
-
-    source: Path
-    stats: VideoStats | None = None
-    error: str | None = None
+from mosaic.reports import ProgressCallback
+from mosaic.video import VideoStats, pipeline_decoder
 
 
 @dataclass
@@ -107,19 +85,6 @@ def plan_folder(
     return jobs, skipped
 
 
-def render_job(job: VideoJob, pool: TilePool, config: MosaicConfig, **options: Any) -> VideoResult:
-    """``render_video`` of one job (``options`` are its keywords), its failure caught as a
-    one-line reason. The temporary files an earlier attempt at the same output left when its
-    process was killed are removed first (one run per output folder at a time)."""
-    for stale in partials_of(job.output):
-        remove_quietly(stale)
-    try:
-        stats = render_video(job.source, job.output, pool, config, **options)
-    except Exception as error:
-        return VideoResult(job.source, error=first_line(error))
-    return VideoResult(job.source, stats=stats)
-
-
 def render_folder(
     input_dir: str | Path,
     output_dir: str | Path,
@@ -178,8 +143,6 @@ def render_folder(
             report.add(result, log)
 
     if ray is not False:
-        from mosaic.distributed import render_on_ray
-
         render_on_ray(
             pending,
             pool,

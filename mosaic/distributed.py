@@ -43,11 +43,11 @@ from tqdm import tqdm
 from adapters import PyAVSource, concat_videos
 from adapters.errors import first_line
 from kernels import analyse_cells
-from mosaic.batch import VideoJob, VideoResult, render_job
 from mosaic.config import MosaicConfig
 from mosaic.descriptors import block_descriptors
-from mosaic.image import ProgressCallback
+from mosaic.jobs import VideoJob, VideoResult, render_job
 from mosaic.pool import TilePool
+from mosaic.reports import ProgressCallback
 from mosaic.temporal import descriptor_distance
 from mosaic.video import VideoStats
 

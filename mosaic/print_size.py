@@ -28,14 +28,9 @@ from kernels import Blend, ColourTransfer, analyse_cells, composite_tiles
 from mosaic.colour import MAX_SPREAD_GAIN, SPREAD_EPS, tile_stats
 from mosaic.config import ConfigError, MosaicConfig, as_config
 from mosaic.engine import FrameAnalysis, FrameRenderer
-from mosaic.image import (
-    ImageStats,
-    ProgressCallback,
-    finished_stats,
-    input_frame,
-    warn_if_repetitive,
-)
+from mosaic.image import input_frame
 from mosaic.pool import TilePool
+from mosaic.reports import ImageStats, ProgressCallback, finished_stats, warn_if_repetitive
 
 __all__ = ["STRIPS_ABOVE_BYTES", "STRIP_BYTES", "TILE_CACHE_BYTES", "PrintTiles", "render_print"]
 

@@ -29,9 +29,9 @@ from adapters.pyav_source import pyav_problem
 from mosaic.assign import UsageReport
 from mosaic.config import ConfigError, MosaicConfig, as_config
 from mosaic.engine import FrameRenderer
-from mosaic.image import ProgressCallback, assignment_summary, warn_if_repetitive
 from mosaic.pipeline import render_frames
 from mosaic.pool import TilePool
+from mosaic.reports import ProgressCallback, assignment_summary, warn_if_repetitive
 from mosaic.stages import StageTimer
 
 
