@@ -52,6 +52,9 @@ from triton.runtime import Autotuner, JITFunction
 
 from kernels import auction, cell_analysis, composite, cost, grid, oklab
 from kernels._launch import FLOAT_DTYPES, IMAGE_DTYPES, size_class
+from kernels.auction import _shared as auction_shared
+from kernels.auction import complete as auction_completion
+from kernels.auction import dual as auction_dual
 
 # The module: ``kernels.block_energy`` is the function the package exports under its name.
 block_energy = importlib.import_module("kernels.block_energy")
@@ -59,7 +62,12 @@ block_energy = importlib.import_module("kernels.block_energy")
 TARGET = GPUTarget("cuda", 90, 32)
 # H100 and H200 both have 132 SMs; the grid heuristics size tiles by it.
 SM_COUNT = 132
-KERNEL_MODULES = (auction, block_energy, cell_analysis, composite, cost, grid, oklab)
+# The auction's ops, one module each.
+AUCTION_MODULES = tuple(
+    importlib.import_module(f"kernels.auction.{op}")
+    for op in ("lists", "round", "release", "slots", "prices", "dual", "complete")
+)
+KERNEL_MODULES = (*AUCTION_MODULES, block_energy, cell_analysis, composite, cost, grid, oklab)
 POINTER_TYPES = {
     torch.bool: "*i1",
     torch.uint8: "*u8",
@@ -607,8 +615,8 @@ def auction_launches() -> Iterator[Launch]:
     outside, price, counts, eps = meta(n), meta(m), meta(97, dtype=torch.int32), meta()
     assigned, held_key, target, bid_key, dropped = (meta(n, dtype=torch.int64) for _ in range(5))
     stale = meta(n, dtype=torch.uint8)
-    per_cell = {"BLOCK_N": auction._GPU_BLOCK_N, "num_warps": 4, "num_stages": 3}
-    levels = auction._levels(auction._GPU_BLOCK_N)
+    per_cell = {"BLOCK_N": auction_shared._GPU_BLOCK_N, "num_warps": 4, "num_stages": 3}
+    levels = auction_shared._levels(auction_shared._GPU_BLOCK_N)
     with_lists = {**per_cell, "BLOCK_L": triton.next_power_of_2(length)}
     lists, strides = (candidates, cost_, outside, price), (length, length)
     stages, programs = 800, auction.cell_programs(n, CUDA)
@@ -622,30 +630,30 @@ def auction_launches() -> Iterator[Launch]:
         label = f"capacity {capacity}"
         bid = (*lists[:3], price, assigned, slots, target, bid_key, dropped, stale, counts, eps)
         bid += (5, 6, n, length, capacity, *strides)
-        yield Launch("kernels.auction:_bid_kernel", label, launch_args(*bid), with_lists)
+        yield Launch("kernels.auction.round:_bid_kernel", label, launch_args(*bid), with_lists)
         award = (assigned, held_key, slots, price, target, bid_key, dropped, stale, counts)
         award += (5, n, capacity)
-        yield Launch("kernels.auction:_award_kernel", label, launch_args(*award), per_cell)
+        yield Launch("kernels.auction.round:_award_kernel", label, launch_args(*award), per_cell)
         rebuild = launch_args(assigned, held_key, slots, *best, n, capacity, 5, programs)
         for keep_best in (False, True):
             keywords = {"KEEP_BEST": keep_best, "BLOCK_P": block_p}
-            keywords["LEVELS_P"] = auction._levels(block_p)
+            keywords["LEVELS_P"] = auction_shared._levels(block_p)
             yield Launch(
-                "kernels.auction:_rebuild_kernel",
+                "kernels.auction.slots:_rebuild_kernel",
                 f"{label}{' keep best' if keep_best else ''}",
                 rebuild,
                 {**per_cell, **keywords},
             )
     release = (*lists, assigned, held_key, stale, counts, eps, *best[:3], 5, 6, n, length)
     yield Launch(
-        "kernels.auction:_release_kernel",
+        "kernels.auction.release:_release_kernel",
         "-",
         launch_args(*release, *strides),
         {**with_lists, "LEVELS": levels},
     )
     dual = launch_args(*lists, meta(n), n, length, *strides)
-    yield Launch("kernels.auction:_dual_values_kernel", "-", dual, with_lists)
-    yield Launch("kernels.auction:_tie_gain_kernel", "-", dual, with_lists)
+    yield Launch("kernels.auction.dual:_dual_values_kernel", "-", dual, with_lists)
+    yield Launch("kernels.auction.prices:_tie_gain_kernel", "-", dual, with_lists)
     calls = stages + 2
     fell, lowest = meta(calls, dtype=torch.int32), meta(calls)
     fallen, fallen_price = meta(1024, dtype=torch.int64), meta(1024)
@@ -655,12 +663,12 @@ def auction_launches() -> Iterator[Launch]:
     dual_bound += (lowest, meta(calls, programs, dtype=torch.float64), n, length, dim, 1024, 5)
     dual_bound += (*strides, 1, dim, 1, dim, 1)
     yield Launch(
-        "kernels.auction:_dual_bound_kernel",
+        "kernels.auction.dual:_dual_bound_kernel",
         "-",
         launch_args(*dual_bound),
         {
             **with_lists,
-            "BLOCK_S": auction._FALLEN_BLOCK,
+            "BLOCK_S": auction_dual._FALLEN_BLOCK,
             "LEVELS": levels,
             "enable_fp_fusion": False,  # as the launcher asks
         },
@@ -670,12 +678,12 @@ def auction_launches() -> Iterator[Launch]:
         lower = (price, meta(m), meta(m, capacity, dtype=torch.int64), fallen, fallen_price)
         lower += (fell, lowest, price_sums, m, capacity, 1024, 5)
         yield Launch(
-            "kernels.auction:_lower_kernel",
+            "kernels.auction.prices:_lower_kernel",
             f"capacity {capacity}",
             launch_args(*lower),
             {
-                "BLOCK_M": auction._LOWER_BLOCK_M,
-                "LEVELS": auction._levels(auction._LOWER_BLOCK_M),
+                "BLOCK_M": auction_shared._LOWER_BLOCK_M,
+                "LEVELS": auction_shared._levels(auction_shared._LOWER_BLOCK_M),
                 "num_warps": 4,
                 "num_stages": 3,
             },
@@ -688,7 +696,7 @@ def auction_launches() -> Iterator[Launch]:
     for renew in (False, True):
         exact = {**with_lists, "RENEW": renew, "enable_fp_fusion": False}  # as the launcher asks
         yield Launch(
-            "kernels.auction:_lists_kernel",
+            "kernels.auction.lists:_lists_kernel",
             "renew" if renew else "-",
             launch_args(*build),
             exact,
@@ -702,8 +710,8 @@ def completion_launches() -> Iterator[Launch]:
     from mosaic.assign.auction import COMPLETION_CANDIDATES, COMPLETION_PASSES
 
     n, m, k, passes = CELLS, TILES, COMPLETION_CANDIDATES, COMPLETION_PASSES
-    per_cell = {"BLOCK_N": auction._GPU_BLOCK_N, "num_warps": 4, "num_stages": 3}
-    blocks = {**per_cell, "BLOCK_M": auction._COMPLETE_BLOCK_M}
+    per_cell = {"BLOCK_N": auction_shared._GPU_BLOCK_N, "num_warps": 4, "num_stages": 3}
+    blocks = {**per_cell, "BLOCK_M": auction_completion._COMPLETE_BLOCK_M}
     cells, tiles, price = meta(n, 48), meta(m, 48), meta(m)
     assigned, held_key = meta(n, dtype=torch.int64), meta(n, dtype=torch.int64)
     for capacity in (1, 3):
@@ -712,13 +720,15 @@ def completion_launches() -> Iterator[Launch]:
         work = auction.completion_work(n, m, capacity, passes, k, torch.device("meta"))
         start = (assigned, slots, work.waiting, work.bias, work.offers, work.proposals)
         start += (work.totals, n, m, capacity, passes)
-        yield Launch("kernels.auction:_complete_start_kernel", label, launch_args(*start), blocks)
+        yield Launch(
+            "kernels.auction.complete:_complete_start_kernel", label, launch_args(*start), blocks
+        )
         step = (work.distance, work.nearest, price, assigned, held_key, slots, work.offers)
         step += (work.proposals, work.free, work.totals, 2, n, m, k, capacity, k, k)
         for propose in (True, False):
             keywords = {**blocks, "BLOCK_K": k, "PROPOSE": propose}
             yield Launch(
-                "kernels.auction:_complete_pass_kernel",
+                "kernels.auction.complete:_complete_pass_kernel",
                 f"{label}{' offers' if propose else ' counts'}",
                 launch_args(*step),
                 keywords,
@@ -726,15 +736,14 @@ def completion_launches() -> Iterator[Launch]:
         order = (cells, tiles, assigned, slots, work.proposals, work.slot_tiles, work.free)
         order += (work.totals, n, m, capacity, 48, 48)
         yield Launch(
-            "kernels.auction:_fill_order_kernel",
+            "kernels.auction.complete:_fill_order_kernel",
             label,
             launch_args(*order),
-            {**blocks, "BLOCK_SCAN": auction._SCAN_BLOCK},
+            {**blocks, "BLOCK_SCAN": auction_completion._SCAN_BLOCK},
         )
         fill = (price, assigned, held_key, slots, work.proposals, work.slot_tiles, work.totals)
-        yield Launch(
-            "kernels.auction:_fill_kernel", label, launch_args(*fill, n, capacity), per_cell
-        )
+        fill_args = launch_args(*fill, n, capacity)
+        yield Launch("kernels.auction.complete:_fill_kernel", label, fill_args, per_cell)
 
 
 def auction_lists_length() -> int:

@@ -1,4 +1,4 @@
-"""Property tests for ``kernels/auction.py``: the auction's release, slot rebuild, rounds, dual
+"""Property tests for ``kernels/auction/``: the auction's release, slot rebuild, rounds, dual
 values and completion, the Triton kernels (in the interpreter on CPU, compiled on CUDA) against
 the pure-torch references, and the invariants a solver relies on.
 
@@ -20,7 +20,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kernels.auction import (
-    _FALLEN_BLOCK,
     auction_complete,
     auction_complete_reference,
     auction_complete_start,
@@ -49,6 +48,7 @@ from kernels.auction import (
     tie_prices,
     tile_programs,
 )
+from kernels.auction.dual import _FALLEN_BLOCK
 from kernels.cost import cost_topk_reference
 from kernels.dispatch import use_triton
 from tests.kernels.compare import shares_device_fixture, sizes_around
