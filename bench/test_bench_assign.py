@@ -46,6 +46,7 @@ from mosaic.assign import (
 )
 from mosaic.assign.spacing import enforce_spacing, spacing_conflicts
 from mosaic.pipeline.step import CarriedState
+from tests.scenes import photo_pan
 from tests.syncs import count_launches, launches
 from tests.synthetic import image_like_fade, image_like_instance, image_like_pan
 from tests.test_auction import optimum
@@ -305,11 +306,18 @@ def record_steady_auction(
 
 
 # The warm frames of a moving picture through TemporalCoherence as FrameRenderer.choose runs it
-# (tiles follow the camera, the default switching bonus), over image-like descriptors: a pan of a
-# quarter cell a frame, and a cross-fade between two scenes over 10 frames (every cell moves a
-# little each frame, always the same way).
-CLIPS = {"pan": image_like_pan, "fade": image_like_fade}
-CLIP = {"grid": (20, 30), "tiles": 700, "frames": {"pan": 8, "fade": 10}}
+# (tiles follow the camera, the default switching bonus), on a 20 x 30 grid: over image-like
+# descriptors and 700 tiles, a pan of a quarter cell a frame and a cross-fade between two scenes
+# over 10 frames (every cell moves a little each frame, always the same way); a real photograph
+# panned 1 to 4 pixels a frame over cells of 8 against 2,624 real photo tiles (``photo_pan``).
+CLIP_GRID = (20, 30)
+CLIPS = {
+    "pan": lambda: image_like_pan(*CLIP_GRID, 700, 8),
+    "fade": lambda: image_like_fade(*CLIP_GRID, 700, 10),
+    "photo-pan-slow": lambda: photo_pan(8, (1, 2), CLIP_GRID),
+    "photo-pan": lambda: photo_pan(8, (2, 3), CLIP_GRID),
+    "photo-pan-fast": lambda: photo_pan(8, (3, 4), CLIP_GRID),
+}
 
 
 @pytest.mark.parametrize("method", ["auction", "windows"])
@@ -321,8 +329,8 @@ def test_warm_frames_of_a_clip(benchmark, device, clip, method):
     solve timed again from the state it started from."""
     from mosaic.temporal import TemporalCoherence
 
-    grid, n = CLIP["grid"], CLIP["grid"][0] * CLIP["grid"][1]
-    views, pool = CLIPS[clip](*grid, CLIP["tiles"], CLIP["frames"][clip])
+    grid, n = CLIP_GRID, CLIP_GRID[0] * CLIP_GRID[1]
+    views, pool = CLIPS[clip]()
     pool = pool.to(device)
     temporal = TemporalCoherence()
     true_gaps, certified = [], []

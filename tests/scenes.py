@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -46,6 +47,40 @@ def photo_pool(count: int, tile_size: int = 16, seed: int = 0) -> TilePool:
     texture = torch.randn(count, 3, tile_size, tile_size, generator=generator) * 0.03
     images = ((base + gradient + texture).clamp(0, 1) * 255).round().to(torch.uint8)
     return TilePool.from_tensor(images)
+
+
+def photo_pan(
+    frames: int, step: tuple[int, int] = (1, 2), grid: tuple[int, int] = (20, 30)
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """A real photograph panned over, against real photo tiles: the demo clip's subject seen
+    through a ``rows x cols`` grid of 8-pixel cells, moving ``step`` (down, right) pixels a
+    frame, and the 2,624 tiles ``mosaic.demo`` cuts from the other shipped photographs.
+
+    Returns ``(views, tiles)``: the descriptors (defaults of ``MosaicConfig``: 2 x 2 Oklab
+    blocks) of each frame's cells, float32 ``(rows * cols, 12)``, and of the tiles, float32
+    ``(2624, 12)``, on CPU, computed by the pure-torch references (the interpreter would take
+    minutes).
+    """
+    from adapters import read_image
+    from mosaic.demo import DEMO_SUBJECT, asset_photos, demo_pool
+    from mosaic.engine import FrameRenderer
+
+    (rows, cols), (down, right) = grid, step
+    height, width = 8 * rows, 8 * cols
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRITON_INTERPRET", "0")
+        renderer = FrameRenderer(demo_pool(tile_size=8), MosaicConfig(cell=8, color=0))
+        subject = read_image(next(p for p in asset_photos() if p.name == DEMO_SUBJECT))
+        size = (height + down * frames, width + right * frames)
+        picture = F.interpolate(subject[None].float(), size=size, mode="area")[0]
+        picture = picture.round().to(torch.uint8)
+        views = [
+            renderer.analyse(
+                picture[:, down * k : down * k + height, right * k : right * k + width]
+            ).features
+            for k in range(frames)
+        ]
+    return views, renderer.tile_features
 
 
 def write_photos(

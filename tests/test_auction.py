@@ -19,7 +19,6 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 import mosaic.assign.auction as auction
-from adapters import read_image
 from kernels import cost_matrix
 from kernels.auction import auction_dual_bound, dual_values
 from kernels.dispatch import interpreting
@@ -32,10 +31,9 @@ from mosaic.assign import (
     solve,
 )
 from mosaic.config import MosaicConfig
-from mosaic.demo import DEMO_SUBJECT, asset_photos, demo_pool
 from mosaic.engine import FrameRenderer
 from mosaic.temporal import TemporalCoherence
-from tests.scenes import add_noise, landscape, photo_pool
+from tests.scenes import add_noise, landscape, photo_pan, photo_pool
 from tests.syncs import count_launches, count_syncs, launches
 from tests.synthetic import image_like_instance
 
@@ -100,23 +98,9 @@ def test_the_certificate_bounds_the_true_gap(name):
 
 @pytest.fixture(scope="module")
 def photo_views() -> tuple[list[torch.Tensor], torch.Tensor, tuple[int, int]]:
-    """A real photograph panned over (the demo clip's subject, 20 x 30 cells of 8 pixels, moving
-    1 pixel down and 2 right a frame) and the tiles cut from the other shipped photographs
-    (``mosaic.demo``, 2,624 tiles): ``(features of 5 frames, tile features, grid)``."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TRITON_INTERPRET", "0")  # the references (reference_path is per test)
-        renderer = FrameRenderer(demo_pool(tile_size=8), MosaicConfig(cell=8, color=0))
-        subject = read_image(next(p for p in asset_photos() if p.name == DEMO_SUBJECT))
-        height, width, frames = 160, 240, 5
-        picture = torch.nn.functional.interpolate(
-            subject[None].float(), size=(height + frames, width + 2 * frames), mode="area"
-        )[0]
-        picture = picture.round().to(torch.uint8)
-        views = [
-            renderer.analyse(picture[:, k : k + height, 2 * k : 2 * k + width]).features
-            for k in range(frames)
-        ]
-    return views, renderer.tile_features, (height // 8, width // 8)
+    """A real photograph panned over, 5 frames, against real photo tiles (``photo_pan``):
+    ``(cell descriptors of each frame, tile descriptors, grid)``."""
+    return (*photo_pan(5), (20, 30))
 
 
 @pytest.mark.usefixtures("reference_path")
