@@ -1,7 +1,7 @@
 """Method ``"auction"``: valid assignments, a certificate that never understates the gap to the
-optimum (SciPy's exact solve on copied columns) on synthetic, adversarial and real photographs,
-determinism, kernel path against references,
-prices carried through a video, and no host syncs in a steady frame.
+optimum (SciPy's exact solve on copied columns) on synthetic frames, adversarial cases and a real
+photograph, determinism, kernel path against references, prices carried through a video, and no
+host syncs in a steady frame.
 
 Most tests run the pure-torch references (``reference_path``), where a solve may stop as soon as
 a stage changes nothing; the kernel-path tests run the real Triton kernels in the interpreter
